@@ -1,0 +1,62 @@
+// The CVMM front end: one platform-neutral Hono app. Lambda (lambdas/api/lambda.ts) and the local cloud
+// (@hono/node-server) both serve exactly this app; only `deps` differ.
+import { bodyLimit } from 'hono/body-limit';
+import { AppError } from '../domain/errors.ts';
+import type { ApiDeps } from './deps.ts';
+import { router } from './env.ts';
+import { errorResponse } from './errors.ts';
+import { unauthorized } from './principal.ts';
+import { mappingRoutes } from './routes/mapping.ts';
+import { registryRoutes } from './routes/registry.ts';
+
+export const API_VERSION = '1.0.0';
+/** API Gateway caps bodies at 10 MB; we stay well below and say so. */
+export const MAX_BODY_BYTES = 1024 * 1024;
+
+export function createApp(deps: ApiDeps) {
+  const app = router();
+
+  app.onError((err, c) => errorResponse(c, err));
+  app.notFound((c) =>
+    errorResponse(c, new AppError('not_found', `no route for ${c.req.method} ${c.req.path}`)),
+  );
+
+  app.get('/health', (c) => c.json({ status: 'ok', version: API_VERSION }));
+
+  app.use(
+    '/v1/*',
+    bodyLimit({
+      maxSize: MAX_BODY_BYTES,
+      onError: (c) => errorResponse(c, new AppError('limit', `request body over ${MAX_BODY_BYTES} bytes`)),
+    }),
+  );
+  app.use('/v1/*', async (c, next) => {
+    const principal = await deps.authenticate(c.req.raw, c.env);
+    if (!principal) throw unauthorized();
+    c.set('principal', principal);
+    await next();
+  });
+
+  app.route('/', registryRoutes(deps));
+  app.route('/', mappingRoutes(deps));
+
+  app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', {
+    type: 'http',
+    scheme: 'bearer',
+    description: 'Local cloud: the tokens printed by `vmmig local`. On AWS the API uses IAM (SigV4) instead.',
+  });
+  app.doc31('/openapi.json', {
+    openapi: '3.1.0',
+    info: {
+      title: 'cdn-vm-migration API',
+      version: API_VERSION,
+      description:
+        'CVMM front end of the CDN-based VM migration scheme (draft-ou-cdn-vm-migration-scheme-00): node registry, ' +
+        'the RMG mapping tables, migrations and the agent protocol.',
+    },
+    security: [{ bearer: [] }],
+  });
+  return app;
+}
+
+export type App = ReturnType<typeof createApp>;

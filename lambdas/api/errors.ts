@@ -1,0 +1,55 @@
+// One place maps error kinds to HTTP statuses and JSON bodies; clients never see a stack trace.
+import type { Context } from 'hono';
+import { HTTPException } from 'hono/http-exception';
+import type { z } from 'zod';
+import type { ErrorBody } from '../../protocol/api/common.ts';
+import { AppError, type ErrorKind } from '../domain/errors.ts';
+
+const STATUS: Record<
+  ErrorKind,
+  { status: 400 | 401 | 403 | 404 | 409 | 413; code: ErrorBody['error']['code'] }
+> = {
+  validation: { status: 400, code: 'ValidationError' },
+  unauthorized: { status: 401, code: 'Unauthorized' },
+  forbidden: { status: 403, code: 'Forbidden' },
+  not_found: { status: 404, code: 'NotFound' },
+  conflict: { status: 409, code: 'Conflict' },
+  limit: { status: 413, code: 'LimitExceeded' },
+};
+
+export function errorResponse(c: Context, err: unknown): Response {
+  if (err instanceof AppError) {
+    const { status, code } = STATUS[err.kind];
+    const { issues, ...rest } = err.details;
+    const body: ErrorBody = {
+      error: { ...rest, code, message: err.message, ...(issues ? { issues: [...issues] } : {}) },
+    };
+    return c.json(body, status);
+  }
+  if (err instanceof HTTPException) {
+    const status = err.status;
+    const code =
+      status === 404
+        ? 'NotFound'
+        : status === 413
+          ? 'LimitExceeded'
+          : status === 429
+            ? 'LimitExceeded'
+            : 'ValidationError';
+    return c.json({ error: { code, message: err.message || 'request rejected' } }, status);
+  }
+  console.error(
+    JSON.stringify({ level: 'error', msg: 'unhandled', error: String(err), stack: (err as Error)?.stack }),
+  );
+  return c.json({ error: { code: 'InternalError', message: 'internal error; see the API logs' } }, 500);
+}
+
+/** Formats zod issues from request validation as a 400 naming each field. */
+export function validationResponse(c: Context, error: z.ZodError, target: string): Response {
+  const issues = error.issues.map((issue) => ({
+    field: issue.path.length > 0 ? issue.path.map(String).join('.') : target,
+    reason: issue.message,
+  }));
+  const message = issues.map((i) => `${i.field}: ${i.reason}`).join('; ');
+  return c.json({ error: { code: 'ValidationError', message, issues } } satisfies ErrorBody, 400);
+}

@@ -1,0 +1,7 @@
+// Lambda entry of the API: the same Hono app as the local cloud, behind API Gateway with IAM authorization.
+import { handle } from 'hono/aws-lambda';
+import { createApp } from './app.ts';
+import { apiDepsFromEnv } from './deps.ts';
+import { iamAuthenticate } from './iam-principals.ts';
+
+export const handler = handle(createApp(apiDepsFromEnv(iamAuthenticate())));

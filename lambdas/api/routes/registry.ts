@@ -1,0 +1,95 @@
+// Registry routes: data centers (VRN) and cache nodes (CCN). Reads for every principal, writes for admins.
+import * as api from '../../../protocol/api/registry.ts';
+import { conflict } from '../../domain/errors.ts';
+import { type CacheNodeRecord, chooseCacheNode, type DataCenterRecord } from '../../domain/registry.ts';
+import type { ApiDeps } from '../deps.ts';
+import { router } from '../env.ts';
+import { requireAdmin, requireDataCenterAccess } from '../principal.ts';
+
+export function registryRoutes(deps: ApiDeps) {
+  const { registry, cacheNodes } = deps;
+
+  const viewCacheNode = (n: CacheNodeRecord): api.CacheNode => ({
+    ...n,
+    reservations: [...n.reservations],
+    homedDataCenters: [...n.homedDataCenters],
+    address: cacheNodes.address(n.id),
+    activeTransfers: n.reservations.length,
+  });
+
+  const viewDataCenter = (dc: DataCenterRecord, nodes: readonly CacheNodeRecord[]): api.DataCenter => ({
+    ...dc,
+    activeMigrations: [...dc.activeMigrations],
+    cacheNode: chooseCacheNode(dc, nodes),
+  });
+
+  return router()
+    .openapi(api.listDataCenters, async (c) => {
+      const { limit, cursor } = c.req.valid('query');
+      const p = c.get('principal');
+      const [page, nodes] = await Promise.all([
+        registry.listDataCenters(limit, cursor),
+        registry.allCacheNodes(),
+      ]);
+      // An agent sees its own data center only.
+      const items = page.items.filter((dc) => p.kind === 'admin' || dc.id === p.dataCenterId);
+      return c.json({ ...page, items: items.map((dc) => viewDataCenter(dc, nodes)) }, 200);
+    })
+    .openapi(api.getDataCenter, async (c) => {
+      const { dataCenterId } = c.req.valid('param');
+      requireDataCenterAccess(c.get('principal'), dataCenterId);
+      const [dc, nodes] = await Promise.all([
+        registry.requireDataCenter(dataCenterId),
+        registry.allCacheNodes(),
+      ]);
+      return c.json(viewDataCenter(dc, nodes), 200);
+    })
+    .openapi(api.putDataCenter, async (c) => {
+      requireAdmin(c.get('principal'));
+      const { dataCenterId } = c.req.valid('param');
+      const { created, dataCenter } = await registry.putDataCenter(dataCenterId, c.req.valid('json'));
+      return c.json(viewDataCenter(dataCenter, await registry.allCacheNodes()), created ? 201 : 200);
+    })
+    .openapi(api.deleteDataCenter, async (c) => {
+      requireAdmin(c.get('principal'));
+      await registry.deleteDataCenter(c.req.valid('param').dataCenterId);
+      return c.body(null, 204);
+    })
+    .openapi(api.listCacheNodes, async (c) => {
+      const { limit, cursor } = c.req.valid('query');
+      const page = await registry.listCacheNodes(limit, cursor);
+      return c.json({ ...page, items: page.items.map(viewCacheNode) }, 200);
+    })
+    .openapi(api.getCacheNode, async (c) => {
+      return c.json(viewCacheNode(await registry.requireCacheNode(c.req.valid('param').cacheNodeId)), 200);
+    })
+    .openapi(api.putCacheNode, async (c) => {
+      requireAdmin(c.get('principal'));
+      const { cacheNodeId } = c.req.valid('param');
+      const input = c.req.valid('json');
+      const bucket = cacheNodes.bucketFor(cacheNodeId);
+      if (!(await cacheNodes.bucketExists(bucket, input.region))) {
+        throw conflict(
+          `cache node "${cacheNodeId}" needs bucket ${bucket} in ${input.region}, which does not exist. ` +
+            'Add the node to the topology in cdk.json and deploy (or restart the local cloud), then register it.',
+          { bucket },
+        );
+      }
+      const { created, node } = await registry.putCacheNode(cacheNodeId, { ...input, bucket });
+      return c.json(viewCacheNode(node), created ? 201 : 200);
+    })
+    .openapi(api.patchCacheNode, async (c) => {
+      requireAdmin(c.get('principal'));
+      const patch = c.req.valid('json');
+      const node = await registry.patchCacheNode(c.req.valid('param').cacheNodeId, {
+        ...(patch.capacity !== undefined ? { capacity: patch.capacity } : {}),
+        ...(patch.status !== undefined ? { status: patch.status } : {}),
+      });
+      return c.json(viewCacheNode(node), 200);
+    })
+    .openapi(api.deleteCacheNode, async (c) => {
+      requireAdmin(c.get('principal'));
+      await registry.deleteCacheNode(c.req.valid('param').cacheNodeId);
+      return c.body(null, 204);
+    });
+}

@@ -1,0 +1,166 @@
+// DynamoDB adapter for the draft's mapping tables: ContentMap (Table 1) and LocationMap (Table 2).
+// Rows are written once per migration (idempotently) and read through the most selective index.
+import {
+  BatchWriteCommand,
+  type DynamoDBDocumentClient,
+  QueryCommand,
+  ScanCommand,
+} from '@aws-sdk/lib-dynamodb';
+import type { ContentMapRow, LocationMapRow } from '../../protocol/api/mapping.ts';
+import { decodeCursor, encodeCursor, type Page } from './pagination.ts';
+import { INDEX } from './tables.ts';
+
+type Filters = Record<string, string | undefined>;
+
+interface Access {
+  /** Partition attribute → index name (undefined = the table itself), in order of preference. */
+  readonly keys: readonly (readonly [attribute: string, index: string | undefined])[];
+}
+
+const CONTENT_MAP_ACCESS: Access = {
+  keys: [
+    ['migrationId', undefined],
+    ['dataCenterId', INDEX.contentMapByDataCenter],
+    ['vmId', INDEX.contentMapByVm],
+    ['imageId', INDEX.contentMapByImage],
+    ['cacheNodeId', INDEX.contentMapByCacheNode],
+  ],
+};
+
+const LOCATION_MAP_ACCESS: Access = {
+  keys: [
+    ['migrationId', undefined],
+    ['sourceDataCenterId', INDEX.locationMapBySource],
+    ['destinationDataCenterId', INDEX.locationMapByDestination],
+  ],
+};
+
+export class MappingStore {
+  constructor(
+    private readonly doc: DynamoDBDocumentClient,
+    private readonly tables: { readonly contentMap: string; readonly locationMap: string },
+  ) {}
+
+  /** Writes the rows of one migration; a second call rewrites the same keys with the same values. */
+  async putRows(
+    contentRows: readonly ContentMapRow[],
+    locationRows: readonly LocationMapRow[],
+  ): Promise<void> {
+    const requests = [
+      ...contentRows.map((row) => ({
+        table: this.tables.contentMap,
+        item: { ...row, rowKey: `${row.status}#${row.dataCenterId}` },
+      })),
+      ...locationRows.map((row) => ({ table: this.tables.locationMap, item: { ...row } })),
+    ];
+    for (let i = 0; i < requests.length; i += 25) {
+      let pending: Record<string, { PutRequest: { Item: Record<string, unknown> } }[]> = {};
+      for (const r of requests.slice(i, i + 25)) {
+        const list = pending[r.table] ?? [];
+        list.push({ PutRequest: { Item: r.item } });
+        pending[r.table] = list;
+      }
+      for (let attempt = 0; Object.keys(pending).length > 0; attempt++) {
+        if (attempt > 8) throw new Error('DynamoDB kept rejecting mapping rows (unprocessed items)');
+        if (attempt > 0) await new Promise((r) => setTimeout(r, 50 * 2 ** attempt));
+        const out = await this.doc.send(new BatchWriteCommand({ RequestItems: pending }));
+        pending = (out.UnprocessedItems ?? {}) as typeof pending;
+      }
+    }
+  }
+
+  async queryContentMap(filters: Filters, limit: number, cursor?: string): Promise<Page<ContentMapRow>> {
+    const page = await this.query(this.tables.contentMap, CONTENT_MAP_ACCESS, filters, limit, cursor);
+    return { ...page, items: page.items.map(({ rowKey: _, ...row }) => row as ContentMapRow) };
+  }
+
+  async queryLocationMap(
+    filters: Filters,
+    limit: number,
+    cursor?: string,
+    anyOf?: { readonly attributes: readonly string[]; readonly value: string },
+  ): Promise<Page<LocationMapRow>> {
+    const page = await this.query(
+      this.tables.locationMap,
+      LOCATION_MAP_ACCESS,
+      filters,
+      limit,
+      cursor,
+      anyOf,
+    );
+    return { ...page, items: page.items as LocationMapRow[] };
+  }
+
+  private async query(
+    table: string,
+    access: Access,
+    filters: Filters,
+    limit: number,
+    cursor: string | undefined,
+    anyOf?: { readonly attributes: readonly string[]; readonly value: string },
+  ): Promise<Page<Record<string, unknown>>> {
+    const given = Object.entries(filters).filter((e): e is [string, string] => e[1] !== undefined);
+    const key = access.keys.find(([attr]) => filters[attr] !== undefined);
+    const names: Record<string, string> = {};
+    const values: Record<string, unknown> = {};
+    const conditions: string[] = [];
+    given.forEach(([attr, value], i) => {
+      if (key && attr === key[0]) return;
+      names[`#f${i}`] = attr;
+      values[`:f${i}`] = value;
+      conditions.push(`#f${i} = :f${i}`);
+    });
+    if (anyOf) {
+      values[':any'] = anyOf.value;
+      conditions.push(
+        `(${anyOf.attributes
+          .map((a, i) => {
+            names[`#a${i}`] = a;
+            return `#a${i} = :any`;
+          })
+          .join(' OR ')})`,
+      );
+    }
+    const items: Record<string, unknown>[] = [];
+    let startKey = decodeCursor(cursor);
+    // A filter can leave a page short: keep reading until the page is full or the data ends.
+    do {
+      const common = {
+        TableName: table,
+        Limit: limit - items.length,
+        ExclusiveStartKey: startKey,
+        ...(conditions.length > 0 ? { FilterExpression: conditions.join(' AND ') } : {}),
+      };
+      let out: {
+        Items?: Record<string, unknown>[] | undefined;
+        LastEvaluatedKey?: Record<string, unknown> | undefined;
+      };
+      if (key) {
+        names['#k'] = key[0];
+        values[':k'] = filters[key[0]];
+        out = await this.doc.send(
+          new QueryCommand({
+            ...common,
+            ...(key[1] ? { IndexName: key[1] } : {}),
+            KeyConditionExpression: '#k = :k',
+            ExpressionAttributeNames: names,
+            ExpressionAttributeValues: values,
+            ScanIndexForward: false,
+          }),
+        );
+      } else {
+        out = await this.doc.send(
+          new ScanCommand({
+            ...common,
+            ...(Object.keys(names).length > 0 ? { ExpressionAttributeNames: names } : {}),
+            ...(Object.keys(values).length > 0 ? { ExpressionAttributeValues: values } : {}),
+          }),
+        );
+      }
+      items.push(...(out.Items ?? []));
+      startKey = out.LastEvaluatedKey;
+    } while (startKey && items.length < limit);
+    const next = encodeCursor(startKey);
+    return { items, ...(next ? { nextCursor: next } : {}) };
+  }
+}

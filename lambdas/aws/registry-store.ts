@@ -1,0 +1,390 @@
+// DynamoDB adapter for the node registry (table Registry: pk kind, sk id). Every change is one conditional
+// write or one transaction, so nothing is ever half-written.
+import { TransactionCanceledException } from '@aws-sdk/client-dynamodb';
+import {
+  DeleteCommand,
+  type DynamoDBDocumentClient,
+  GetCommand,
+  PutCommand,
+  QueryCommand,
+  TransactWriteCommand,
+  UpdateCommand,
+} from '@aws-sdk/lib-dynamodb';
+import type { Location } from '../../protocol/topology.ts';
+import { conflict, invalid, notFound } from '../domain/errors.ts';
+import type { CacheNodeRecord, CacheNodeStatus, DataCenterRecord } from '../domain/registry.ts';
+import { decodeCursor, encodeCursor, type Page } from './pagination.ts';
+
+const CACHE_NODE = 'cacheNode';
+const DATA_CENTER = 'dataCenter';
+
+export interface CacheNodeInput {
+  readonly name: string;
+  readonly region: string;
+  readonly location: Location;
+  readonly capacity: number;
+  readonly status: CacheNodeStatus;
+  readonly bucket: string;
+}
+
+export interface DataCenterInput {
+  readonly name: string;
+  readonly address: string;
+  readonly location: Location;
+  readonly homeCacheNode?: string | undefined;
+}
+
+type Item = Record<string, unknown>;
+
+/** Stored shapes: string sets vanish from an item when their last member is deleted. */
+type CacheNodeItem = Omit<CacheNodeRecord, 'reservations' | 'homedDataCenters'> & {
+  reservations?: Set<string>;
+  homedDataCenters?: Set<string>;
+};
+type DataCenterItem = Omit<DataCenterRecord, 'activeMigrations'> & { activeMigrations?: Set<string> };
+
+const setToArray = (v: Set<string> | undefined): string[] => (v ? [...v].sort() : []);
+
+function toCacheNode(raw: Item): CacheNodeRecord {
+  const item = raw as CacheNodeItem;
+  return {
+    id: item.id,
+    name: item.name,
+    region: item.region,
+    location: item.location,
+    capacity: item.capacity,
+    status: item.status,
+    bucket: item.bucket,
+    reservations: setToArray(item.reservations),
+    homedDataCenters: setToArray(item.homedDataCenters),
+    createdAt: item.createdAt,
+    updatedAt: item.updatedAt,
+  };
+}
+
+function toDataCenter(raw: Item): DataCenterRecord {
+  const item = raw as DataCenterItem;
+  return {
+    id: item.id,
+    name: item.name,
+    address: item.address,
+    location: item.location,
+    ...(item.homeCacheNode !== undefined ? { homeCacheNode: item.homeCacheNode } : {}),
+    activeMigrations: setToArray(item.activeMigrations),
+    createdAt: item.createdAt,
+    updatedAt: item.updatedAt,
+  };
+}
+
+const isConditionFailure = (err: unknown) =>
+  (err as Error).name === 'ConditionalCheckFailedException' || err instanceof TransactionCanceledException;
+
+export class RegistryStore {
+  constructor(
+    private readonly doc: DynamoDBDocumentClient,
+    private readonly table: string,
+    private readonly now: () => Date = () => new Date(),
+  ) {}
+
+  // ---- reads
+
+  async listCacheNodes(limit: number, cursor?: string): Promise<Page<CacheNodeRecord>> {
+    const page = await this.query(CACHE_NODE, limit, cursor);
+    return { ...page, items: page.items.map(toCacheNode) };
+  }
+
+  async listDataCenters(limit: number, cursor?: string): Promise<Page<DataCenterRecord>> {
+    const page = await this.query(DATA_CENTER, limit, cursor);
+    return { ...page, items: page.items.map(toDataCenter) };
+  }
+
+  async allCacheNodes(): Promise<CacheNodeRecord[]> {
+    const out: CacheNodeRecord[] = [];
+    let cursor: string | undefined;
+    do {
+      const page = await this.listCacheNodes(1000, cursor);
+      out.push(...page.items);
+      cursor = page.nextCursor;
+    } while (cursor);
+    return out;
+  }
+
+  async getCacheNode(id: string): Promise<CacheNodeRecord | undefined> {
+    const item = await this.get(CACHE_NODE, id);
+    return item && toCacheNode(item);
+  }
+
+  async getDataCenter(id: string): Promise<DataCenterRecord | undefined> {
+    const item = await this.get(DATA_CENTER, id);
+    return item && toDataCenter(item);
+  }
+
+  async requireCacheNode(id: string): Promise<CacheNodeRecord> {
+    const node = await this.getCacheNode(id);
+    if (!node) throw notFound('cache node', id);
+    return node;
+  }
+
+  async requireDataCenter(id: string): Promise<DataCenterRecord> {
+    const dc = await this.getDataCenter(id);
+    if (!dc) throw notFound('data center', id);
+    return dc;
+  }
+
+  // ---- cache nodes
+
+  /** Creates or replaces a cache node; its reservations and back-references are kept. Region is fixed. */
+  async putCacheNode(
+    id: string,
+    input: CacheNodeInput,
+  ): Promise<{ created: boolean; node: CacheNodeRecord }> {
+    const existing = await this.getCacheNode(id);
+    const now = this.now().toISOString();
+    if (!existing) {
+      try {
+        await this.doc.send(
+          new PutCommand({
+            TableName: this.table,
+            Item: { kind: CACHE_NODE, id, ...input, createdAt: now, updatedAt: now },
+            ConditionExpression: 'attribute_not_exists(id)',
+          }),
+        );
+      } catch (err) {
+        if (isConditionFailure(err)) throw conflict(`cache node "${id}" was created concurrently; retry`);
+        throw err;
+      }
+      return { created: true, node: await this.requireCacheNode(id) };
+    }
+    if (existing.region !== input.region) {
+      throw conflict(
+        `cache node "${id}" lives in ${existing.region}; its region cannot change (its bucket is there). ` +
+          'Register a new cache node id for the other region.',
+        { field: 'region' },
+      );
+    }
+    const node = await this.updateCacheNode(id, {
+      name: input.name,
+      location: input.location,
+      capacity: input.capacity,
+      status: input.status,
+      updatedAt: now,
+    });
+    return { created: false, node };
+  }
+
+  async patchCacheNode(
+    id: string,
+    patch: { capacity?: number; status?: CacheNodeStatus },
+  ): Promise<CacheNodeRecord> {
+    return this.updateCacheNode(id, { ...patch, updatedAt: this.now().toISOString() });
+  }
+
+  private async updateCacheNode(id: string, fields: Record<string, unknown>): Promise<CacheNodeRecord> {
+    const names: Record<string, string> = {};
+    const values: Record<string, unknown> = {};
+    const sets = Object.entries(fields).map(([k, v], i) => {
+      names[`#f${i}`] = k;
+      values[`:v${i}`] = v;
+      return `#f${i} = :v${i}`;
+    });
+    try {
+      const out = await this.doc.send(
+        new UpdateCommand({
+          TableName: this.table,
+          Key: { kind: CACHE_NODE, id },
+          UpdateExpression: `SET ${sets.join(', ')}`,
+          ConditionExpression: 'attribute_exists(id)',
+          ExpressionAttributeNames: names,
+          ExpressionAttributeValues: values,
+          ReturnValues: 'ALL_NEW',
+        }),
+      );
+      return toCacheNode(out.Attributes ?? {});
+    } catch (err) {
+      if (isConditionFailure(err)) throw notFound('cache node', id);
+      throw err;
+    }
+  }
+
+  async deleteCacheNode(id: string): Promise<void> {
+    const node = await this.requireCacheNode(id);
+    const blockers = describeCacheNodeBlockers(node);
+    if (blockers) throw conflict(blockers.message, blockers.details);
+    try {
+      await this.doc.send(
+        new DeleteCommand({
+          TableName: this.table,
+          Key: { kind: CACHE_NODE, id },
+          // Sets vanish with their last member, so "not exists" means "empty".
+          ConditionExpression:
+            'attribute_exists(id) AND attribute_not_exists(homedDataCenters) AND attribute_not_exists(reservations)',
+        }),
+      );
+    } catch (err) {
+      if (!isConditionFailure(err)) throw err;
+      const now = await this.getCacheNode(id);
+      const again = now && describeCacheNodeBlockers(now);
+      throw conflict(
+        again?.message ?? `cache node "${id}" changed concurrently; retry`,
+        again?.details ?? {},
+      );
+    }
+  }
+
+  // ---- data centers
+
+  async putDataCenter(
+    id: string,
+    input: DataCenterInput,
+  ): Promise<{ created: boolean; dataCenter: DataCenterRecord }> {
+    const existing = await this.getDataCenter(id);
+    const now = this.now().toISOString();
+    const oldHome = existing?.homeCacheNode;
+    const newHome = input.homeCacheNode;
+    const items: NonNullable<ConstructorParameters<typeof TransactWriteCommand>[0]['TransactItems']> = [];
+    if (!existing) {
+      items.push({
+        Put: {
+          TableName: this.table,
+          Item: { kind: DATA_CENTER, id, ...stripUndefined(input), createdAt: now, updatedAt: now },
+          ConditionExpression: 'attribute_not_exists(id)',
+        },
+      });
+    } else {
+      const set = ['#n = :n', 'address = :a', '#l = :l', 'updatedAt = :u'];
+      const values: Record<string, unknown> = {
+        ':n': input.name,
+        ':a': input.address,
+        ':l': input.location,
+        ':u': now,
+      };
+      let update = `SET ${[...set, ...(newHome ? ['homeCacheNode = :h'] : [])].join(', ')}`;
+      if (newHome) values[':h'] = newHome;
+      else update += ' REMOVE homeCacheNode';
+      // Guard on the home we read, so the back-references below stay true under concurrent writers.
+      let condition = 'attribute_exists(id) AND ';
+      if (oldHome) {
+        condition += 'homeCacheNode = :oldHome';
+        values[':oldHome'] = oldHome;
+      } else condition += 'attribute_not_exists(homeCacheNode)';
+      items.push({
+        Update: {
+          TableName: this.table,
+          Key: { kind: DATA_CENTER, id },
+          UpdateExpression: update,
+          ConditionExpression: condition,
+          ExpressionAttributeNames: { '#n': 'name', '#l': 'location' },
+          ExpressionAttributeValues: values,
+        },
+      });
+    }
+    if (newHome !== oldHome) {
+      if (newHome) items.push(this.backReference('ADD', newHome, id));
+      if (oldHome) items.push(this.backReference('DELETE', oldHome, id, false));
+    }
+    try {
+      await this.doc.send(new TransactWriteCommand({ TransactItems: items }));
+    } catch (err) {
+      if (!isConditionFailure(err)) throw err;
+      if (newHome && newHome !== oldHome && !(await this.getCacheNode(newHome))) {
+        throw invalid('homeCacheNode', `unknown cache node "${newHome}"`);
+      }
+      throw conflict(`data center "${id}" changed concurrently; retry`);
+    }
+    return { created: !existing, dataCenter: await this.requireDataCenter(id) };
+  }
+
+  async deleteDataCenter(id: string): Promise<void> {
+    const dc = await this.requireDataCenter(id);
+    if (dc.activeMigrations.length > 0) throw activeMigrationsConflict(dc);
+    const values: Record<string, unknown> = {};
+    let condition = 'attribute_exists(id) AND attribute_not_exists(activeMigrations) AND ';
+    if (dc.homeCacheNode) {
+      condition += 'homeCacheNode = :h';
+      values[':h'] = dc.homeCacheNode;
+    } else condition += 'attribute_not_exists(homeCacheNode)';
+    const items: NonNullable<ConstructorParameters<typeof TransactWriteCommand>[0]['TransactItems']> = [
+      {
+        Delete: {
+          TableName: this.table,
+          Key: { kind: DATA_CENTER, id },
+          ConditionExpression: condition,
+          ...(dc.homeCacheNode ? { ExpressionAttributeValues: values } : {}),
+        },
+      },
+    ];
+    if (dc.homeCacheNode) items.push(this.backReference('DELETE', dc.homeCacheNode, id, false));
+    try {
+      await this.doc.send(new TransactWriteCommand({ TransactItems: items }));
+    } catch (err) {
+      if (!isConditionFailure(err)) throw err;
+      const now = await this.getDataCenter(id);
+      if (!now) throw notFound('data center', id);
+      if (now.activeMigrations.length > 0) throw activeMigrationsConflict(now);
+      throw conflict(`data center "${id}" changed concurrently; retry`);
+    }
+  }
+
+  // ---- helpers
+
+  private backReference(op: 'ADD' | 'DELETE', nodeId: string, dcId: string, mustExist = true) {
+    return {
+      Update: {
+        TableName: this.table,
+        Key: { kind: CACHE_NODE, id: nodeId },
+        UpdateExpression: `${op} homedDataCenters :dc`,
+        ...(mustExist ? { ConditionExpression: 'attribute_exists(id)' } : {}),
+        ExpressionAttributeValues: { ':dc': new Set([dcId]) },
+      },
+    };
+  }
+
+  private async get(kind: string, id: string): Promise<Item | undefined> {
+    const out = await this.doc.send(
+      new GetCommand({ TableName: this.table, Key: { kind, id }, ConsistentRead: true }),
+    );
+    return out.Item;
+  }
+
+  private async query(kind: string, limit: number, cursor?: string): Promise<Page<Item>> {
+    const out = await this.doc.send(
+      new QueryCommand({
+        TableName: this.table,
+        KeyConditionExpression: 'kind = :k',
+        ExpressionAttributeValues: { ':k': kind },
+        Limit: limit,
+        ExclusiveStartKey: decodeCursor(cursor),
+        ConsistentRead: true,
+      }),
+    );
+    const next = encodeCursor(out.LastEvaluatedKey);
+    return { items: out.Items ?? [], ...(next ? { nextCursor: next } : {}) };
+  }
+}
+
+function describeCacheNodeBlockers(
+  node: CacheNodeRecord,
+): { message: string; details: Record<string, unknown> } | undefined {
+  const reasons: string[] = [];
+  if (node.homedDataCenters.length > 0) {
+    reasons.push(`data centers ${node.homedDataCenters.join(', ')} name it as their home cache node`);
+  }
+  if (node.reservations.length > 0)
+    reasons.push(`migrations ${node.reservations.join(', ')} are transferring through it`);
+  if (reasons.length === 0) return undefined;
+  return {
+    message: `cache node "${node.id}" is in use: ${reasons.join('; ')}. Re-home those data centers, and set the node to draining until its transfers finish.`,
+    details: { dataCenters: node.homedDataCenters, migrations: node.reservations },
+  };
+}
+
+function activeMigrationsConflict(dc: DataCenterRecord) {
+  return conflict(
+    `data center "${dc.id}" has active migrations: ${dc.activeMigrations.join(', ')}. Wait for them to finish or cancel them.`,
+    { migrations: dc.activeMigrations },
+  );
+}
+
+function stripUndefined<T extends object>(o: T): T {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
+}

@@ -1,0 +1,57 @@
+// Runtime configuration from the environment, read through one helper that names what is missing.
+// The same variables are set by the CDK stacks (lib/) and by the local cloud (local/).
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+export function requireEnv(name: string, env: NodeJS.ProcessEnv = process.env): string {
+  const value = env[name];
+  if (value === undefined || value === '') {
+    throw new ConfigError(`environment variable ${name} is not set`);
+  }
+  return value;
+}
+
+export function optionalEnv(name: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const value = env[name];
+  return value === undefined || value === '' ? undefined : value;
+}
+
+/** Environment variable names, one place: the stacks and the local cloud set exactly these. */
+export const ENV = {
+  tableRegistry: 'TABLE_REGISTRY',
+  tableContentMap: 'TABLE_CONTENT_MAP',
+  tableLocationMap: 'TABLE_LOCATION_MAP',
+  tableMigrations: 'TABLE_MIGRATIONS',
+  tableContentIndex: 'TABLE_CONTENT_INDEX',
+  controlBucket: 'CONTROL_BUCKET',
+  controlBucketRegion: 'CONTROL_BUCKET_REGION',
+  cacheBucketPrefix: 'CACHE_BUCKET_PREFIX',
+  stateMachineArn: 'STATE_MACHINE_ARN',
+  edgeBaseUrl: 'EDGE_BASE_URL',
+  edgeKeyPairId: 'EDGE_KEY_PAIR_ID',
+  edgePrivateKeyPem: 'EDGE_PRIVATE_KEY_PEM',
+  edgePrivateKeySecretArn: 'EDGE_PRIVATE_KEY_SECRET_ARN',
+  s3ForcePathStyle: 'S3_FORCE_PATH_STYLE',
+  adminPrincipalArns: 'ADMIN_PRINCIPAL_ARNS',
+  agentRolePrefix: 'AGENT_ROLE_PREFIX',
+} as const;
+
+export interface TableNames {
+  readonly registry: string;
+  readonly contentMap: string;
+  readonly locationMap: string;
+  readonly migrations: string;
+  readonly contentIndex: string;
+}
+
+export function tableNamesFromEnv(env: NodeJS.ProcessEnv = process.env): TableNames {
+  return {
+    registry: requireEnv(ENV.tableRegistry, env),
+    contentMap: requireEnv(ENV.tableContentMap, env),
+    locationMap: requireEnv(ENV.tableLocationMap, env),
+    migrations: requireEnv(ENV.tableMigrations, env),
+    contentIndex: requireEnv(ENV.tableContentIndex, env),
+  };
+}

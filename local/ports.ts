@@ -1,0 +1,62 @@
+// Port helpers for the local cloud's servers: pick a free loopback port, and fail early with a message that
+// names the port and the component when the port is already taken.
+import { createServer } from 'node:net';
+
+export const LOOPBACK = '127.0.0.1';
+
+export class PortInUseError extends Error {
+  override readonly name = 'PortInUseError';
+  constructor(
+    readonly port: number,
+    readonly what: string,
+    readonly host: string,
+  ) {
+    super(
+      `${what} cannot start: port ${port} on ${host} is already in use. Stop the process that holds it ` +
+        `(\`lsof -i :${port}\` or \`ss -ltnp 'sport = :${port}'\` shows which) or configure another port for ${what}.`,
+    );
+  }
+}
+
+/** A port that was free on the loopback interface a moment ago (the OS picks it). */
+export function findFreePort(host: string = LOOPBACK): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.unref();
+    server.once('error', reject);
+    server.listen({ host, port: 0, exclusive: true }, () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address !== null ? address.port : 0;
+      server.close((err) => (err ? reject(err) : resolve(port)));
+    });
+  });
+}
+
+/** Throws PortInUseError when `port` cannot be bound on `host`; `what` names the component in the message. */
+export function assertPortFree(port: number, what: string, host: string = LOOPBACK): Promise<void> {
+  if (port === 0) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.unref();
+    server.once('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EADDRINUSE' || err.code === 'EACCES') {
+        reject(
+          err.code === 'EADDRINUSE'
+            ? new PortInUseError(port, what, host)
+            : new Error(`${what} cannot start: no permission to bind port ${port} on ${host} (${err.message})`),
+        );
+      } else {
+        reject(err);
+      }
+    });
+    server.listen({ host, port, exclusive: true }, () => {
+      server.close((err) => (err ? reject(err) : resolve()));
+    });
+  });
+}
+
+/** Maps a listen() error to the same clear message assertPortFree gives (for the race between check and bind). */
+export function describeListenError(err: unknown, port: number, what: string, host: string = LOOPBACK): Error {
+  if ((err as NodeJS.ErrnoException | undefined)?.code === 'EADDRINUSE') return new PortInUseError(port, what, host);
+  return err instanceof Error ? err : new Error(String(err));
+}

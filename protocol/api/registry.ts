@@ -1,0 +1,172 @@
+// Node registry routes (RMG): data centers (VRN) and cache nodes (CCN).
+import { createRoute, z } from '@hono/zod-openapi';
+import { awsRegionSchema } from '../topology.ts';
+import { errorResponses, json, Location, NodeId, PageQuery, page, pathId, Timestamp } from './common.ts';
+
+export const CacheNodeStatus = z.enum(['active', 'draining', 'down']).openapi('CacheNodeStatus');
+export type CacheNodeStatus = z.infer<typeof CacheNodeStatus>;
+
+export const CacheNodeInput = z
+  .strictObject({
+    name: z.string().min(1).max(100),
+    region: awsRegionSchema,
+    location: Location,
+    capacity: z.int().min(1).max(10_000).describe('maximum concurrent transfers'),
+    status: CacheNodeStatus.default('active'),
+  })
+  .openapi('CacheNodeInput');
+
+export const CacheNodePatch = z
+  .strictObject({ capacity: z.int().min(1).max(10_000).optional(), status: CacheNodeStatus.optional() })
+  .refine((p) => p.capacity !== undefined || p.status !== undefined, 'give capacity, status or both')
+  .openapi('CacheNodePatch');
+
+export const CacheNode = z
+  .object({
+    id: NodeId,
+    name: z.string(),
+    region: z.string(),
+    location: Location,
+    capacity: z.int(),
+    status: CacheNodeStatus,
+    bucket: z.string(),
+    address: z.string().describe('edge base URL of this cache node'),
+    activeTransfers: z.int(),
+    reservations: z.array(z.string()).describe('migrations holding a transfer slot'),
+    homedDataCenters: z.array(NodeId).describe('data centers that name this node as their home'),
+    createdAt: Timestamp,
+    updatedAt: Timestamp,
+  })
+  .openapi('CacheNode');
+export type CacheNode = z.infer<typeof CacheNode>;
+
+export const DataCenterInput = z
+  .strictObject({
+    name: z.string().min(1).max(100),
+    address: z.string().min(1).max(255).describe('address of the data center (draft Table 1 "VRN IP addr.")'),
+    location: Location,
+    homeCacheNode: NodeId.optional().describe('omit to use the nearest active cache node'),
+  })
+  .openapi('DataCenterInput');
+
+export const DataCenter = z
+  .object({
+    id: NodeId,
+    name: z.string(),
+    address: z.string(),
+    location: Location,
+    homeCacheNode: NodeId.optional(),
+    cacheNode: z
+      .object({ id: NodeId, reason: z.enum(['home', 'nearest']), distanceKm: z.number() })
+      .nullable()
+      .describe(
+        'the cache node this data center uses now: its home when active, else the nearest active one',
+      ),
+    activeMigrations: z.array(z.string()),
+    createdAt: Timestamp,
+    updatedAt: Timestamp,
+  })
+  .openapi('DataCenter');
+export type DataCenter = z.infer<typeof DataCenter>;
+
+const tags = ['registry'];
+const dcId = z.object({ dataCenterId: pathId('dataCenterId', 'dc-gz') });
+const cnId = z.object({ cacheNodeId: pathId('cacheNodeId', 'hkg') });
+
+export const listDataCenters = createRoute({
+  method: 'get',
+  path: '/v1/data-centers',
+  tags,
+  summary: 'List data centers (VRN)',
+  request: { query: PageQuery },
+  responses: { 200: json(page(DataCenter, 'DataCenterPage'), 'Data centers'), ...errorResponses(400, 401) },
+});
+
+export const getDataCenter = createRoute({
+  method: 'get',
+  path: '/v1/data-centers/{dataCenterId}',
+  tags,
+  summary: 'Get a data center',
+  request: { params: dcId },
+  responses: { 200: json(DataCenter, 'The data center'), ...errorResponses(401, 403, 404) },
+});
+
+export const putDataCenter = createRoute({
+  method: 'put',
+  path: '/v1/data-centers/{dataCenterId}',
+  tags,
+  summary: 'Register or replace a data center (admin)',
+  request: {
+    params: dcId,
+    body: { content: { 'application/json': { schema: DataCenterInput } }, required: true },
+  },
+  responses: {
+    200: json(DataCenter, 'Replaced'),
+    201: json(DataCenter, 'Created'),
+    ...errorResponses(400, 401, 403, 409),
+  },
+});
+
+export const deleteDataCenter = createRoute({
+  method: 'delete',
+  path: '/v1/data-centers/{dataCenterId}',
+  tags,
+  summary: 'Remove a data center (admin); refused while migrations use it',
+  request: { params: dcId },
+  responses: { 204: { description: 'Removed' }, ...errorResponses(401, 403, 404, 409) },
+});
+
+export const listCacheNodes = createRoute({
+  method: 'get',
+  path: '/v1/cache-nodes',
+  tags,
+  summary: 'List cache nodes (CCN)',
+  request: { query: PageQuery },
+  responses: { 200: json(page(CacheNode, 'CacheNodePage'), 'Cache nodes'), ...errorResponses(400, 401) },
+});
+
+export const getCacheNode = createRoute({
+  method: 'get',
+  path: '/v1/cache-nodes/{cacheNodeId}',
+  tags,
+  summary: 'Get a cache node',
+  request: { params: cnId },
+  responses: { 200: json(CacheNode, 'The cache node'), ...errorResponses(401, 404) },
+});
+
+export const putCacheNode = createRoute({
+  method: 'put',
+  path: '/v1/cache-nodes/{cacheNodeId}',
+  tags,
+  summary: 'Register or replace a cache node (admin); its bucket must exist',
+  request: {
+    params: cnId,
+    body: { content: { 'application/json': { schema: CacheNodeInput } }, required: true },
+  },
+  responses: {
+    200: json(CacheNode, 'Replaced'),
+    201: json(CacheNode, 'Created'),
+    ...errorResponses(400, 401, 403, 409),
+  },
+});
+
+export const patchCacheNode = createRoute({
+  method: 'patch',
+  path: '/v1/cache-nodes/{cacheNodeId}',
+  tags,
+  summary: 'Change a cache node status (active / draining / down) or capacity (admin)',
+  request: {
+    params: cnId,
+    body: { content: { 'application/json': { schema: CacheNodePatch } }, required: true },
+  },
+  responses: { 200: json(CacheNode, 'Updated'), ...errorResponses(400, 401, 403, 404) },
+});
+
+export const deleteCacheNode = createRoute({
+  method: 'delete',
+  path: '/v1/cache-nodes/{cacheNodeId}',
+  tags,
+  summary: 'Remove a cache node (admin); refused while data centers or transfers use it',
+  request: { params: cnId },
+  responses: { 204: { description: 'Removed' }, ...errorResponses(401, 403, 404, 409) },
+});
