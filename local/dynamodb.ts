@@ -81,7 +81,11 @@ function run(command: string, args: string[]): Promise<void> {
 /** Compiles the launcher once per (jar, Java) into a per-user cache; undefined when no compiler is available. */
 async function compileLauncher(java: JavaRuntime, jar: string): Promise<string | undefined> {
   const hash = createHash('sha256').update(LAUNCHER_SOURCE).update(jar).update(java.version).digest('hex');
-  const cacheDir = join(tmpdir(), `cdn-vm-migration-${userInfo().uid}`, `dynamodb-launcher-${hash.slice(0, 16)}`);
+  const cacheDir = join(
+    tmpdir(),
+    `cdn-vm-migration-${userInfo().uid}`,
+    `dynamodb-launcher-${hash.slice(0, 16)}`,
+  );
   if (existsSync(join(cacheDir, `${LAUNCHER_CLASS}.class`))) return cacheDir;
   const workDir = `${cacheDir}.${process.pid}.${Date.now()}`;
   mkdirSync(workDir, { recursive: true });
@@ -89,7 +93,15 @@ async function compileLauncher(java: JavaRuntime, jar: string): Promise<string |
     const source = join(workDir, `${LAUNCHER_CLASS}.java`);
     writeFileSync(source, LAUNCHER_SOURCE);
     // javac through the java binary: works wherever the jdk.compiler module exists, whatever is on PATH.
-    await run(java.command, ['-m', 'jdk.compiler/com.sun.tools.javac.Main', '-d', workDir, '-cp', jar, source]);
+    await run(java.command, [
+      '-m',
+      'jdk.compiler/com.sun.tools.javac.Main',
+      '-d',
+      workDir,
+      '-cp',
+      jar,
+      source,
+    ]);
     try {
       renameSync(workDir, cacheDir);
     } catch {
@@ -135,7 +147,13 @@ export async function startDynamoDbLocal(options: DynamoDbLocalOptions): Promise
   const args =
     launcherDir === undefined
       ? [...jvmArgs, '-jar', jar, ...serverArgs]
-      : [...jvmArgs, '-cp', `${jar}${process.platform === 'win32' ? ';' : ':'}${launcherDir}`, LAUNCHER_CLASS, ...serverArgs];
+      : [
+          ...jvmArgs,
+          '-cp',
+          `${jar}${process.platform === 'win32' ? ';' : ':'}${launcherDir}`,
+          LAUNCHER_CLASS,
+          ...serverArgs,
+        ];
 
   const child = spawn(java.command, args, { cwd: dataDir, stdio: ['pipe', 'pipe', 'pipe'] });
   let output = '';

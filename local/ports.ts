@@ -43,7 +43,9 @@ export function assertPortFree(port: number, what: string, host: string = LOOPBA
         reject(
           err.code === 'EADDRINUSE'
             ? new PortInUseError(port, what, host)
-            : new Error(`${what} cannot start: no permission to bind port ${port} on ${host} (${err.message})`),
+            : new Error(
+                `${what} cannot start: no permission to bind port ${port} on ${host} (${err.message})`,
+              ),
         );
       } else {
         reject(err);
@@ -56,7 +58,13 @@ export function assertPortFree(port: number, what: string, host: string = LOOPBA
 }
 
 /** Maps a listen() error to the same clear message assertPortFree gives (for the race between check and bind). */
-export function describeListenError(err: unknown, port: number, what: string, host: string = LOOPBACK): Error {
-  if ((err as NodeJS.ErrnoException | undefined)?.code === 'EADDRINUSE') return new PortInUseError(port, what, host);
+export function describeListenError(
+  err: unknown,
+  port: number,
+  what: string,
+  host: string = LOOPBACK,
+): Error {
+  if ((err as NodeJS.ErrnoException | undefined)?.code === 'EADDRINUSE')
+    return new PortInUseError(port, what, host);
   return err instanceof Error ? err : new Error(String(err));
 }

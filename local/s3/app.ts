@@ -1,0 +1,213 @@
+// Builds the S3 server inside the child process from fauxqs's own parts (pinned 2.4.1): file-based object
+// storage, loopback-only listening, byte-ordered listings and checksum validation. If the internals cannot be
+// loaded, falls back to fauxqs's public startFauxqs, which listens on 0.0.0.0 and cannot be extended.
+import { join } from 'node:path';
+import { checkUpload, presignedUrlExpired, s3ErrorXml } from './checksums.ts';
+
+export interface S3AppOptions {
+  readonly dataDir: string;
+  readonly port: number;
+  readonly host: string;
+  readonly buckets: readonly string[];
+  /** Testing aid: skip the internals and use the public startFauxqs. */
+  readonly forceFallback?: boolean;
+}
+
+export interface RunningS3App {
+  readonly port: number;
+  readonly bindsLoopbackOnly: boolean;
+  readonly validatesChecksums: boolean;
+  /** Why fauxqs's internals could not be used, in the fallback mode. */
+  readonly fallbackReason?: string;
+  close(): Promise<void>;
+}
+
+// The few shapes of fauxqs and Fastify we touch; fauxqs's internals are not in its package exports.
+interface Headers extends Record<string, string | string[] | undefined> {}
+interface Request {
+  method: string;
+  headers: Headers;
+  query: unknown;
+  params: unknown;
+  body: unknown;
+}
+interface Reply {
+  code(status: number): Reply;
+  header(name: string, value: string): Reply;
+  send(payload: string): Reply;
+}
+interface App {
+  addHook(
+    name: 'onRequest' | 'preHandler',
+    hook: (request: Request, reply: Reply) => Promise<Reply | undefined>,
+  ): void;
+  addHook(name: 'onClose', hook: () => void): void;
+  listen(options: { port: number; host: string }): Promise<string>;
+  close(): Promise<void>;
+}
+interface StoredObject {
+  key: string;
+}
+interface S3StoreLike {
+  buckets: Map<string, Map<string, StoredObject>>;
+  persistence: unknown;
+  createBucket(name: string): void;
+}
+interface Persistence {
+  loadS3(store: unknown): void;
+  close(): void;
+}
+interface ListOptions {
+  prefix?: string;
+  delimiter?: string;
+  maxKeys?: number;
+  startAfter?: string;
+  marker?: string;
+}
+type Ctor<T> = new (...args: never[]) => T;
+interface FauxqsModule {
+  buildApp(options: { logger: boolean; host: string; stores: Record<string, unknown> }): App;
+  startFauxqs(options: Record<string, unknown>): Promise<{
+    port: number;
+    stop(): Promise<void>;
+    createBucket(name: string): void;
+  }>;
+}
+
+/** S3 lists keys in UTF-8 byte order; fauxqs sorts with localeCompare but pages with `<`, which skips keys. */
+function byteOrder(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
+}
+
+function listInByteOrder(store: S3StoreLike, bucket: string, options: ListOptions, original: unknown) {
+  const objects = store.buckets.get(bucket);
+  if (!objects) return (original as (b: string, o: ListOptions) => unknown).call(store, bucket, options); // NoSuchBucket
+  const prefix = options.prefix ?? '';
+  const maxKeys = options.maxKeys ?? 1000;
+  const after = options.startAfter ?? options.marker ?? '';
+  const sorted = [...objects.values()]
+    .filter((o) => o.key.startsWith(prefix))
+    .sort((a, b) => byteOrder(a.key, b.key));
+  const result: StoredObject[] = [];
+  const prefixes = new Set<string>();
+  let isTruncated = false;
+  for (const obj of sorted) {
+    if (after !== '' && byteOrder(obj.key, after) <= 0) continue;
+    const cut = options.delimiter ? obj.key.indexOf(options.delimiter, prefix.length) : -1;
+    const common =
+      cut >= 0 && options.delimiter ? obj.key.slice(0, cut + options.delimiter.length) : undefined;
+    if (common !== undefined && (prefixes.has(common) || (after !== '' && byteOrder(common, after) <= 0)))
+      continue;
+    if (result.length + prefixes.size >= maxKeys) {
+      isTruncated = true;
+      break;
+    }
+    if (common === undefined) result.push(obj);
+    else prefixes.add(common);
+  }
+  return { objects: result, commonPrefixes: [...prefixes].sort(byteOrder), isTruncated };
+}
+
+async function loadInternals() {
+  const appUrl = import.meta.resolve('fauxqs');
+  const load = async <T>(path: string, name: string): Promise<T> => {
+    const mod = (await import(new URL(path, appUrl).href)) as Record<string, unknown>;
+    if (typeof mod[name] !== 'function') throw new Error(`fauxqs internals: ${name} not found in ${path}`);
+    return mod[name] as T;
+  };
+  return {
+    fauxqs: (await import('fauxqs')) as unknown as FauxqsModule,
+    S3Store: await load<Ctor<S3StoreLike>>('./s3/s3Store.js', 'S3Store'),
+    SqsStore: await load<Ctor<unknown>>('./sqs/sqsStore.js', 'SqsStore'),
+    SnsStore: await load<Ctor<unknown>>('./sns/snsStore.js', 'SnsStore'),
+    FileS3Persistence: await load<new (dir: string) => Persistence>(
+      './s3/fileS3Persistence.js',
+      'FileS3Persistence',
+    ),
+  };
+}
+
+async function startFallback(options: S3AppOptions, fallbackReason: string): Promise<RunningS3App> {
+  const { startFauxqs } = (await import('fauxqs')) as unknown as FauxqsModule;
+  const server = await startFauxqs({
+    port: options.port,
+    logger: false,
+    s3StorageDir: join(options.dataDir, 's3'),
+  });
+  for (const bucket of options.buckets) server.createBucket(bucket);
+  return {
+    port: server.port,
+    bindsLoopbackOnly: false,
+    validatesChecksums: false,
+    fallbackReason,
+    close: () => server.stop(),
+  };
+}
+
+export async function startS3App(options: S3AppOptions): Promise<RunningS3App> {
+  let internals: Awaited<ReturnType<typeof loadInternals>>;
+  try {
+    if (options.forceFallback) throw new Error('fallback forced');
+    internals = await loadInternals();
+  } catch (err) {
+    return startFallback(options, err instanceof Error ? err.message : String(err));
+  }
+  const { fauxqs, S3Store, SqsStore, SnsStore, FileS3Persistence } = internals;
+
+  const s3Store = new S3Store();
+  const originalList = Object.getPrototypeOf(s3Store).listObjects as unknown;
+  Object.assign(s3Store, {
+    listObjects: (bucket: string, listOptions: ListOptions = {}) =>
+      listInByteOrder(s3Store, bucket, listOptions, originalList),
+  });
+  // As startFauxqs does: load persisted state first, then attach persistence so loading writes nothing.
+  const persistence = new FileS3Persistence(join(options.dataDir, 's3'));
+  persistence.loadS3(s3Store);
+  s3Store.persistence = persistence;
+  for (const bucket of options.buckets) s3Store.createBucket(bucket);
+
+  const app = fauxqs.buildApp({
+    logger: false,
+    host: options.host,
+    stores: { s3Store, sqsStore: new SqsStore(), snsStore: new SnsStore() },
+  });
+  app.addHook('onClose', () => persistence.close());
+  app.addHook('onRequest', async (request, reply) => {
+    if (!presignedUrlExpired((request.query ?? {}) as Record<string, string | undefined>, Date.now()))
+      return undefined;
+    return reply
+      .code(403)
+      .header('content-type', 'application/xml')
+      .send(s3ErrorXml('AccessDenied', 'Request has expired'));
+  });
+  app.addHook('preHandler', async (request, reply) => {
+    if (request.method !== 'PUT') return undefined;
+    const params = (request.params ?? {}) as Record<string, string | undefined>;
+    const query = (request.query ?? {}) as Record<string, string | undefined>;
+    if (!params['*'] || request.headers['x-amz-copy-source'] !== undefined || 'renameObject' in query) {
+      return undefined;
+    }
+    const body = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
+    const check = checkUpload({ headers: request.headers, query, body });
+    if (!check.ok) {
+      const { bucket = '', '*': key = '' } = params;
+      const resource = `/${bucket}/${key}`;
+      return reply
+        .code(check.status)
+        .header('content-type', 'application/xml')
+        .send(s3ErrorXml(check.code, check.message, resource));
+    }
+    request.body = check.body;
+    Object.assign(request.headers, check.setHeaders);
+    if (check.contentEncoding === undefined) delete request.headers['content-encoding'];
+    else request.headers['content-encoding'] = check.contentEncoding;
+    return undefined;
+  });
+  const address = await app.listen({ port: options.port, host: options.host });
+  return {
+    port: Number(new URL(address).port),
+    bindsLoopbackOnly: true,
+    validatesChecksums: true,
+    close: () => app.close(),
+  };
+}

@@ -1,0 +1,293 @@
+// Prepares an ASL definition for aws-local-stepfunctions: validates it with the library, rejects what the library
+// would run differently from AWS, points context paths at `$$.__sfn` (context.ts) and wraps Task states (tasks.ts).
+import { StateMachine, type StateMachineDefinition } from 'aws-local-stepfunctions';
+import { rewriteContextPaths } from './context.ts';
+
+export class InvalidDefinitionError extends Error {
+  override readonly name = 'InvalidDefinitionError';
+}
+
+/** setTimeout holds at most 2^31-1 ms (a longer delay fires at once): timers are capped at ~24.8 days. */
+export const MAX_TIMER_SECONDS = 2_147_483;
+
+export type TaskKind = 'lambda-invoke' | 'lambda-callback' | 'lambda-function';
+
+export interface TaskSpec {
+  readonly name: string;
+  readonly kind: TaskKind;
+  /** From the Lambda ARN `Resource` (lambda-function), or a static `Parameters.FunctionName`. */
+  readonly functionName: string | undefined;
+  /** Static `TimeoutSeconds`, capped; undefined when absent (AWS: no timeout) or given by a path. */
+  readonly timeoutSeconds: number | undefined;
+  readonly heartbeatSeconds: number | undefined;
+  readonly dynamicTimeout: boolean;
+  readonly dynamicHeartbeat: boolean;
+}
+
+/** What a prepared Task state passes to its handler (the library evaluates it like any Parameters). */
+export interface TaskCall {
+  /** The effective input (after InputPath): the same object on every attempt of one state entry. */
+  readonly Input: unknown;
+  readonly Parameters: unknown;
+  TimeoutSeconds?: unknown;
+  readonly HeartbeatSeconds?: unknown;
+}
+
+export interface PreparedMachine {
+  readonly definition: StateMachineDefinition;
+  /** State names in rewrite order: `$$.State` of state `stateNames[i]` reads `$$.__sfn.States[i]`. */
+  readonly stateNames: readonly string[];
+  readonly tasks: ReadonlyMap<string, TaskSpec>;
+  /** Top-level TimeoutSeconds; applied per run, so a resumed execution keeps its original deadline. */
+  readonly timeoutSeconds: number | undefined;
+}
+
+export interface PrepareOptions {
+  readonly functionNames: ReadonlySet<string>;
+  /** Multiplies Retry IntervalSeconds and MaxDelaySeconds (tests: keep AWS-valid intervals, wait milliseconds). */
+  readonly retryIntervalScale: number;
+}
+
+type JsonObject = Record<string, unknown>;
+const isObject = (value: unknown): value is JsonObject =>
+  value !== null && typeof value === 'object' && !Array.isArray(value);
+
+const LAMBDA_INTEGRATION = /^arn:aws[a-z-]*:states:::lambda:invoke(\.waitForTaskToken)?$/;
+const FUNCTION_NAME =
+  /^(?:arn:aws[a-z-]*:lambda:[a-z0-9-]+:)?(?:\d{12}:function:)?([A-Za-z0-9_-]{1,64})(?::[\w$-]+)?$/;
+const FUNCTION_ARN = /^arn:aws[a-z-]*:lambda:[a-z0-9-]+:\d{12}:function:[A-Za-z0-9_-]{1,64}(?::[\w$-]+)?$/;
+
+/** The function name in a Lambda name, partial ARN or ARN, without version or alias qualifier. */
+export function functionNameOf(nameOrArn: string): string | undefined {
+  return FUNCTION_NAME.exec(nameOrArn)?.[1];
+}
+
+const PATH_FIELDS = [
+  'InputPath',
+  'OutputPath',
+  'ItemsPath',
+  'MaxConcurrencyPath',
+  'SecondsPath',
+  'TimestampPath',
+  'ErrorPath',
+  'CausePath',
+] as const;
+// JSONata and workflow variables (the library runs neither).
+const UNSUPPORTED_FIELDS = ['Assign', 'Arguments', 'Output', 'Items'] as const;
+const DISTRIBUTED_MAP_FIELDS = [
+  'ItemReader',
+  'ItemBatcher',
+  'ResultWriter',
+  'ToleratedFailurePercentage',
+  'ToleratedFailurePercentagePath',
+  'ToleratedFailureCount',
+  'ToleratedFailureCountPath',
+] as const;
+
+export function prepareDefinition(asl: unknown, options: PrepareOptions): PreparedMachine {
+  if (!isObject(asl) || !isObject(asl['States']))
+    throw new InvalidDefinitionError('definition has no States');
+  if (asl['QueryLanguage'] !== undefined && asl['QueryLanguage'] !== 'JSONPath') {
+    throw new InvalidDefinitionError('only JSONPath definitions are supported locally (QueryLanguage)');
+  }
+  try {
+    new StateMachine(asl as unknown as StateMachineDefinition);
+  } catch (error) {
+    throw new InvalidDefinitionError(error instanceof Error ? error.message : String(error));
+  }
+  const walk = new Walk(options);
+  const { TimeoutSeconds, QueryLanguage: _, ...top } = asl;
+  const definition = { ...top, States: walk.states(asl['States']) } as unknown as StateMachineDefinition;
+  return {
+    definition,
+    stateNames: walk.names,
+    tasks: walk.tasks,
+    timeoutSeconds: typeof TimeoutSeconds === 'number' ? TimeoutSeconds : undefined,
+  };
+}
+
+class Walk {
+  readonly names: string[] = [];
+  readonly tasks = new Map<string, TaskSpec>();
+
+  constructor(private readonly options: PrepareOptions) {}
+
+  states(states: JsonObject): JsonObject {
+    return Object.fromEntries(
+      Object.entries(states).map(([name, state]) => [name, this.state(name, state as JsonObject)]),
+    );
+  }
+
+  private state(name: string, state: JsonObject): JsonObject {
+    // AWS requires state names to be unique across the whole machine; the library keys Task handlers by name.
+    if (this.names.includes(name))
+      throw new InvalidDefinitionError(`state name "${name}" is used more than once`);
+    const index = this.names.push(name) - 1;
+    const unsupported: string[] = UNSUPPORTED_FIELDS.filter((field) => state[field] !== undefined);
+    if (state['QueryLanguage'] !== undefined && state['QueryLanguage'] !== 'JSONPath')
+      unsupported.push('JSONata');
+    if (unsupported.length > 0) {
+      throw new InvalidDefinitionError(`state "${name}": ${unsupported.join(', ')} not supported locally`);
+    }
+    const live = (path: string) => rewriteContextPaths(path, index, false);
+    const { QueryLanguage: _, ...out }: JsonObject = { ...state };
+    for (const field of PATH_FIELDS) {
+      const path = state[field];
+      if (typeof path === 'string') out[field] = live(path);
+    }
+    for (const field of ['ItemSelector', 'ResultSelector', 'Parameters'] as const) {
+      if (state[field] !== undefined) out[field] = rewriteTemplate(state[field], live);
+    }
+    if (Array.isArray(state['Choices']))
+      out['Choices'] = state['Choices'].map((rule) => rewriteChoice(rule, live));
+    if (Array.isArray(state['Retry']))
+      out['Retry'] = state['Retry'].map((retrier) => this.scaleRetrier(retrier));
+    if (state['Type'] === 'Map') this.map(name, state, out);
+    if (state['Type'] === 'Parallel' && Array.isArray(state['Branches'])) {
+      out['Branches'] = state['Branches'].map((branch: JsonObject) => ({
+        ...branch,
+        States: this.states(branch['States'] as JsonObject),
+      }));
+    }
+    if (state['Type'] === 'Task') this.task(name, index, state, out);
+    return out;
+  }
+
+  private map(name: string, state: JsonObject, out: JsonObject): void {
+    const distributed = DISTRIBUTED_MAP_FIELDS.filter((field) => state[field] !== undefined);
+    const processorKey = state['ItemProcessor'] !== undefined ? 'ItemProcessor' : 'Iterator';
+    const processor = state[processorKey] as JsonObject;
+    const config = processor['ProcessorConfig'];
+    if (distributed.length > 0 || (isObject(config) && config['Mode'] === 'DISTRIBUTED')) {
+      throw new InvalidDefinitionError(`Map state "${name}": only inline Map is supported locally`);
+    }
+    out[processorKey] = { ...processor, States: this.states(processor['States'] as JsonObject) };
+  }
+
+  private scaleRetrier(retrier: unknown): unknown {
+    const scale = this.options.retryIntervalScale;
+    if (scale === 1 || !isObject(retrier)) return retrier;
+    const interval = typeof retrier['IntervalSeconds'] === 'number' ? retrier['IntervalSeconds'] : 1;
+    const maxDelay = retrier['MaxDelaySeconds'];
+    return {
+      ...retrier,
+      IntervalSeconds: interval * scale,
+      ...(typeof maxDelay === 'number' ? { MaxDelaySeconds: maxDelay * scale } : {}),
+    };
+  }
+
+  /**
+   * The library evaluates the wrapped Parameters into a TaskCall and hands it to our handler, which runs the
+   * integration. The library keeps Retry, Catch and TimeoutSeconds (its States.Timeout is the one Catch treats
+   * right); without TimeoutSeconds it would apply 60 s, so the cap stands in for AWS's "no timeout".
+   */
+  private task(name: string, index: number, state: JsonObject, out: JsonObject): void {
+    const resource = String(state['Resource']);
+    const integration = LAMBDA_INTEGRATION.exec(resource);
+    const kind: TaskKind = integration
+      ? integration[1]
+        ? 'lambda-callback'
+        : 'lambda-invoke'
+      : FUNCTION_ARN.test(resource)
+        ? 'lambda-function'
+        : unsupportedResource(name, resource);
+    const parameters = state['Parameters'];
+    const functionName =
+      kind === 'lambda-function' ? functionNameOf(resource) : staticFunctionName(name, parameters);
+    if (functionName !== undefined && !this.options.functionNames.has(functionName)) {
+      const known = [...this.options.functionNames].join(', ') || '(none)';
+      throw new InvalidDefinitionError(
+        `Task "${name}" invokes function "${functionName}", not one of: ${known}`,
+      );
+    }
+    if (kind === 'lambda-callback' && !mentionsTaskToken(parameters)) {
+      throw new InvalidDefinitionError(
+        `Task "${name}" waits for a task token but never passes $$.Task.Token`,
+      );
+    }
+    const live = (path: string) => rewriteContextPaths(path, index, false);
+    const call: JsonObject = { 'Input.$': '$' };
+    if (parameters === undefined) call['Parameters.$'] = '$';
+    else call['Parameters'] = rewriteTemplate(parameters, (path) => rewriteContextPaths(path, index, true));
+    const { TimeoutSecondsPath, HeartbeatSecondsPath, HeartbeatSeconds, TimeoutSeconds } = state;
+    delete out['HeartbeatSeconds'];
+    delete out['HeartbeatSecondsPath'];
+    if (typeof TimeoutSecondsPath === 'string') {
+      call['TimeoutSeconds.$'] = live(TimeoutSecondsPath);
+      out['TimeoutSecondsPath'] = '$.TimeoutSeconds';
+    } else {
+      out['TimeoutSeconds'] = Math.min(
+        typeof TimeoutSeconds === 'number' ? TimeoutSeconds : Infinity,
+        MAX_TIMER_SECONDS,
+      );
+    }
+    if (typeof HeartbeatSecondsPath === 'string') call['HeartbeatSeconds.$'] = live(HeartbeatSecondsPath);
+    out['Parameters'] = call;
+    this.tasks.set(name, {
+      name,
+      kind,
+      functionName,
+      timeoutSeconds:
+        typeof TimeoutSeconds === 'number' ? Math.min(TimeoutSeconds, MAX_TIMER_SECONDS) : undefined,
+      heartbeatSeconds:
+        typeof HeartbeatSeconds === 'number' ? Math.min(HeartbeatSeconds, MAX_TIMER_SECONDS) : undefined,
+      dynamicTimeout: typeof TimeoutSecondsPath === 'string',
+      dynamicHeartbeat: typeof HeartbeatSecondsPath === 'string',
+    });
+  }
+}
+
+function unsupportedResource(name: string, resource: string): never {
+  throw new InvalidDefinitionError(
+    `Task "${name}": resource "${resource}" is not supported locally (supported: arn:aws:states:::lambda:invoke, ` +
+      'arn:aws:states:::lambda:invoke.waitForTaskToken, and Lambda function ARNs)',
+  );
+}
+
+function staticFunctionName(stateName: string, parameters: unknown): string | undefined {
+  if (!isObject(parameters) || (parameters['FunctionName'] === undefined && !parameters['FunctionName.$'])) {
+    throw new InvalidDefinitionError(`Task "${stateName}": lambda:invoke needs Parameters.FunctionName`);
+  }
+  const value = parameters['FunctionName'];
+  if (value === undefined) return undefined;
+  const name = typeof value === 'string' ? functionNameOf(value) : undefined;
+  if (name === undefined)
+    throw new InvalidDefinitionError(`Task "${stateName}": bad FunctionName ${String(value)}`);
+  return name;
+}
+
+function mentionsTaskToken(template: unknown): boolean {
+  if (Array.isArray(template)) return template.some(mentionsTaskToken);
+  if (!isObject(template)) return false;
+  return Object.entries(template).some(([key, value]) =>
+    key.endsWith('.$') && typeof value === 'string'
+      ? /\$\$\.Task\.Token\b/.test(value)
+      : mentionsTaskToken(value),
+  );
+}
+
+/** Rewrites the paths and intrinsic functions of a payload template (`"key.$"` values); literals stay as they are. */
+function rewriteTemplate(template: unknown, rewrite: (path: string) => string): unknown {
+  if (Array.isArray(template)) return template.map((item) => rewriteTemplate(item, rewrite));
+  if (!isObject(template)) return template;
+  return Object.fromEntries(
+    Object.entries(template).map(([key, value]) => [
+      key,
+      key.endsWith('.$') && typeof value === 'string' ? rewrite(value) : rewriteTemplate(value, rewrite),
+    ]),
+  );
+}
+
+function rewriteChoice(rule: unknown, rewrite: (path: string) => string): unknown {
+  if (!isObject(rule)) return rule;
+  return Object.fromEntries(
+    Object.entries(rule).map(([key, value]) => {
+      if ((key === 'Variable' || key.endsWith('Path')) && typeof value === 'string')
+        return [key, rewrite(value)];
+      if (key === 'And' || key === 'Or')
+        return [key, (value as unknown[]).map((item) => rewriteChoice(item, rewrite))];
+      if (key === 'Not') return [key, rewriteChoice(value, rewrite)];
+      return [key, value];
+    }),
+  );
+}
