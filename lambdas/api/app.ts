@@ -6,7 +6,10 @@ import type { ApiDeps } from './deps.ts';
 import { router } from './env.ts';
 import { errorResponse } from './errors.ts';
 import { unauthorized } from './principal.ts';
+import { agentDestinationRoutes } from './routes/agent-destination.ts';
+import { agentSourceRoutes } from './routes/agent-source.ts';
 import { mappingRoutes } from './routes/mapping.ts';
+import { migrationRoutes } from './routes/migrations.ts';
 import { registryRoutes } from './routes/registry.ts';
 
 export const API_VERSION = '1.0.0';
@@ -39,6 +42,9 @@ export function createApp(deps: ApiDeps) {
 
   app.route('/', registryRoutes(deps));
   app.route('/', mappingRoutes(deps));
+  app.route('/', migrationRoutes(deps));
+  app.route('/', agentSourceRoutes(deps));
+  app.route('/', agentDestinationRoutes(deps));
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', {
     type: 'http',

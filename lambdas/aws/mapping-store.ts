@@ -5,6 +5,7 @@ import {
   type DynamoDBDocumentClient,
   QueryCommand,
   ScanCommand,
+  UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
 import type { ContentMapRow, LocationMapRow } from '../../protocol/api/mapping.ts';
 import { decodeCursor, encodeCursor, type Page } from './pagination.ts';
@@ -67,6 +68,32 @@ export class MappingStore {
         pending = (out.UnprocessedItems ?? {}) as typeof pending;
       }
     }
+  }
+
+  /** Records the image format on a migration's ContentMap rows once it is known. */
+  async setFormat(
+    migrationId: string,
+    rows: readonly { status: 'SRC' | 'DEST'; dataCenterId: string }[],
+    format: string,
+  ) {
+    await Promise.all(
+      rows.map(async (r) => {
+        try {
+          await this.doc.send(
+            new UpdateCommand({
+              TableName: this.tables.contentMap,
+              Key: { migrationId, rowKey: `${r.status}#${r.dataCenterId}` },
+              UpdateExpression: 'SET #f = if_not_exists(#f, :f)',
+              ConditionExpression: 'attribute_exists(migrationId)',
+              ExpressionAttributeNames: { '#f': 'format' },
+              ExpressionAttributeValues: { ':f': format },
+            }),
+          );
+        } catch (err) {
+          if ((err as Error).name !== 'ConditionalCheckFailedException') throw err;
+        }
+      }),
+    );
   }
 
   async queryContentMap(filters: Filters, limit: number, cursor?: string): Promise<Page<ContentMapRow>> {

@@ -1,0 +1,94 @@
+// The data center's agent (VRN side of the draft's V-C protocol): polls the API for work and runs each piece
+// — chunk and describe an image, upload missing chunks, download and deliver an image — at most a few at a time.
+import { failSource, getWork, type WorkItem } from '../../protocol/api/agent.ts';
+import { type AgentOptions, JobCancelled, JobFailure } from './context.ts';
+import { deliver } from './destination.ts';
+import { provideManifest, uploadMissing } from './source.ts';
+
+const MAX_JOBS = 4;
+
+export class Agent {
+  private readonly running = new Map<string, AbortController>();
+  private readonly retryAt = new Map<string, { at: number; failures: number }>();
+
+  constructor(private readonly opts: AgentOptions) {}
+
+  /** Polls until the signal aborts; running jobs are aborted with it. */
+  async run(signal: AbortSignal): Promise<void> {
+    const { log } = this.opts;
+    log(
+      `agent for ${this.opts.dataCenterId} polling ${this.opts.client.endpoint} (images in ${this.opts.dir}/images)`,
+    );
+    let apiDown = false;
+    while (!signal.aborted) {
+      try {
+        const res = await this.opts.client.call<{ items: WorkItem[] }>(getWork, {}, []);
+        if (apiDown) log('API reachable again');
+        apiDown = false;
+        for (const work of res.body.items) this.maybeStart(work, signal);
+      } catch (err) {
+        if (!apiDown) log(`cannot reach the API: ${(err as Error).message}; retrying`);
+        apiDown = true;
+      }
+      await sleep(this.opts.pollIntervalMs, signal);
+    }
+    for (const c of this.running.values()) c.abort(new Error('agent stopping'));
+  }
+
+  private maybeStart(work: WorkItem, signal: AbortSignal): void {
+    const key = `${work.migrationId}#${work.action}`;
+    if (this.running.has(key) || this.running.size >= MAX_JOBS) return;
+    const retry = this.retryAt.get(key);
+    if (retry && Date.now() < retry.at) return;
+    const abort = new AbortController();
+    const onStop = () => abort.abort(signal.reason);
+    signal.addEventListener('abort', onStop, { once: true });
+    this.running.set(key, abort);
+    void this.runJob(work, abort)
+      .then(() => this.retryAt.delete(key))
+      .catch((err: Error) => {
+        const failures = (retry?.failures ?? 0) + 1;
+        this.retryAt.set(key, { at: Date.now() + Math.min(30_000, 1000 * 2 ** failures), failures });
+        if (!abort.signal.aborted) this.opts.log(`${key}: ${err.message} (will retry)`);
+      })
+      .finally(() => {
+        signal.removeEventListener('abort', onStop);
+        this.running.delete(key);
+      });
+  }
+
+  private async runJob(work: WorkItem, abort: AbortController): Promise<void> {
+    const { log } = this.opts;
+    log(`${work.migrationId}: ${work.action} ${work.imageId} (${work.role})`);
+    try {
+      if (work.action === 'download') return await deliver(this.opts, work, abort);
+      if (work.action === 'manifest') return await provideManifest(this.opts, work, abort);
+      return await uploadMissing(this.opts, work, abort);
+    } catch (err) {
+      if (abort.signal.aborted || err instanceof JobCancelled) return;
+      if (err instanceof JobFailure && work.role === 'source') {
+        log(`${work.migrationId}: source failed: ${err.message}`);
+        await this.opts.client.call(failSource, {
+          params: { migrationId: work.migrationId },
+          json: { reason: err.message },
+        });
+        return;
+      }
+      throw err;
+    }
+  }
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(resolve, ms);
+    signal.addEventListener(
+      'abort',
+      () => {
+        clearTimeout(t);
+        resolve();
+      },
+      { once: true },
+    );
+  });
+}

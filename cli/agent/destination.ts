@@ -1,0 +1,232 @@
+// The destination end (draft §3.1 step 6): download every chunk through the edge in parallel, verify each
+// digest and the whole image, write all-zero chunks as holes, hand the image to the "VM ready" hook, report.
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { mapLimit } from '../../lambdas/domain/concurrency.ts';
+import {
+  completeDestination,
+  failDestination,
+  getDownloadPlan,
+  type WorkItem,
+} from '../../protocol/api/agent.ts';
+import { type AgentOptions, JobFailure, paths } from './context.ts';
+import { Journal } from './journal.ts';
+import { ProgressReporter } from './progress.ts';
+import { getChunk, UrlExpired } from './transfer.ts';
+
+interface PlanChunk {
+  readonly index: number;
+  readonly offset: number;
+  readonly length: number;
+  readonly sha256: string;
+  readonly zero: boolean;
+  readonly url?: string;
+}
+
+interface PlanPage {
+  readonly image: { size: number; sha256: string; format: string; chunks: number };
+  readonly targetFormat: string;
+  readonly items: PlanChunk[];
+  readonly nextCursor?: string;
+}
+
+interface Delivered {
+  readonly sha256: string;
+  readonly path: string;
+  readonly hookDone: boolean;
+}
+
+const MAX_CHUNK_ATTEMPTS = 3;
+
+export async function sha256OfFile(path: string, signal?: AbortSignal): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const piece of createReadStream(path, {
+    highWaterMark: 4 * 1024 * 1024,
+    ...(signal ? { signal } : {}),
+  })) {
+    hash.update(piece as Buffer);
+  }
+  return hash.digest('hex');
+}
+
+export async function deliver(opts: AgentOptions, work: WorkItem, abort: AbortController): Promise<void> {
+  const { client } = opts;
+  const p = paths(opts.dir);
+  const marker = p.delivered(work.migrationId);
+  const params = { migrationId: work.migrationId, dataCenterId: opts.dataCenterId };
+  const first = await client.call<PlanPage>(getDownloadPlan, { params, query: { limit: 500 } });
+  const image = first.body.image;
+
+  // Already written by an earlier run that stopped before reporting? Then only the report is left.
+  const done = await readFile(marker, 'utf8').then(
+    (t) => JSON.parse(t) as Delivered,
+    () => undefined,
+  );
+  if (!(done && done.sha256 === image.sha256 && (await stat(done.path).catch(() => undefined)))) {
+    try {
+      await download(opts, work, first.body, abort);
+    } catch (err) {
+      if (err instanceof JobFailure) {
+        await client.call(failDestination, { params, json: { reason: err.message } });
+        opts.log(`${work.migrationId}: destination failed: ${err.message}`);
+        return;
+      }
+      throw err;
+    }
+  }
+  const delivered = JSON.parse(await readFile(marker, 'utf8')) as Delivered;
+  if (!delivered.hookDone && opts.onReady) {
+    try {
+      await runHook(opts.onReady, {
+        VMMIG_IMAGE_PATH: delivered.path,
+        VMMIG_IMAGE_ID: work.imageId,
+        VMMIG_IMAGE_FORMAT: image.format,
+        VMMIG_VM_ID: work.vmId,
+        VMMIG_HOST_ID: work.hostId,
+        VMMIG_MIGRATION_ID: work.migrationId,
+        VMMIG_DATA_CENTER_ID: opts.dataCenterId,
+      });
+    } catch (err) {
+      await client.call(failDestination, { params, json: { reason: (err as Error).message } });
+      opts.log(`${work.migrationId}: ${(err as Error).message}`);
+      return;
+    }
+    await writeFile(marker, JSON.stringify({ ...delivered, hookDone: true } satisfies Delivered));
+  }
+  await client.call(completeDestination, { params, json: { sha256: image.sha256 } });
+  opts.log(`${work.migrationId}: ${work.imageId} delivered to ${delivered.path}`);
+}
+
+async function download(
+  opts: AgentOptions,
+  work: WorkItem,
+  firstPage: PlanPage,
+  abort: AbortController,
+): Promise<void> {
+  const { client } = opts;
+  const p = paths(opts.dir);
+  const params = { migrationId: work.migrationId, dataCenterId: opts.dataCenterId };
+  const image = firstPage.image;
+  const part = p.incoming(work.migrationId);
+  await mkdir(dirname(part), { recursive: true });
+  const journalPath = p.journal(work.migrationId, 'download');
+  let log = await Journal.open(journalPath);
+  const fresh = !(await stat(part).catch(() => undefined));
+  if (fresh && log.size > 0) {
+    // The journal describes a partial file that is gone: start over.
+    await log.remove();
+    log = await Journal.open(journalPath);
+  }
+  const file = await open(part, fresh ? 'w+' : 'r+');
+  const progress = new ProgressReporter(
+    client,
+    work.migrationId,
+    { role: 'destination', dataCenterId: opts.dataCenterId },
+    'downloading',
+    abort,
+    image.size,
+  );
+  try {
+    // A sparse file of the final size: chunks that are all zeros are never written, they stay holes.
+    await file.truncate(image.size);
+    let page: PlanPage | undefined = firstPage;
+    while (page) {
+      const items: PlanChunk[] = page.items;
+      const retryWithFreshUrls: PlanChunk[] = [];
+      await mapLimit(items, opts.concurrency, async (chunk) => {
+        if (log.has(String(chunk.index))) {
+          progress.add(chunk.zero ? 0 : chunk.length);
+          return;
+        }
+        if (!chunk.zero) {
+          let attempt = 0;
+          for (;;) {
+            let bytes: Uint8Array;
+            try {
+              bytes = await getChunk(chunk.url as string, abort.signal);
+            } catch (err) {
+              if (err instanceof UrlExpired) {
+                retryWithFreshUrls.push(chunk);
+                return;
+              }
+              throw err;
+            }
+            const digest = createHash('sha256').update(bytes).digest('hex');
+            if (bytes.length === chunk.length && digest === chunk.sha256) {
+              await file.write(bytes, 0, bytes.length, chunk.offset);
+              break;
+            }
+            // A corrupted chunk never reaches the image: fetch it again, then give up with the cause.
+            if (++attempt >= MAX_CHUNK_ATTEMPTS) {
+              throw new JobFailure(
+                `chunk ${chunk.index} (offset ${chunk.offset}) failed verification ${attempt} times: expected ${chunk.sha256}, got ${digest}`,
+              );
+            }
+          }
+          progress.add(chunk.length);
+        }
+        await log.add(String(chunk.index));
+      });
+      if (retryWithFreshUrls.length > 0) {
+        // Ask for the same page again: its URLs are re-signed; verified chunks are skipped via the journal.
+        const again = await client.call<PlanPage>(getDownloadPlan, {
+          params,
+          query: { limit: 500, cursor: String(retryWithFreshUrls[0]?.index ?? 0) },
+        });
+        page = again.body;
+        continue;
+      }
+      page = page.nextCursor
+        ? (
+            await client.call<PlanPage>(getDownloadPlan, {
+              params,
+              query: { limit: 500, cursor: page.nextCursor },
+            })
+          ).body
+        : undefined;
+    }
+    await file.sync();
+    progress.phase = 'verifying';
+    const digest = await sha256OfFile(part, abort.signal);
+    if (digest !== image.sha256) {
+      await log.remove();
+      await rm(part, { force: true });
+      throw new JobFailure(`the image written hashes to ${digest}, not ${image.sha256}; it was discarded`);
+    }
+    const target = p.image(work.imageId);
+    await mkdir(dirname(target), { recursive: true });
+    await rename(part, target);
+    await writeFile(
+      p.delivered(work.migrationId),
+      JSON.stringify({ sha256: digest, path: target, hookDone: false } satisfies Delivered),
+    );
+    await log.remove();
+  } finally {
+    progress.stop();
+    await file.close().catch(() => {});
+    await log.close().catch(() => {});
+  }
+}
+
+function runHook(command: string, env: Record<string, string>): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, {
+      shell: true,
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'inherit', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => {
+      stderr = (stderr + d.toString()).slice(-2000);
+      process.stderr.write(d);
+    });
+    child.on('error', (err) => reject(new Error(`on-ready hook could not start: ${err.message}`)));
+    child.on('exit', (code, signal) => {
+      if (code === 0) resolve();
+      else reject(new Error(`on-ready hook exited with ${code ?? signal}: ${stderr.trim().slice(-500)}`));
+    });
+  });
+}

@@ -1,0 +1,107 @@
+// HTTP client for the migration API, driven by the same route definitions the server validates with
+// (protocol/api/*), so a path or method cannot drift between them.
+import type { RouteConfig } from '@hono/zod-openapi';
+import type { ErrorBody } from '../protocol/api/common.ts';
+
+export class ApiError extends Error {
+  override readonly name = 'ApiError';
+  constructor(
+    readonly status: number,
+    readonly body: ErrorBody | undefined,
+    fallback: string,
+  ) {
+    super(body?.error.message ?? fallback);
+  }
+  get code(): string | undefined {
+    return this.body?.error.code;
+  }
+}
+
+export interface CallInput {
+  readonly params?: Record<string, string>;
+  readonly query?: Record<string, string | number | undefined>;
+  readonly json?: unknown;
+  readonly headers?: Record<string, string>;
+}
+
+export interface ApiResponse<T> {
+  readonly status: number;
+  readonly body: T;
+}
+
+const RETRYABLE = new Set([429, 500, 502, 503, 504]);
+
+export class ApiClient {
+  constructor(
+    readonly endpoint: string,
+    private readonly token: string,
+    private readonly options: { readonly retries?: number; readonly timeoutMs?: number } = {},
+  ) {}
+
+  url(route: Pick<RouteConfig, 'path'>, input: CallInput = {}): string {
+    const path = route.path.replace(/\{(\w+)\}/g, (_, name: string) => {
+      const value = input.params?.[name];
+      if (value === undefined) throw new Error(`missing path parameter ${name} for ${route.path}`);
+      return encodeURIComponent(value);
+    });
+    const url = new URL(path, this.endpoint.endsWith('/') ? this.endpoint : `${this.endpoint}/`);
+    for (const [k, v] of Object.entries(input.query ?? {}))
+      if (v !== undefined) url.searchParams.set(k, String(v));
+    return url.toString();
+  }
+
+  /** Calls a route; 2xx and the statuses listed in `accept` resolve, others throw ApiError. */
+  async call<T>(
+    route: Pick<RouteConfig, 'path' | 'method'>,
+    input: CallInput = {},
+    accept: number[] = [],
+  ): Promise<ApiResponse<T>> {
+    const retries = this.options.retries ?? 4;
+    for (let attempt = 0; ; attempt++) {
+      let res: Response;
+      try {
+        res = await fetch(this.url(route, input), {
+          method: route.method.toUpperCase(),
+          headers: {
+            authorization: `Bearer ${this.token}`,
+            ...(input.json !== undefined ? { 'content-type': 'application/json' } : {}),
+            ...input.headers,
+          },
+          ...(input.json !== undefined ? { body: JSON.stringify(input.json) } : {}),
+          signal: AbortSignal.timeout(this.options.timeoutMs ?? 60_000),
+        });
+      } catch (err) {
+        // Network failure: the API may be restarting. Retry idempotent calls with backoff.
+        if (attempt >= retries) throw err;
+        await backoff(attempt);
+        continue;
+      }
+      if (RETRYABLE.has(res.status) && attempt < retries) {
+        await res.body?.cancel();
+        await backoff(attempt);
+        continue;
+      }
+      const text = await res.text();
+      const body = text ? (safeJson(text) as T) : (undefined as T);
+      if (res.ok || accept.includes(res.status)) return { status: res.status, body };
+      throw new ApiError(
+        res.status,
+        body as ErrorBody | undefined,
+        `${route.method.toUpperCase()} ${route.path}: HTTP ${res.status}`,
+      );
+    }
+  }
+}
+
+export function backoff(attempt: number, baseMs = 250, capMs = 8000): Promise<void> {
+  const ms = Math.min(capMs, baseMs * 2 ** attempt) * (0.5 + Math.random() / 2);
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return { error: { code: 'InternalError', message: text.slice(0, 500) } };
+  }
+}

@@ -1,0 +1,181 @@
+// Agent routes: pending work, destination download plans (signed edge URLs), completion or failure of a
+// destination, and heartbeats with progress.
+import * as api from '../../../protocol/api/agent.ts';
+import { chunkKey } from '../../../protocol/chunk-key.ts';
+import { isZeroChunk } from '../../../protocol/manifest.ts';
+import { taskFailed, taskHeartbeat, taskSucceeded } from '../../aws/callbacks.ts';
+import { MigrationTerminatedError } from '../../aws/migration-store.ts';
+import { conflict, invalid } from '../../domain/errors.ts';
+import type { ApiDeps } from '../deps.ts';
+import { router } from '../env.ts';
+import { requireAdmin } from '../principal.ts';
+import {
+  cachedManifest,
+  migrationFor,
+  positionCursor,
+  requireActive,
+  requireWork,
+  URL_TTL_SECONDS,
+} from './agent-common.ts';
+
+export function agentDestinationRoutes(deps: ApiDeps) {
+  const { migrations } = deps;
+
+  return router()
+    .openapi(api.getWork, async (c) => {
+      const p = c.get('principal');
+      const asked = c.req.valid('query').dataCenterId;
+      let dc: string;
+      if (p.kind === 'agent') {
+        if (asked !== undefined && asked !== p.dataCenterId)
+          throw invalid('dataCenterId', `must be ${p.dataCenterId} or absent`);
+        dc = p.dataCenterId;
+      } else {
+        requireAdmin(p);
+        if (!asked) throw invalid('dataCenterId', 'an admin must name the data center');
+        dc = asked;
+      }
+      const items = (await migrations.listWork(dc)).map(({ taskToken: _, ...w }) => w);
+      return c.json({ items }, 200);
+    })
+    .openapi(api.getDownloadPlan, async (c) => {
+      const { migrationId, dataCenterId } = c.req.valid('param');
+      const { limit, cursor } = c.req.valid('query');
+      const m = await migrationFor(deps, c.get('principal'), migrationId, {
+        role: 'destination',
+        dataCenterId,
+      });
+      requireActive(m);
+      const leg = m.legs[dataCenterId];
+      if (
+        !leg ||
+        (leg.status !== 'DOWNLOADING' && leg.status !== 'COMPLETED') ||
+        !leg.cacheNodeId ||
+        !m.image
+      ) {
+        throw conflict(
+          `destination ${dataCenterId} of ${m.id} is not ready to download (leg ${leg?.status ?? 'unknown'})`,
+          {
+            status: leg?.status,
+          },
+        );
+      }
+      const manifest = await cachedManifest(deps, m.id);
+      const start = positionCursor(cursor, manifest.chunks.length);
+      const slice = manifest.chunks.slice(start, start + Math.min(limit, 1000));
+      const expiresAt = new Date(Date.now() + URL_TTL_SECONDS * 1000);
+      const node = leg.cacheNodeId;
+      const items = await Promise.all(
+        slice.map(async (chunk, i) => {
+          const zero = isZeroChunk(chunk.sha256, chunk.length);
+          return {
+            index: start + i,
+            ...chunk,
+            zero,
+            ...(zero ? {} : { url: await deps.edgeSigner.sign(node, chunkKey(chunk.sha256), expiresAt) }),
+          };
+        }),
+      );
+      const next = start + slice.length;
+      return c.json(
+        {
+          image: {
+            size: m.image.size,
+            sha256: m.image.sha256,
+            format: m.image.format,
+            chunks: m.image.chunks,
+          },
+          targetFormat: leg.format ?? m.image.format,
+          items,
+          ...(next < manifest.chunks.length ? { nextCursor: String(next) } : {}),
+          expiresAt: expiresAt.toISOString(),
+        },
+        200,
+      );
+    })
+    .openapi(api.completeDestination, async (c) => {
+      const { migrationId, dataCenterId } = c.req.valid('param');
+      const { sha256 } = c.req.valid('json');
+      const m = await migrationFor(deps, c.get('principal'), migrationId, {
+        role: 'destination',
+        dataCenterId,
+      });
+      if (m.legs[dataCenterId]?.status === 'COMPLETED') return c.json({ status: 'complete' as const }, 200);
+      requireActive(m);
+      if (!m.image) throw conflict(`migration ${m.id} has no image yet`);
+      if (sha256 !== m.image.sha256) {
+        throw invalid(
+          'sha256',
+          `the image written hashes to ${sha256}, but the source image is ${m.image.sha256}`,
+        );
+      }
+      const work = await requireWork(deps, m, dataCenterId, 'download');
+      await migrations.update(
+        m.id,
+        {
+          set: [
+            [['legs', dataCenterId, 'status'], 'COMPLETED'],
+            [['legs', dataCenterId, 'completedAt'], new Date().toISOString()],
+            [['legs', dataCenterId, 'chunksDownloaded'], m.image.chunks],
+            [['legs', dataCenterId, 'bytesDownloaded'], m.image.size - m.image.zeroBytes],
+          ],
+        },
+        {
+          history: {
+            event: 'destination-completed',
+            message: `${dataCenterId}: image verified (sha256 ${sha256.slice(0, 12)}…) and VM ready`,
+          },
+        },
+      );
+      await taskSucceeded(deps.sfn, work.taskToken);
+      await migrations.deleteWork(work);
+      return c.json({ status: 'complete' as const }, 200);
+    })
+    .openapi(api.failDestination, async (c) => {
+      const { migrationId, dataCenterId } = c.req.valid('param');
+      const { reason } = c.req.valid('json');
+      const m = await migrationFor(deps, c.get('principal'), migrationId, {
+        role: 'destination',
+        dataCenterId,
+      });
+      requireActive(m);
+      const work = await requireWork(deps, m, dataCenterId, 'download');
+      await taskFailed(deps.sfn, work.taskToken, 'DestinationFailed', reason);
+      await migrations.deleteWork(work);
+      return c.json({ status: 'failed' as const }, 200);
+    })
+    .openapi(api.sendHeartbeat, async (c) => {
+      const { migrationId } = c.req.valid('param');
+      const hb = c.req.valid('json');
+      const end =
+        hb.role === 'source'
+          ? ({ role: 'source' } as const)
+          : ({ role: 'destination', dataCenterId: hb.dataCenterId } as const);
+      const m = await migrationFor(deps, c.get('principal'), migrationId, end);
+      if (hb.role === 'source' && hb.dataCenterId !== m.sourceDataCenterId) {
+        throw invalid('dataCenterId', `the source of ${m.id} is ${m.sourceDataCenterId}`);
+      }
+      const set: (readonly [readonly string[], unknown])[] =
+        hb.role === 'source'
+          ? hb.phase === 'uploading'
+            ? [
+                [['upload', 'chunksDone'], hb.chunksDone],
+                [['upload', 'bytesDone'], hb.bytesDone],
+              ]
+            : []
+          : [
+              [['legs', hb.dataCenterId, 'chunksDownloaded'], hb.chunksDone],
+              [['legs', hb.dataCenterId, 'bytesDownloaded'], hb.bytesDone],
+            ];
+      try {
+        if (set.length > 0) await migrations.update(m.id, { set });
+      } catch (err) {
+        if (!(err instanceof MigrationTerminatedError)) throw err;
+      }
+      const action = hb.role === 'destination' ? 'download' : hb.phase === 'chunking' ? 'manifest' : 'upload';
+      const work = await migrations.getWork(hb.dataCenterId, m.id, action);
+      if (work) await taskHeartbeat(deps.sfn, work.taskToken);
+      const current = await migrations.require(m.id);
+      return c.json({ status: current.status }, 200);
+    });
+}

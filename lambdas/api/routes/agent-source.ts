@@ -1,0 +1,257 @@
+// Source agent routes: manifest upload, presigned chunk PUTs, verification of stored chunks, completion.
+import { createHash } from 'node:crypto';
+import * as api from '../../../protocol/api/agent.ts';
+import { MAX_MANIFEST_CHUNKS, parseManifest } from '../../../protocol/manifest.ts';
+import { bucketRef } from '../../aws/cache-nodes.ts';
+import { taskFailed, taskSucceeded } from '../../aws/callbacks.ts';
+import { distinctNonZeroChunks, zeroBytes } from '../../domain/chunks.ts';
+import { mapLimit } from '../../domain/concurrency.ts';
+import { manifestKey, type UploadPlanEntry, uploadPlanKey } from '../../domain/control-keys.ts';
+import { AppError, conflict, invalid } from '../../domain/errors.ts';
+import type { MigrationRecord } from '../../domain/migration.ts';
+import type { ApiDeps } from '../deps.ts';
+import { router } from '../env.ts';
+import { migrationFor, positionCursor, requireActive, requireWork, URL_TTL_SECONDS } from './agent-common.ts';
+
+/** 500,000 chunks of JSON stay under this. */
+export const MAX_MANIFEST_BYTES = 96 * 1024 * 1024;
+/** Time the completion check may spend before answering 202 "call again" (API Gateway allows 29 s). */
+const VERIFY_BUDGET_MS = 20_000;
+
+export function agentSourceRoutes(deps: ApiDeps) {
+  const { migrations, storage, contentIndex } = deps;
+
+  async function sourceNode(m: MigrationRecord) {
+    if (!m.sourceCacheNodeId) throw conflict(`migration ${m.id} has no source cache node yet`);
+    return deps.registry.requireCacheNode(m.sourceCacheNodeId);
+  }
+
+  async function uploadPlan(m: MigrationRecord): Promise<UploadPlanEntry[]> {
+    const plan = await storage.getJson<UploadPlanEntry[]>(deps.control, uploadPlanKey(m.id, m.attempt));
+    if (!plan) throw conflict(`migration ${m.id} has no upload plan yet`);
+    return plan;
+  }
+
+  /** HEADs chunks at the source node and indexes those stored intact; returns the rest. */
+  async function verifyStored(
+    m: MigrationRecord,
+    chunks: readonly UploadPlanEntry[],
+    deadline = Number.POSITIVE_INFINITY,
+  ): Promise<{ verified: UploadPlanEntry[]; missing: UploadPlanEntry[]; unchecked: UploadPlanEntry[] }> {
+    const node = await sourceNode(m);
+    const verified: UploadPlanEntry[] = [];
+    const missing: UploadPlanEntry[] = [];
+    const unchecked: UploadPlanEntry[] = [];
+    await mapLimit(chunks, 32, async (c) => {
+      if (Date.now() > deadline) {
+        unchecked.push(c);
+        return;
+      }
+      const state = await storage.chunkState(bucketRef(node), c.sha256, c.length);
+      (state === 'present' ? verified : missing).push(c);
+    });
+    await contentIndex.record(node.id, verified);
+    return { verified, missing, unchecked };
+  }
+
+  return router()
+    .openapi(api.createManifestUploadUrl, async (c) => {
+      const { migrationId } = c.req.valid('param');
+      const m = await migrationFor(deps, c.get('principal'), migrationId, { role: 'source' });
+      requireActive(m);
+      await requireWork(deps, m, m.sourceDataCenterId, 'manifest');
+      const put = await storage.presignPut(deps.control, manifestKey(m.id), URL_TTL_SECONDS);
+      const expiresAt = new Date(Date.now() + URL_TTL_SECONDS * 1000).toISOString();
+      return c.json({ url: put.url, method: 'PUT' as const, headers: put.headers, expiresAt }, 200);
+    })
+    .openapi(api.submitManifest, async (c) => {
+      const { migrationId } = c.req.valid('param');
+      const body = c.req.valid('json');
+      const m = await migrationFor(deps, c.get('principal'), migrationId, { role: 'source' });
+      requireActive(m);
+      if (m.image) {
+        if (m.image.manifestSha256 !== body.sha256)
+          throw conflict(`migration ${m.id} already has a different manifest`);
+        const { size, chunks, uniqueChunks, format } = m.image;
+        return c.json({ size, chunks, uniqueChunks, format }, 200);
+      }
+      const work = await requireWork(deps, m, m.sourceDataCenterId, 'manifest');
+      if (body.size > MAX_MANIFEST_BYTES)
+        throw invalid('size', `manifests are limited to ${MAX_MANIFEST_BYTES} bytes`);
+      let bytes: Uint8Array | undefined;
+      try {
+        bytes = await storage.getBytes(deps.control, manifestKey(m.id), MAX_MANIFEST_BYTES);
+      } catch (err) {
+        if (err instanceof RangeError) throw new AppError('limit', err.message);
+        throw err;
+      }
+      if (!bytes) throw conflict('no manifest was uploaded: PUT it to the URL from manifest-url first');
+      if (bytes.length !== body.size)
+        throw invalid('size', `the uploaded manifest is ${bytes.length} bytes, not ${body.size}`);
+      const digest = createHash('sha256').update(bytes).digest('hex');
+      if (digest !== body.sha256) throw invalid('sha256', `the uploaded manifest hashes to ${digest}`);
+      const parsed = parseManifest(bytes);
+      if (!parsed.ok) {
+        const issues = parsed.issues.map((i) => ({
+          field: `manifest${i.field ? `.${i.field}` : ''}`,
+          reason: i.reason,
+        }));
+        throw new AppError('validation', parsed.error, { issues });
+      }
+      const manifest = parsed.manifest;
+      if (manifest.chunks.length > MAX_MANIFEST_CHUNKS)
+        throw invalid('manifest.chunks', `over ${MAX_MANIFEST_CHUNKS} chunks`);
+      const image = {
+        size: manifest.size,
+        sha256: manifest.sha256,
+        format: manifest.format,
+        chunks: manifest.chunks.length,
+        uniqueChunks: new Set(manifest.chunks.map((x) => x.sha256)).size,
+        zeroBytes: zeroBytes(manifest),
+        manifestSha256: digest,
+      };
+      await migrations.update(
+        m.id,
+        { set: [[['image'], image]] },
+        {
+          history: {
+            event: 'manifest',
+            message: `${image.format} image of ${image.size} bytes in ${image.chunks} chunks (${image.uniqueChunks} distinct, ${distinctNonZeroChunks(manifest).length} non-zero)`,
+          },
+        },
+      );
+      await deps.mapping.setFormat(
+        m.id,
+        [{ status: 'SRC', dataCenterId: m.sourceDataCenterId }],
+        image.format,
+      );
+      if ((await taskSucceeded(deps.sfn, work.taskToken)) === 'stale') {
+        await migrations.deleteWork(work);
+        throw conflict('the workflow stopped waiting for this manifest; it will ask again');
+      }
+      await migrations.deleteWork(work);
+      return c.json(
+        { size: image.size, chunks: image.chunks, uniqueChunks: image.uniqueChunks, format: image.format },
+        200,
+      );
+    })
+    .openapi(api.listUploadUrls, async (c) => {
+      const { migrationId } = c.req.valid('param');
+      const { limit, cursor } = c.req.valid('query');
+      const m = await migrationFor(deps, c.get('principal'), migrationId, { role: 'source' });
+      requireActive(m);
+      await requireWork(deps, m, m.sourceDataCenterId, 'upload');
+      const [plan, node] = await Promise.all([uploadPlan(m), sourceNode(m)]);
+      const start = positionCursor(cursor, plan.length);
+      const slice = plan.slice(start, start + Math.min(limit, 500));
+      // Skip what is already stored and verified: a restarted agent resumes where it stopped.
+      const held = await contentIndex.holders(
+        slice.map((e) => e.sha256),
+        [node.id],
+      );
+      const items = await mapLimit(
+        slice.filter((e) => !held.has(e.sha256)),
+        16,
+        async (e) => ({
+          ...e,
+          ...(await storage.presignChunkPut(bucketRef(node), e.sha256, e.length, URL_TTL_SECONDS)),
+        }),
+      );
+      const next = start + slice.length;
+      return c.json(
+        {
+          items,
+          ...(next < plan.length ? { nextCursor: String(next) } : {}),
+          expiresAt: new Date(Date.now() + URL_TTL_SECONDS * 1000).toISOString(),
+        },
+        200,
+      );
+    })
+    .openapi(api.reportStoredChunks, async (c) => {
+      const { migrationId } = c.req.valid('param');
+      const { sha256 } = c.req.valid('json');
+      const m = await migrationFor(deps, c.get('principal'), migrationId, { role: 'source' });
+      requireActive(m);
+      const plan = new Map((await uploadPlan(m)).map((e) => [e.sha256, e]));
+      const entries = sha256.map((s, i) => {
+        const e = plan.get(s);
+        if (!e) throw invalid(`sha256.${i}`, 'is not a chunk this migration uploads');
+        return e;
+      });
+      const { verified, missing } = await verifyStored(m, [
+        ...new Map(entries.map((e) => [e.sha256, e])).values(),
+      ]);
+      return c.json({ verified: verified.length, missing: missing.map((e) => e.sha256) }, 200);
+    })
+    .openapi(api.failSource, async (c) => {
+      const { migrationId } = c.req.valid('param');
+      const { reason } = c.req.valid('json');
+      const m = await migrationFor(deps, c.get('principal'), migrationId, { role: 'source' });
+      requireActive(m);
+      const works = (
+        await Promise.all([
+          migrations.getWork(m.sourceDataCenterId, m.id, 'manifest'),
+          migrations.getWork(m.sourceDataCenterId, m.id, 'upload'),
+        ])
+      ).filter((w) => w !== undefined);
+      if (works.length === 0)
+        throw conflict(`migration ${m.id} is not waiting for its source (status ${m.status})`);
+      for (const work of works) {
+        await taskFailed(deps.sfn, work.taskToken, 'SourceFailed', reason);
+        await migrations.deleteWork(work);
+      }
+      return c.json({ status: 'failed' as const }, 200);
+    })
+    .openapi(api.completeUpload, async (c) => {
+      const { migrationId } = c.req.valid('param');
+      const m = await migrationFor(deps, c.get('principal'), migrationId, { role: 'source' });
+      requireActive(m);
+      const work = await migrations.getWork(m.sourceDataCenterId, m.id, 'upload');
+      if (!work) {
+        if (['REPLICATING', 'DOWNLOADING'].includes(m.status)) {
+          return c.json({ status: 'complete' as const, verifiedChunks: m.upload.chunksTotal }, 200);
+        }
+        throw conflict(`migration ${m.id} is not waiting for an upload (status ${m.status})`, {
+          status: m.status,
+        });
+      }
+      const [plan, node] = await Promise.all([uploadPlan(m), sourceNode(m)]);
+      const held = await contentIndex.holders(
+        plan.map((e) => e.sha256),
+        [node.id],
+      );
+      const open = plan.filter((e) => !held.has(e.sha256));
+      const { missing, unchecked } = await verifyStored(m, open, Date.now() + VERIFY_BUDGET_MS);
+      if (missing.length > 0) {
+        return c.json(
+          {
+            error: {
+              code: 'Conflict' as const,
+              message: `${missing.length} chunks are not stored (or not intact) at cache node ${node.id}: upload them again`,
+              missing: missing.slice(0, 1000).map((e) => e.sha256),
+            },
+          },
+          409,
+        );
+      }
+      if (unchecked.length > 0)
+        return c.json({ status: 'verifying' as const, remaining: unchecked.length }, 202);
+      await migrations.update(m.id, {
+        set: [
+          [['upload', 'chunksDone'], m.upload.chunksTotal],
+          [['upload', 'bytesDone'], m.upload.bytesTotal],
+        ],
+      });
+      if ((await taskSucceeded(deps.sfn, work.taskToken)) === 'stale') {
+        await migrations.deleteWork(work);
+        throw conflict('the workflow stopped waiting for this upload; it will ask again');
+      }
+      await migrations.deleteWork(work);
+      await migrations.addHistory(
+        m.id,
+        'uploaded',
+        `all ${plan.length} chunks verified at cache node ${node.id}`,
+      );
+      return c.json({ status: 'complete' as const, verifiedChunks: plan.length }, 200);
+    });
+}

@@ -1,0 +1,135 @@
+// S3 adapter for cache node buckets (chunks) and the control bucket (manifests, plans). Chunks are stored once
+// per cache node under a digest-derived key with S3's SHA-256 checksum, so S3 itself rejects corrupted bytes and
+// vouches for what it holds.
+import {
+  CopyObjectCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  PutObjectCommand,
+  type S3Client,
+} from '@aws-sdk/client-s3';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import { base64Sha256, chunkKey } from '../../protocol/chunk-key.ts';
+
+export interface BucketRef {
+  readonly bucket: string;
+  readonly region: string;
+}
+
+export type ChunkState = 'present' | 'missing' | 'mismatch';
+
+export interface PresignedPut {
+  readonly url: string;
+  readonly headers: Record<string, string>;
+}
+
+const statusOf = (err: unknown) =>
+  (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+const isNotFound = (err: unknown) =>
+  statusOf(err) === 404 || ['NotFound', 'NoSuchKey'].includes((err as Error).name);
+
+export class ChunkStorage {
+  constructor(private readonly client: (region: string) => S3Client) {}
+
+  /** A presigned PUT for one chunk. The checksum is a signed header: S3 refuses a body that does not match. */
+  async presignChunkPut(
+    node: BucketRef,
+    sha256: string,
+    length: number,
+    expiresIn: number,
+  ): Promise<PresignedPut> {
+    const checksum = base64Sha256(sha256);
+    const url = await getSignedUrl(
+      this.client(node.region),
+      new PutObjectCommand({
+        Bucket: node.bucket,
+        Key: chunkKey(sha256),
+        ContentLength: length,
+        ChecksumSHA256: checksum,
+        ContentType: 'application/octet-stream',
+      }),
+      { expiresIn, unhoistableHeaders: new Set(['x-amz-checksum-sha256']) },
+    );
+    return {
+      url,
+      headers: { 'content-type': 'application/octet-stream', 'x-amz-checksum-sha256': checksum },
+    };
+  }
+
+  /** Present = stored with the expected length and SHA-256 checksum. */
+  async chunkState(node: BucketRef, sha256: string, length: number): Promise<ChunkState> {
+    try {
+      const head = await this.client(node.region).send(
+        new HeadObjectCommand({ Bucket: node.bucket, Key: chunkKey(sha256), ChecksumMode: 'ENABLED' }),
+      );
+      const ok = head.ContentLength === length && head.ChecksumSHA256 === base64Sha256(sha256);
+      return ok ? 'present' : 'mismatch';
+    } catch (err) {
+      if (isNotFound(err)) return 'missing';
+      throw err;
+    }
+  }
+
+  /** Server-side copy between cache nodes; S3 recomputes the SHA-256 of the copy. */
+  async copyChunk(from: BucketRef, to: BucketRef, sha256: string): Promise<void> {
+    const key = chunkKey(sha256);
+    await this.client(to.region).send(
+      new CopyObjectCommand({
+        Bucket: to.bucket,
+        Key: key,
+        CopySource: `${from.bucket}/${key}`,
+        ChecksumAlgorithm: 'SHA256',
+        MetadataDirective: 'COPY',
+      }),
+    );
+  }
+
+  // ---- control bucket
+
+  async presignPut(
+    target: BucketRef,
+    key: string,
+    expiresIn: number,
+    contentType = 'application/json',
+  ): Promise<PresignedPut> {
+    const url = await getSignedUrl(
+      this.client(target.region),
+      new PutObjectCommand({ Bucket: target.bucket, Key: key, ContentType: contentType }),
+      { expiresIn },
+    );
+    return { url, headers: { 'content-type': contentType } };
+  }
+
+  /** Reads an object fully, refusing more than `maxBytes`; undefined when absent. */
+  async getBytes(target: BucketRef, key: string, maxBytes: number): Promise<Uint8Array | undefined> {
+    try {
+      const out = await this.client(target.region).send(
+        new GetObjectCommand({ Bucket: target.bucket, Key: key }),
+      );
+      if ((out.ContentLength ?? 0) > maxBytes) {
+        out.Body?.transformToWebStream().cancel();
+        throw new RangeError(`object ${key} is ${out.ContentLength} bytes, over the ${maxBytes}-byte limit`);
+      }
+      return (await out.Body?.transformToByteArray()) ?? new Uint8Array();
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  }
+
+  async putJson(target: BucketRef, key: string, value: unknown): Promise<void> {
+    await this.client(target.region).send(
+      new PutObjectCommand({
+        Bucket: target.bucket,
+        Key: key,
+        Body: JSON.stringify(value),
+        ContentType: 'application/json',
+      }),
+    );
+  }
+
+  async getJson<T>(target: BucketRef, key: string, maxBytes = 256 * 1024 * 1024): Promise<T | undefined> {
+    const bytes = await this.getBytes(target, key, maxBytes);
+    return bytes && (JSON.parse(Buffer.from(bytes).toString('utf8')) as T);
+  }
+}

@@ -1,0 +1,23 @@
+// Object keys in the control bucket: manifests and the plans that state machine payloads refer to by key.
+
+export const manifestKey = (migrationId: string) => `migrations/${migrationId}/manifest.json`;
+export const uploadPlanKey = (migrationId: string, attempt: number) =>
+  `migrations/${migrationId}/a${attempt}/upload-plan.json`;
+export const replicationPrefix = (migrationId: string, attempt: number) =>
+  `migrations/${migrationId}/a${attempt}/replication`;
+export const replicationBatchKey = (prefix: string, batch: number) => `${prefix}/${batch}.json`;
+
+/** One chunk the source must upload (first occurrence in the image). */
+export interface UploadPlanEntry {
+  readonly sha256: string;
+  readonly offset: number;
+  readonly length: number;
+}
+
+/** One server-side copy between cache nodes. */
+export interface CopyItem {
+  readonly sha256: string;
+  readonly length: number;
+  readonly from: string;
+  readonly to: string;
+}

@@ -1,0 +1,112 @@
+// The migration record and its rules: ids, statuses, legs, progress. Pure; the store persists it.
+import { randomBytes } from 'node:crypto';
+import type { HistoryEntry, LegStatus, MigrationStatus } from '../../protocol/api/migrations.ts';
+import { TERMINAL_STATUSES } from '../../protocol/api/migrations.ts';
+import type { ImageFormat } from '../../protocol/image-format.ts';
+
+export interface LegRecord {
+  readonly dataCenterId: string;
+  readonly cacheNodeId?: string;
+  readonly format?: ImageFormat;
+  readonly status: LegStatus;
+  readonly chunksToReplicate: number;
+  readonly bytesToReplicate: number;
+  readonly chunksReplicated: number;
+  readonly bytesReplicated: number;
+  readonly chunksDownloaded: number;
+  readonly bytesDownloaded: number;
+  readonly completedAt?: string;
+  readonly error?: string;
+}
+
+export interface ImageSummary {
+  readonly size: number;
+  readonly sha256: string;
+  readonly format: ImageFormat;
+  readonly chunks: number;
+  readonly uniqueChunks: number;
+  readonly zeroBytes: number;
+  /** SHA-256 of the manifest file as accepted. */
+  readonly manifestSha256: string;
+}
+
+export interface UploadProgress {
+  readonly chunksTotal: number;
+  readonly bytesTotal: number;
+  readonly chunksDone: number;
+  readonly bytesDone: number;
+  readonly bytesCached: number;
+}
+
+export interface MigrationRecord {
+  readonly id: string;
+  readonly status: MigrationStatus;
+  readonly attempt: number;
+  readonly vmId: string;
+  readonly hostId: string;
+  readonly imageId: string;
+  readonly sourceDataCenterId: string;
+  readonly sourceCacheNodeId?: string;
+  /** Destination data center ids in request order; details in `legs`. */
+  readonly destinations: readonly string[];
+  readonly legs: Readonly<Record<string, LegRecord>>;
+  readonly image?: ImageSummary;
+  readonly upload: UploadProgress;
+  /** Cache nodes where this migration holds a transfer slot. */
+  readonly reservedCacheNodes: readonly string[];
+  readonly executionArn?: string;
+  /** When the migration started waiting for a transfer slot. */
+  readonly queuedSince?: string;
+  readonly error?: { readonly code: string; readonly message: string; readonly at: string };
+  readonly createdAt: string;
+  readonly updatedAt: string;
+}
+
+export type { HistoryEntry, LegStatus, MigrationStatus };
+
+export const isTerminal = (s: MigrationStatus) => TERMINAL_STATUSES.includes(s);
+
+/** Sortable, unguessable id: time prefix (base36 ms) + 80 random bits. */
+export function newMigrationId(now = Date.now()): string {
+  const time = now.toString(36).padStart(9, '0');
+  const rand = [...randomBytes(10)].map((b) => (b % 36).toString(36)).join('');
+  return `mig-${time}${rand}${randomBytes(4).toString('hex').slice(0, 4)}`;
+}
+
+export function newLeg(dataCenterId: string, format?: ImageFormat): LegRecord {
+  return {
+    dataCenterId,
+    ...(format ? { format } : {}),
+    status: 'PENDING',
+    chunksToReplicate: 0,
+    bytesToReplicate: 0,
+    chunksReplicated: 0,
+    bytesReplicated: 0,
+    chunksDownloaded: 0,
+    bytesDownloaded: 0,
+  };
+}
+
+export const EMPTY_UPLOAD: UploadProgress = {
+  chunksTotal: 0,
+  bytesTotal: 0,
+  chunksDone: 0,
+  bytesDone: 0,
+  bytesCached: 0,
+};
+
+/** The cache nodes a migration transfers through: its source node and every remote destination's node. */
+export function cacheNodesOf(m: Pick<MigrationRecord, 'sourceCacheNodeId' | 'legs'>): string[] {
+  const nodes = new Set<string>();
+  if (m.sourceCacheNodeId) nodes.add(m.sourceCacheNodeId);
+  for (const leg of Object.values(m.legs)) if (leg.cacheNodeId) nodes.add(leg.cacheNodeId);
+  return [...nodes].sort();
+}
+
+/** Which principals may read a migration: admins, and the agents of its source and destinations. */
+export function involvesDataCenter(
+  m: Pick<MigrationRecord, 'sourceDataCenterId' | 'destinations'>,
+  dc: string,
+): boolean {
+  return m.sourceDataCenterId === dc || m.destinations.includes(dc);
+}

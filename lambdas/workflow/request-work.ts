@@ -1,0 +1,53 @@
+// A callback step (.waitForTaskToken): leaves a work item with the task token for the agent that must act —
+// the source agent (manifest, upload) or one destination agent (download). The API sends the token back when
+// the agent reports; the step then completes.
+import type { WorkItem } from '../../protocol/api/agent.ts';
+import { TaskFailure, task } from './task.ts';
+
+export interface RequestWorkEvent {
+  readonly migrationId: string;
+  readonly action: WorkItem['action'];
+  readonly dataCenterId?: string;
+  readonly taskToken: string;
+}
+
+const MESSAGES = {
+  manifest: 'waiting for the source agent to chunk the image and send its manifest',
+  upload: 'waiting for the source agent to upload the missing chunks',
+  download: 'waiting for the destination agent to download and verify the image',
+} as const;
+
+export const handler = task(async (deps, event: RequestWorkEvent): Promise<void> => {
+  const m = await deps.migrations.require(event.migrationId);
+  const isDownload = event.action === 'download';
+  const dataCenterId = isDownload ? event.dataCenterId : m.sourceDataCenterId;
+  if (!dataCenterId || (isDownload && !m.destinations.includes(dataCenterId))) {
+    throw new TaskFailure('BadTaskInput', `no destination ${event.dataCenterId} in migration ${m.id}`);
+  }
+  const leg = isDownload ? m.legs[dataCenterId] : undefined;
+  if (isDownload) {
+    await deps.migrations.update(
+      m.id,
+      { set: [[['legs', dataCenterId, 'status'], 'DOWNLOADING']] },
+      { history: { event: 'awaiting-destination', message: `${dataCenterId}: ${MESSAGES.download}` } },
+    );
+  } else {
+    await deps.migrations.update(
+      m.id,
+      { status: 'UPLOADING' },
+      { history: { event: `awaiting-${event.action}`, message: MESSAGES[event.action] } },
+    );
+  }
+  await deps.migrations.putWork({
+    migrationId: m.id,
+    action: event.action,
+    role: isDownload ? 'destination' : 'source',
+    dataCenterId,
+    vmId: m.vmId,
+    hostId: m.hostId,
+    imageId: m.imageId,
+    ...(leg?.format ? { format: leg.format } : {}),
+    createdAt: new Date().toISOString(),
+    taskToken: event.taskToken,
+  });
+});

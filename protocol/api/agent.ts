@@ -1,0 +1,269 @@
+// The agent protocol (draft V-C, DESIGN §3): how a data center's agent gets work, sends a manifest, uploads
+// missing chunks with presigned PUTs, downloads through the edge with signed GETs, and reports back.
+import { createRoute, z } from '@hono/zod-openapi';
+import { errorResponses, json, NodeId, PageQuery, pathId, Timestamp } from './common.ts';
+import { ImageFormat, MigrationId } from './migrations.ts';
+
+const tags = ['agent'];
+const Sha256 = z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex characters');
+const idParams = z.object({
+  migrationId: MigrationId.openapi({ param: { name: 'migrationId', in: 'path' } }),
+});
+const destParams = idParams.extend({ dataCenterId: pathId('dataCenterId', 'dc-osa') });
+
+export const WorkItem = z
+  .object({
+    migrationId: MigrationId,
+    action: z.enum(['manifest', 'upload', 'download']),
+    role: z.enum(['source', 'destination']),
+    dataCenterId: NodeId,
+    vmId: z.string(),
+    hostId: z.string(),
+    imageId: z.string(),
+    format: ImageFormat.optional().describe('download: the format the destination asked for'),
+    createdAt: Timestamp,
+  })
+  .openapi('WorkItem');
+export type WorkItem = z.infer<typeof WorkItem>;
+
+export const getWork = createRoute({
+  method: 'get',
+  path: '/v1/agent/work',
+  tags,
+  summary: "The calling agent's pending work (admins pass dataCenterId)",
+  request: {
+    query: z.object({
+      dataCenterId: NodeId.optional().openapi({ param: { name: 'dataCenterId', in: 'query' } }),
+    }),
+  },
+  responses: {
+    200: json(z.object({ items: z.array(WorkItem) }), 'Work items'),
+    ...errorResponses(400, 401, 403),
+  },
+});
+
+export const ManifestUploadUrl = z
+  .object({
+    url: z.string(),
+    method: z.literal('PUT'),
+    headers: z.record(z.string(), z.string()),
+    expiresAt: Timestamp,
+  })
+  .openapi('ManifestUploadUrl');
+
+export const createManifestUploadUrl = createRoute({
+  method: 'post',
+  path: '/v1/migrations/{migrationId}/source/manifest-url',
+  tags,
+  summary: 'A presigned URL to PUT the manifest (source agent)',
+  description:
+    'Manifests go to storage, not through the API body, so their size is not bound by request limits.',
+  request: { params: idParams },
+  responses: {
+    200: json(ManifestUploadUrl, 'Upload the manifest JSON here'),
+    ...errorResponses(401, 403, 404, 409),
+  },
+});
+
+export const SubmitManifest = z
+  .strictObject({ sha256: Sha256.describe('SHA-256 of the manifest file as uploaded'), size: z.int().min(2) })
+  .openapi('SubmitManifest');
+
+export const ManifestAccepted = z
+  .object({
+    size: z.int(),
+    chunks: z.int(),
+    uniqueChunks: z.int(),
+    format: ImageFormat,
+  })
+  .openapi('ManifestAccepted');
+
+export const submitManifest = createRoute({
+  method: 'post',
+  path: '/v1/migrations/{migrationId}/source/manifest',
+  tags,
+  summary: 'Submit the uploaded manifest (source agent)',
+  request: {
+    params: idParams,
+    body: { content: { 'application/json': { schema: SubmitManifest } }, required: true },
+  },
+  responses: { 200: json(ManifestAccepted, 'Accepted'), ...errorResponses(400, 401, 403, 404, 409) },
+});
+
+export const UploadUrl = z
+  .object({
+    sha256: Sha256,
+    offset: z.int(),
+    length: z.int(),
+    url: z.string(),
+    headers: z.record(z.string(), z.string()).describe('send exactly these headers with the PUT'),
+  })
+  .openapi('UploadUrl');
+
+export const listUploadUrls = createRoute({
+  method: 'get',
+  path: '/v1/migrations/{migrationId}/source/upload-urls',
+  tags,
+  summary: 'Presigned PUT URLs for the chunks still missing at the source cache node (paged)',
+  request: { params: idParams, query: PageQuery },
+  responses: {
+    200: json(
+      z.object({ items: z.array(UploadUrl), nextCursor: z.string().optional(), expiresAt: Timestamp }),
+      'URLs',
+    ),
+    ...errorResponses(400, 401, 403, 404, 409),
+  },
+});
+
+export const ReportChunks = z
+  .strictObject({ sha256: z.array(Sha256).min(1).max(1000) })
+  .openapi('ReportChunks');
+
+export const reportStoredChunks = createRoute({
+  method: 'post',
+  path: '/v1/migrations/{migrationId}/source/chunks',
+  tags,
+  summary: 'Report uploaded chunks; the server checks each is stored with the right checksum',
+  request: {
+    params: idParams,
+    body: { content: { 'application/json': { schema: ReportChunks } }, required: true },
+  },
+  responses: {
+    200: json(z.object({ verified: z.int(), missing: z.array(Sha256) }), 'Verified'),
+    ...errorResponses(400, 401, 403, 404, 409),
+  },
+});
+
+export const completeUpload = createRoute({
+  method: 'post',
+  path: '/v1/migrations/{migrationId}/source/complete',
+  tags,
+  summary: 'Report the upload complete; the server checks every chunk is stored, then moves on',
+  request: { params: idParams },
+  responses: {
+    200: json(z.object({ status: z.literal('complete'), verifiedChunks: z.int() }), 'All chunks verified'),
+    202: json(
+      z.object({ status: z.literal('verifying'), remaining: z.int() }),
+      'Still verifying: call again',
+    ),
+    409: json(
+      z.object({
+        error: z.object({ code: z.literal('Conflict'), message: z.string(), missing: z.array(Sha256) }),
+      }),
+      'Some chunks are not stored: upload these and call again',
+    ),
+    ...errorResponses(401, 403, 404),
+  },
+});
+
+export const FailSource = z.strictObject({ reason: z.string().min(1).max(2000) }).openapi('FailSource');
+
+export const failSource = createRoute({
+  method: 'post',
+  path: '/v1/migrations/{migrationId}/source/failed',
+  tags,
+  summary: 'Report that the source cannot provide the image, with the cause (source agent)',
+  request: {
+    params: idParams,
+    body: { content: { 'application/json': { schema: FailSource } }, required: true },
+  },
+  responses: {
+    200: json(z.object({ status: z.literal('failed') }), 'Recorded'),
+    ...errorResponses(400, 401, 403, 404, 409),
+  },
+});
+
+export const PlanChunk = z
+  .object({
+    index: z.int(),
+    offset: z.int(),
+    length: z.int(),
+    sha256: Sha256,
+    zero: z.boolean().describe('all zero bytes: write a hole, nothing to download'),
+    url: z.string().optional().describe('signed edge URL (absent for zero chunks)'),
+  })
+  .openapi('PlanChunk');
+
+export const DownloadPlan = z
+  .object({
+    image: z.object({ size: z.int(), sha256: Sha256, format: ImageFormat, chunks: z.int() }),
+    targetFormat: ImageFormat,
+    items: z.array(PlanChunk),
+    nextCursor: z.string().optional(),
+    expiresAt: Timestamp,
+  })
+  .openapi('DownloadPlan');
+
+export const getDownloadPlan = createRoute({
+  method: 'get',
+  path: '/v1/migrations/{migrationId}/destinations/{dataCenterId}/plan',
+  tags,
+  summary: 'The image manifest with signed edge URLs for the destination (paged)',
+  request: { params: destParams, query: PageQuery },
+  responses: { 200: json(DownloadPlan, 'Plan page'), ...errorResponses(400, 401, 403, 404, 409) },
+});
+
+export const CompleteDestination = z
+  .strictObject({ sha256: Sha256.describe('SHA-256 of the image as written, before any conversion') })
+  .openapi('CompleteDestination');
+
+export const completeDestination = createRoute({
+  method: 'post',
+  path: '/v1/migrations/{migrationId}/destinations/{dataCenterId}/complete',
+  tags,
+  summary: 'Report the image written, verified and handed to the VM ready hook (destination agent)',
+  request: {
+    params: destParams,
+    body: { content: { 'application/json': { schema: CompleteDestination } }, required: true },
+  },
+  responses: {
+    200: json(z.object({ status: z.literal('complete') }), 'Leg completed'),
+    ...errorResponses(400, 401, 403, 404, 409),
+  },
+});
+
+export const FailDestination = z
+  .strictObject({ reason: z.string().min(1).max(2000) })
+  .openapi('FailDestination');
+
+export const failDestination = createRoute({
+  method: 'post',
+  path: '/v1/migrations/{migrationId}/destinations/{dataCenterId}/failed',
+  tags,
+  summary: 'Report that this destination cannot complete, with the cause (destination agent)',
+  request: {
+    params: destParams,
+    body: { content: { 'application/json': { schema: FailDestination } }, required: true },
+  },
+  responses: {
+    200: json(z.object({ status: z.literal('failed') }), 'Recorded'),
+    ...errorResponses(400, 401, 403, 404, 409),
+  },
+});
+
+export const Heartbeat = z
+  .strictObject({
+    role: z.enum(['source', 'destination']),
+    dataCenterId: NodeId,
+    phase: z.enum(['chunking', 'uploading', 'downloading', 'verifying', 'converting']),
+    bytesDone: z.int().min(0),
+    chunksDone: z.int().min(0),
+    bytesTotal: z.int().min(0).optional(),
+  })
+  .openapi('Heartbeat');
+export type Heartbeat = z.infer<typeof Heartbeat>;
+
+export const sendHeartbeat = createRoute({
+  method: 'post',
+  path: '/v1/migrations/{migrationId}/heartbeat',
+  tags,
+  summary: 'Progress from an agent; keeps its waiting step alive',
+  request: {
+    params: idParams,
+    body: { content: { 'application/json': { schema: Heartbeat } }, required: true },
+  },
+  responses: {
+    200: json(z.object({ status: z.string() }), 'Recorded; status tells the agent whether to go on'),
+    ...errorResponses(400, 401, 403, 404),
+  },
+});
