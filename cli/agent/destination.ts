@@ -199,6 +199,7 @@ async function download(
     const target = p.image(work.imageId);
     await mkdir(dirname(target), { recursive: true });
     await rename(part, target);
+    await mkdir(dirname(p.delivered(work.migrationId)), { recursive: true });
     await writeFile(
       p.delivered(work.migrationId),
       JSON.stringify({ sha256: digest, path: target, hookDone: false } satisfies Delivered),

@@ -93,10 +93,12 @@ export async function provideManifest(
     const { manifest } = await manifestFor(opts, work, progress, abort.signal);
     const body = serializeManifest(manifest);
     const sha256 = createHash('sha256').update(body).digest('hex');
+    const size = Buffer.byteLength(body);
     const target = await client.call<{ url: string; headers: Record<string, string> }>(
       createManifestUploadUrl,
       {
         params: { migrationId: work.migrationId },
+        json: { sha256, size },
       },
     );
     const res = await fetch(target.body.url, {
@@ -109,7 +111,7 @@ export async function provideManifest(
       throw new Error(`manifest upload returned ${res.status}: ${(await res.text()).slice(0, 300)}`);
     const accepted = await client.call<{ chunks: number; uniqueChunks: number }>(submitManifest, {
       params: { migrationId: work.migrationId },
-      json: { sha256, size: Buffer.byteLength(body) },
+      json: { sha256, size },
     });
     opts.log(
       `${work.migrationId}: manifest accepted (${accepted.body.chunks} chunks, ${accepted.body.uniqueChunks} distinct)`,

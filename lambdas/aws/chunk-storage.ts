@@ -86,18 +86,28 @@ export class ChunkStorage {
 
   // ---- control bucket
 
+  /** A presigned PUT for a control object whose SHA-256 is known: storage refuses any other bytes. */
   async presignPut(
     target: BucketRef,
     key: string,
+    sha256: string,
+    length: number,
     expiresIn: number,
     contentType = 'application/json',
   ): Promise<PresignedPut> {
+    const checksum = base64Sha256(sha256);
     const url = await getSignedUrl(
       this.client(target.region),
-      new PutObjectCommand({ Bucket: target.bucket, Key: key, ContentType: contentType }),
-      { expiresIn },
+      new PutObjectCommand({
+        Bucket: target.bucket,
+        Key: key,
+        ContentType: contentType,
+        ContentLength: length,
+        ChecksumSHA256: checksum,
+      }),
+      { expiresIn, unhoistableHeaders: new Set(['x-amz-checksum-sha256']) },
     );
-    return { url, headers: { 'content-type': contentType } };
+    return { url, headers: { 'content-type': contentType, 'x-amz-checksum-sha256': checksum } };
   }
 
   /** Reads an object fully, refusing more than `maxBytes`; undefined when absent. */

@@ -25,7 +25,7 @@ export class NodeSlots {
           ConditionExpression:
             'attribute_exists(id) AND (contains(reservations, :id) OR (#s = :active AND ' +
             '(attribute_not_exists(reservations) OR size(reservations) < #cap)))',
-          ExpressionAttributeNames: { '#s': 'status' },
+          ExpressionAttributeNames: { '#s': 'status', '#cap': 'capacity' },
           ExpressionAttributeValues: {
             ':m': new Set([migrationId]),
             ':id': migrationId,

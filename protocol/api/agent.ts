@@ -51,23 +51,29 @@ export const ManifestUploadUrl = z
   })
   .openapi('ManifestUploadUrl');
 
+export const ManifestUploadRequest = z
+  .strictObject({ sha256: Sha256.describe('SHA-256 of the manifest file'), size: z.int().min(2) })
+  .openapi('ManifestUploadRequest');
+
 export const createManifestUploadUrl = createRoute({
   method: 'post',
   path: '/v1/migrations/{migrationId}/source/manifest-url',
   tags,
   summary: 'A presigned URL to PUT the manifest (source agent)',
   description:
-    'Manifests go to storage, not through the API body, so their size is not bound by request limits.',
-  request: { params: idParams },
+    'Manifests go to storage, not through the API body, so their size is not bound by request limits. The URL ' +
+    'carries the SHA-256 checksum: storage refuses other bytes.',
+  request: {
+    params: idParams,
+    body: { content: { 'application/json': { schema: ManifestUploadRequest } }, required: true },
+  },
   responses: {
     200: json(ManifestUploadUrl, 'Upload the manifest JSON here'),
     ...errorResponses(401, 403, 404, 409),
   },
 });
 
-export const SubmitManifest = z
-  .strictObject({ sha256: Sha256.describe('SHA-256 of the manifest file as uploaded'), size: z.int().min(2) })
-  .openapi('SubmitManifest');
+export const SubmitManifest = ManifestUploadRequest.openapi('SubmitManifest');
 
 export const ManifestAccepted = z
   .object({

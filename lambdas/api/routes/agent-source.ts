@@ -57,10 +57,13 @@ export function agentSourceRoutes(deps: ApiDeps) {
   return router()
     .openapi(api.createManifestUploadUrl, async (c) => {
       const { migrationId } = c.req.valid('param');
+      const { sha256, size } = c.req.valid('json');
+      if (size > MAX_MANIFEST_BYTES)
+        throw invalid('size', `manifests are limited to ${MAX_MANIFEST_BYTES} bytes`);
       const m = await migrationFor(deps, c.get('principal'), migrationId, { role: 'source' });
       requireActive(m);
       await requireWork(deps, m, m.sourceDataCenterId, 'manifest');
-      const put = await storage.presignPut(deps.control, manifestKey(m.id), URL_TTL_SECONDS);
+      const put = await storage.presignPut(deps.control, manifestKey(m.id), sha256, size, URL_TTL_SECONDS);
       const expiresAt = new Date(Date.now() + URL_TTL_SECONDS * 1000).toISOString();
       return c.json({ url: put.url, method: 'PUT' as const, headers: put.headers, expiresAt }, 200);
     })

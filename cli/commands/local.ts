@@ -1,0 +1,85 @@
+// `vmmig local` (npm start): run the local cloud in the foreground until Ctrl-C.
+import { fileURLToPath } from 'node:url';
+import { DEFAULT_PORT_BASE, portsFrom, startLocalCloud } from '../../local/cloud.ts';
+import { loadTopology } from '../../protocol/topology.ts';
+import { defaultDataDir } from '../config.ts';
+
+const CDK_JSON = fileURLToPath(new URL('../../cdk.json', import.meta.url));
+
+export interface LocalFlags {
+  readonly dataDir?: string;
+  readonly portBase?: number;
+  readonly agents?: boolean;
+  readonly onReady?: string;
+  readonly topology?: string;
+  readonly quiet?: boolean;
+}
+
+const COLORS = [36, 33, 35, 32, 34, 31];
+
+export async function runLocal(flags: LocalFlags): Promise<number> {
+  const dataDir = defaultDataDir(flags.dataDir);
+  const topology = loadTopology(flags.topology ?? CDK_JSON);
+  const tty = process.stdout.isTTY;
+  const colorOf = new Map<string, number>();
+  const log = (component: string, line: string) => {
+    if (flags.quiet && !component.startsWith('agent')) return;
+    let color = colorOf.get(component);
+    if (color === undefined) {
+      color = COLORS[colorOf.size % COLORS.length] as number;
+      colorOf.set(component, color);
+    }
+    const tag = component.padEnd(12);
+    process.stdout.write(`${tty ? `\x1b[${color}m${tag}\x1b[0m` : tag} ${line}\n`);
+  };
+  const cloud = await startLocalCloud({
+    dataDir,
+    topology,
+    ports: portsFrom(flags.portBase ?? DEFAULT_PORT_BASE),
+    agents: flags.agents === false ? false : flags.onReady ? { onReady: flags.onReady } : true,
+    log,
+  });
+  const e = cloud.endpoints;
+  const out = [
+    '',
+    `cdn-vm-migration local cloud — state in ${dataDir}`,
+    '',
+    `  API (CVMM)       ${e.api}        OpenAPI: ${e.api}/openapi.json`,
+    `  Edge (CDN)       ${e.edge}        signed URLs only`,
+    `  Step Functions   ${e.stepFunctions}        state machine ${cloud.stateMachineArn}`,
+    `  S3 (cache nodes) ${e.s3}        buckets vmmig-control, ${topology.cacheNodes.map((n) => `vmmig-cache-${n.id}`).join(', ')}`,
+    `  DynamoDB         ${e.dynamodb}        tables Registry, ContentMap, LocationMap, Migrations, ContentIndex`,
+    '',
+    'Tokens (Authorization: Bearer <token>)',
+    `  admin            ${cloud.tokens.adminToken}`,
+    ...topology.dataCenters.map((dc) => `  agent ${dc.id.padEnd(10)} ${cloud.agentToken(dc.id)}`),
+    '',
+    flags.agents === false
+      ? 'Agents: not started (--no-agents)'
+      : `Agents: one per data center; images in ${dataDir}/dc/<data center>/images/`,
+    ...cloud.warnings.map((w) => `WARNING: ${w}`),
+    '',
+    `Try:  curl -H "Authorization: Bearer ${cloud.tokens.adminToken}" ${e.api}/v1/data-centers`,
+    '      npx vmmig migrate --vm vm-1 --image-id disk.qcow2 --from dc-gz --to dc-osa --wait',
+    'Ctrl-C stops everything; state stays for the next start.',
+    '',
+  ];
+  process.stdout.write(`${out.join('\n')}\n`);
+
+  await new Promise<void>((resolve) => {
+    let stopping = false;
+    const stop = (signal: string) => {
+      if (stopping) {
+        process.stdout.write('stopping already; waiting for servers to exit\n');
+        return;
+      }
+      stopping = true;
+      process.stdout.write(`\n${signal}: stopping the local cloud…\n`);
+      void cloud.stop().then(resolve);
+    };
+    process.on('SIGINT', () => stop('SIGINT'));
+    process.on('SIGTERM', () => stop('SIGTERM'));
+  });
+  process.stdout.write('stopped; state kept in ' + dataDir + '\n');
+  return 0;
+}

@@ -1,0 +1,92 @@
+// One agent process per data center, as a real site would run it: its own directory, its own token, restarted
+// if it dies (a crashed agent resumes from its journals).
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { createInterface } from 'node:readline';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+const CLI = fileURLToPath(new URL('../cli/vmmig.ts', import.meta.url));
+const TSX = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
+
+export interface AgentSpec {
+  readonly dataCenterId: string;
+  readonly dir: string;
+  readonly token: string;
+  readonly onReady?: string | undefined;
+  readonly concurrency?: number | undefined;
+}
+
+/** argv (after the node binary) that runs the agent of a data center: the same command an operator types. */
+export function agentArgs(spec: AgentSpec, endpoint: string): string[] {
+  return [
+    '--import',
+    TSX,
+    CLI,
+    'agent',
+    '--vrn',
+    spec.dataCenterId,
+    '--dir',
+    spec.dir,
+    '--endpoint',
+    endpoint,
+    ...(spec.concurrency ? ['--concurrency', String(spec.concurrency)] : []),
+    ...(spec.onReady ? ['--on-ready', spec.onReady] : []),
+  ];
+}
+
+export class AgentSupervisor {
+  private readonly children = new Map<string, ChildProcess>();
+  private stopping = false;
+
+  constructor(
+    private readonly endpoint: string,
+    private readonly log: (dataCenterId: string, line: string) => void,
+  ) {}
+
+  start(spec: AgentSpec, failures = 0): void {
+    mkdirSync(`${spec.dir}/images`, { recursive: true });
+    const child = spawn(process.execPath, agentArgs(spec, this.endpoint), {
+      env: { ...process.env, VMMIG_TOKEN: spec.token },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    this.children.set(spec.dataCenterId, child);
+    for (const stream of [child.stdout, child.stderr]) {
+      createInterface({ input: stream }).on('line', (line) => this.log(spec.dataCenterId, line));
+    }
+    const startedAt = Date.now();
+    child.on('exit', (code, signal) => {
+      if (this.children.get(spec.dataCenterId) === child) this.children.delete(spec.dataCenterId);
+      if (this.stopping) return;
+      // A crash loop backs off; an agent that ran a while restarts at once.
+      const next = Date.now() - startedAt > 30_000 ? 0 : failures + 1;
+      const delay = Math.min(30_000, 500 * 2 ** next);
+      this.log(spec.dataCenterId, `agent exited (${signal ?? code}); restarting in ${delay} ms`);
+      setTimeout(() => {
+        if (!this.stopping) this.start(spec, next);
+      }, delay).unref();
+    });
+  }
+
+  pid(dataCenterId: string): number | undefined {
+    return this.children.get(dataCenterId)?.pid;
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    await Promise.all(
+      [...this.children.values()].map(
+        (child) =>
+          new Promise<void>((resolve) => {
+            if (child.exitCode !== null || child.signalCode !== null) return resolve();
+            const kill = setTimeout(() => child.kill('SIGKILL'), 5000);
+            child.once('exit', () => {
+              clearTimeout(kill);
+              resolve();
+            });
+            child.kill('SIGTERM');
+          }),
+      ),
+    );
+  }
+}

@@ -1,0 +1,246 @@
+// The local cloud: the whole system on one machine, no AWS account. DynamoDB Local, an S3 server with one
+// bucket per cache node, the local Step Functions service running statemachines/migration.asl.json with the
+// Lambda handlers in-process, the API (the same Hono app as on Lambda), the signed-URL edge, and one agent per
+// data center. State lives under one data directory and survives restarts.
+import { readFileSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { serve } from '@hono/node-server';
+import { ENV } from '../lambdas/config.ts';
+import type { Topology } from '../protocol/topology.ts';
+import { AgentSupervisor } from './agents.ts';
+import { startDynamoDbLocal } from './dynamodb.ts';
+import { startEdge } from './edge/server.ts';
+import { loadOrCreateEdgeKeys } from './edge-keys.ts';
+import { LOCAL_NAMES, localEnv } from './env.ts';
+import { assertPortFree, findFreePort, LOOPBACK } from './ports.ts';
+import { startS3Server } from './s3/server.ts';
+import { claimDataDir, clearState, type LocalEndpoints, writeState } from './state-file.ts';
+import { startLocalStepFunctions } from './stepfunctions/index.ts';
+import { ensureTables } from './tables.ts';
+import { agentToken, bearerAuthenticate, type LocalTokens, loadOrCreateTokens } from './tokens.ts';
+
+export interface LocalPorts {
+  readonly api: number;
+  readonly edge: number;
+  readonly stepFunctions: number;
+  readonly s3: number;
+  readonly dynamodb: number;
+}
+
+export const DEFAULT_PORT_BASE = 7700;
+export const portsFrom = (base: number): LocalPorts => ({
+  api: base,
+  edge: base + 1,
+  stepFunctions: base + 2,
+  s3: base + 3,
+  dynamodb: base + 4,
+});
+
+export interface LocalCloudOptions {
+  /** Absolute; created if missing. */
+  readonly dataDir: string;
+  readonly topology: Topology;
+  /** 0 for any free port. Default: 7700-7704. */
+  readonly ports?: LocalPorts;
+  /** Start one agent process per data center (default true). */
+  readonly agents?: boolean | { readonly onReady?: string; readonly concurrency?: number };
+  /** Wraps the workflow's Lambda handlers (tests inject faults here). */
+  readonly wrapFunction?: (
+    name: string,
+    handler: (event: never) => Promise<unknown>,
+  ) => (event: never) => Promise<unknown>;
+  /** Multiplies Retry intervals of the state machine (tests). */
+  readonly retryIntervalScale?: number;
+  readonly log?: (component: string, line: string) => void;
+}
+
+export interface LocalCloud {
+  readonly dataDir: string;
+  readonly endpoints: LocalEndpoints;
+  readonly tokens: LocalTokens;
+  readonly stateMachineArn: string;
+  /** Warnings to show the user (e.g. a server that could not bind loopback only). */
+  readonly warnings: readonly string[];
+  agentToken(dataCenterId: string): string;
+  /** The directory of a data center's agent (images under `images/`). */
+  dataCenterDir(dataCenterId: string): string;
+  readonly agents: AgentSupervisor | undefined;
+  stop(): Promise<void>;
+}
+
+export async function startLocalCloud(options: LocalCloudOptions): Promise<LocalCloud> {
+  const { dataDir, topology } = options;
+  const log = options.log ?? (() => {});
+  await mkdir(dataDir, { recursive: true });
+  claimDataDir(dataDir);
+  const tokens = loadOrCreateTokens(dataDir);
+  const wanted = options.ports ?? portsFrom(DEFAULT_PORT_BASE);
+  const names: Record<keyof LocalPorts, string> = {
+    api: 'the API',
+    edge: 'the local edge',
+    stepFunctions: 'the local Step Functions service',
+    s3: 'the local S3 server',
+    dynamodb: 'DynamoDB Local',
+  };
+  const ports = { ...wanted };
+  for (const key of Object.keys(wanted) as (keyof LocalPorts)[]) {
+    if (wanted[key] === 0) ports[key] = await findFreePort();
+    else await assertPortFree(wanted[key], names[key]);
+  }
+
+  const stops: (() => Promise<void>)[] = [];
+  const stopAll = async () => {
+    for (const stop of stops.reverse())
+      await stop().catch((err: Error) => log('cloud', `stop: ${err.message}`));
+    stops.length = 0;
+    clearState(dataDir);
+  };
+  try {
+    const warnings: string[] = [];
+    const [ddb, s3] = await Promise.all([
+      startDynamoDbLocal({ dataDir: join(dataDir, 'dynamodb'), port: ports.dynamodb }),
+      startS3Server({
+        dataDir: join(dataDir, 's3'),
+        port: ports.s3,
+        buckets: [
+          LOCAL_NAMES.controlBucket,
+          ...topology.cacheNodes.map((n) => LOCAL_NAMES.cacheBucket(n.id)),
+        ],
+      }),
+    ]);
+    stops.push(
+      () => ddb.stop(),
+      () => s3.stop(),
+    );
+    if (!ddb.bindsLoopbackOnly)
+      warnings.push('DynamoDB Local listens on all interfaces (no Java compiler for the loopback launcher)');
+    if (!s3.bindsLoopbackOnly) {
+      warnings.push(
+        `the S3 server listens on all interfaces and does not check checksums (${s3.fallbackReason ?? 'fallback mode'})`,
+      );
+    }
+
+    const keys = loadOrCreateEdgeKeys(dataDir);
+    const edgeBase = `http://${LOOPBACK}:${ports.edge}`;
+    const sfnEndpoint = `http://${LOOPBACK}:${ports.stepFunctions}`;
+    const apiEndpoint = `http://${LOOPBACK}:${ports.api}`;
+    // Everything in this process (API, workflow handlers) reads its configuration from the environment, exactly
+    // as the Lambda functions do on AWS.
+    Object.assign(
+      process.env,
+      localEnv({
+        topology,
+        dynamodb: ddb.endpoint,
+        s3: s3.endpoint,
+        stepFunctions: sfnEndpoint,
+        edge: edgeBase,
+        keys,
+      }),
+    );
+    await ensureTables(new DynamoDBClient({ endpoint: ddb.endpoint }));
+
+    const { serviceDeps } = await import('../lambdas/aws/deps.ts');
+    const { seedRegistry } = await import('../lambdas/aws/seed.ts');
+    const deps = serviceDeps();
+    const seeded = await seedRegistry(deps.registry, topology, deps.cacheNodes.bucketFor);
+    if (seeded.createdCacheNodes.length + seeded.createdDataCenters.length > 0) {
+      log(
+        'cloud',
+        `registered cache nodes [${seeded.createdCacheNodes.join(', ')}] and data centers [${seeded.createdDataCenters.join(', ')}] from the topology`,
+      );
+    }
+
+    const edge = await startEdge({
+      port: ports.edge,
+      publicKeyPem: keys.publicKeyPem,
+      keyPairId: keys.keyPairId,
+      s3: { endpoint: s3.endpoint },
+      resolveBucket: (id) => (/^[a-z0-9-]{1,32}$/.test(id) ? LOCAL_NAMES.cacheBucket(id) : undefined),
+    });
+    stops.push(() => edge.stop());
+
+    const { WORKFLOW_FUNCTIONS, MIGRATION_ASL_PATH } = await import('../lambdas/workflow/functions.ts');
+    const functions: Record<string, (event: never) => Promise<unknown>> = {};
+    for (const fn of WORKFLOW_FUNCTIONS) {
+      const mod = (await import(`../lambdas/workflow/${fn.module}`)) as {
+        handler: (event: never) => Promise<unknown>;
+      };
+      functions[fn.name] = options.wrapFunction ? options.wrapFunction(fn.name, mod.handler) : mod.handler;
+    }
+    const sfn = await startLocalStepFunctions({
+      port: ports.stepFunctions,
+      dataDir: join(dataDir, 'stepfunctions'),
+      region: topology.homeRegion,
+      functions,
+      log: (line) => log('sfn', line),
+      ...(options.retryIntervalScale !== undefined ? { retryIntervalScale: options.retryIntervalScale } : {}),
+    });
+    stops.push(() => sfn.stop());
+    const stateMachineArn = sfn.createStateMachine(
+      LOCAL_NAMES.stateMachine,
+      readFileSync(MIGRATION_ASL_PATH, 'utf8'),
+      Object.fromEntries(WORKFLOW_FUNCTIONS.map((f) => [f.substitution, f.name])),
+    );
+    process.env[ENV.stateMachineArn] = stateMachineArn;
+
+    const { createApp } = await import('../lambdas/api/app.ts');
+    const { apiDepsFromEnv } = await import('../lambdas/api/deps.ts');
+    const app = createApp(apiDepsFromEnv(bearerAuthenticate(tokens)));
+    const server = serve({ fetch: app.fetch, hostname: LOOPBACK, port: ports.api });
+    await new Promise<void>((resolve, reject) => {
+      server.once('listening', resolve);
+      server.once('error', reject);
+    });
+    stops.push(
+      () =>
+        new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          (server as unknown as { closeAllConnections?: () => void }).closeAllConnections?.();
+        }),
+    );
+
+    const endpoints: LocalEndpoints = {
+      api: apiEndpoint,
+      edge: edge.endpoint,
+      stepFunctions: sfn.endpoint,
+      s3: s3.endpoint,
+      dynamodb: ddb.endpoint,
+    };
+    writeState({ pid: process.pid, startedAt: new Date().toISOString(), dataDir, endpoints });
+
+    const dataCenterDir = (id: string) => join(dataDir, 'dc', id);
+    let agents: AgentSupervisor | undefined;
+    if (options.agents !== false) {
+      const agentOptions = typeof options.agents === 'object' ? options.agents : {};
+      agents = new AgentSupervisor(apiEndpoint, (dc, line) => log(`agent ${dc}`, line));
+      for (const dc of topology.dataCenters) {
+        agents.start({
+          dataCenterId: dc.id,
+          dir: dataCenterDir(dc.id),
+          token: agentToken(tokens, dc.id),
+          onReady: agentOptions.onReady,
+          concurrency: agentOptions.concurrency,
+        });
+      }
+      const supervisor = agents;
+      stops.push(() => supervisor.stop());
+    }
+
+    return {
+      dataDir,
+      endpoints,
+      tokens,
+      stateMachineArn,
+      warnings,
+      agents,
+      agentToken: (id) => agentToken(tokens, id),
+      dataCenterDir,
+      stop: stopAll,
+    };
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+}
