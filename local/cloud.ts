@@ -164,7 +164,7 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
     const { WORKFLOW_FUNCTIONS, MIGRATION_ASL_PATH } = await import('../lambdas/workflow/functions.ts');
     const functions: Record<string, (event: never) => Promise<unknown>> = {};
     for (const fn of WORKFLOW_FUNCTIONS) {
-      const mod = (await import(`../lambdas/workflow/${fn.module}`)) as {
+      const mod = (await import(`../lambdas/workflow/${fn.module.replace(/\.ts$/, '')}.ts`)) as {
         handler: (event: never) => Promise<unknown>;
       };
       functions[fn.name] = options.wrapFunction ? options.wrapFunction(fn.name, mod.handler) : mod.handler;
