@@ -104,9 +104,7 @@ async function main(): Promise<number> {
     const id = list.body.items[0]?.id as string;
     const m = (await client.call<Migration>(getMigration, { params: { migrationId: id } })).body;
     if (code !== 0 || m.status !== 'COMPLETED') {
-      say(
-        `migration ${m.id} ended ${m.status}: ${m.error?.message ?? 'see `npx vmmig status ' + m.id + '`'}`,
-      );
+      say(`migration ${m.id} ended ${m.status}: ${m.error?.message ?? `see \`npx vmmig status ${m.id}\``}`);
       return 1;
     }
 

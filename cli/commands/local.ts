@@ -67,19 +67,21 @@ export async function runLocal(flags: LocalFlags): Promise<number> {
   process.stdout.write(`${out.join('\n')}\n`);
 
   await new Promise<void>((resolve) => {
-    let stopping = false;
+    let stoppingSince = 0;
     const stop = (signal: string) => {
-      if (stopping) {
-        process.stdout.write('stopping already; waiting for servers to exit\n');
+      // A terminal's Ctrl-C reaches npm and this process both: ignore the echo, answer a real second press.
+      if (stoppingSince > 0) {
+        if (Date.now() - stoppingSince > 1000)
+          process.stdout.write('still stopping; waiting for the servers to exit\n');
         return;
       }
-      stopping = true;
+      stoppingSince = Date.now();
       process.stdout.write(`\n${signal}: stopping the local cloud…\n`);
       void cloud.stop().then(resolve);
     };
     process.on('SIGINT', () => stop('SIGINT'));
     process.on('SIGTERM', () => stop('SIGTERM'));
   });
-  process.stdout.write('stopped; state kept in ' + dataDir + '\n');
+  process.stdout.write(`stopped; state kept in ${dataDir}\n`);
   return 0;
 }

@@ -1,6 +1,7 @@
 // The CVMM front end: one platform-neutral Hono app. Lambda (lambdas/api/lambda.ts) and the local cloud
 // (@hono/node-server) both serve exactly this app; only `deps` differ.
 import { bodyLimit } from 'hono/body-limit';
+import { health } from '../../protocol/api/common.ts';
 import { AppError } from '../domain/errors.ts';
 import type { ApiDeps } from './deps.ts';
 import { router } from './env.ts';
@@ -16,6 +17,18 @@ export const API_VERSION = '1.0.0';
 /** API Gateway caps bodies at 10 MB; we stay well below and say so. */
 export const MAX_BODY_BYTES = 1024 * 1024;
 
+export const OPENAPI_CONFIG = {
+  openapi: '3.1.0',
+  info: {
+    title: 'cdn-vm-migration API',
+    version: API_VERSION,
+    description:
+      'CVMM front end of the CDN-based VM migration scheme (draft-ou-cdn-vm-migration-scheme-00): node registry, ' +
+      'the RMG mapping tables, migrations and the agent protocol.',
+  },
+  security: [{ bearer: [] }],
+};
+
 export function createApp(deps: ApiDeps) {
   const app = router();
 
@@ -24,7 +37,7 @@ export function createApp(deps: ApiDeps) {
     errorResponse(c, new AppError('not_found', `no route for ${c.req.method} ${c.req.path}`)),
   );
 
-  app.get('/health', (c) => c.json({ status: 'ok', version: API_VERSION }));
+  app.openapi(health, (c) => c.json({ status: 'ok' as const, version: API_VERSION }, 200));
 
   app.use(
     '/v1/*',
@@ -51,18 +64,14 @@ export function createApp(deps: ApiDeps) {
     scheme: 'bearer',
     description: 'Local cloud: the tokens printed by `vmmig local`. On AWS the API uses IAM (SigV4) instead.',
   });
-  app.doc31('/openapi.json', {
-    openapi: '3.1.0',
-    info: {
-      title: 'cdn-vm-migration API',
-      version: API_VERSION,
-      description:
-        'CVMM front end of the CDN-based VM migration scheme (draft-ou-cdn-vm-migration-scheme-00): node registry, ' +
-        'the RMG mapping tables, migrations and the agent protocol.',
-    },
-    security: [{ bearer: [] }],
-  });
+  app.doc31('/openapi.json', OPENAPI_CONFIG);
   return app;
 }
 
 export type App = ReturnType<typeof createApp>;
+
+/** The OpenAPI document, without a running app (the routes never touch their dependencies to describe themselves). */
+export function openApiDocument() {
+  const app = createApp({} as ApiDeps);
+  return app.getOpenAPI31Document(OPENAPI_CONFIG);
+}

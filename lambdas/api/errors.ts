@@ -36,7 +36,10 @@ export function errorResponse(c: Context, err: unknown): Response {
           : status === 429
             ? 'LimitExceeded'
             : 'ValidationError';
-    return c.json({ error: { code, message: err.message || 'request rejected' } }, status);
+    const message = err.message || 'request rejected';
+    // Hono's validators throw these for a body that cannot be parsed at all (malformed JSON): the field is the body.
+    const issues = status === 400 ? { issues: [{ field: 'body', reason: message }] } : {};
+    return c.json({ error: { code, message, ...issues } }, status);
   }
   console.error(
     JSON.stringify({ level: 'error', msg: 'unhandled', error: String(err), stack: (err as Error)?.stack }),
@@ -46,10 +49,13 @@ export function errorResponse(c: Context, err: unknown): Response {
 
 /** Formats zod issues from request validation as a 400 naming each field. */
 export function validationResponse(c: Context, error: z.ZodError, target: string): Response {
-  const issues = error.issues.map((issue) => ({
-    field: issue.path.length > 0 ? issue.path.map(String).join('.') : target,
-    reason: issue.message,
-  }));
+  const field = (path: readonly PropertyKey[]) => (path.length > 0 ? path.map(String).join('.') : target);
+  // An unknown key is reported at its parent object; name the key itself, which is what the caller must remove.
+  const issues = error.issues.flatMap((issue) =>
+    issue.code === 'unrecognized_keys'
+      ? issue.keys.map((key) => ({ field: field([...issue.path, key]), reason: 'is not a known field' }))
+      : [{ field: field(issue.path), reason: issue.message }],
+  );
   const message = issues.map((i) => `${i.field}: ${i.reason}`).join('; ');
   return c.json({ error: { code: 'ValidationError', message, issues } } satisfies ErrorBody, 400);
 }

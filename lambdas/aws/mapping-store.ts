@@ -8,17 +8,44 @@ import {
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
 import type { ContentMapRow, LocationMapRow } from '../../protocol/api/mapping.ts';
-import { decodeCursor, encodeCursor, type Page } from './pagination.ts';
-import { INDEX } from './tables.ts';
+import { type CursorShape, decodeCursor, encodeCursor, type Page } from './pagination.ts';
+import { INDEX, TABLE_DEFINITIONS, type TableDefinition } from './tables.ts';
 
 type Filters = Record<string, string | undefined>;
 
 interface Access {
+  readonly table: TableDefinition;
   /** Partition attribute → index name (undefined = the table itself), in order of preference. */
   readonly keys: readonly (readonly [attribute: string, index: string | undefined])[];
 }
 
+const tableDefinition = (id: TableDefinition['id']): TableDefinition => {
+  const def = TABLE_DEFINITIONS.find((t) => t.id === id);
+  if (!def) throw new Error(`no table definition ${id}`);
+  return def;
+};
+
+/** A page of a Query or Scan ends at a key of the table (plus the index's key when one is queried). */
+function cursorShape(
+  access: Access,
+  key: Access['keys'][number] | undefined,
+  value: string | undefined,
+): CursorShape {
+  const { table } = access;
+  const index = key?.[1] === undefined ? undefined : table.indexes.find((i) => i.name === key[1]);
+  const attributes = new Set(
+    [table.partitionKey, table.sortKey, index?.partitionKey, index?.sortKey].flatMap((k) =>
+      k ? [k.name] : [],
+    ),
+  );
+  return {
+    attributes: [...attributes],
+    ...(key && value !== undefined ? { fixed: { [key[0]]: value } } : {}),
+  };
+}
+
 const CONTENT_MAP_ACCESS: Access = {
+  table: tableDefinition('ContentMap'),
   keys: [
     ['migrationId', undefined],
     ['dataCenterId', INDEX.contentMapByDataCenter],
@@ -29,6 +56,7 @@ const CONTENT_MAP_ACCESS: Access = {
 };
 
 const LOCATION_MAP_ACCESS: Access = {
+  table: tableDefinition('LocationMap'),
   keys: [
     ['migrationId', undefined],
     ['sourceDataCenterId', INDEX.locationMapBySource],
@@ -149,7 +177,7 @@ export class MappingStore {
       );
     }
     const items: Record<string, unknown>[] = [];
-    let startKey = decodeCursor(cursor);
+    let startKey = decodeCursor(cursor, cursorShape(access, key, key && filters[key[0]]));
     // A filter can leave a page short: keep reading until the page is full or the data ends.
     do {
       const common = {

@@ -353,7 +353,7 @@ export class RegistryStore {
         KeyConditionExpression: 'kind = :k',
         ExpressionAttributeValues: { ':k': kind },
         Limit: limit,
-        ExclusiveStartKey: decodeCursor(cursor),
+        ExclusiveStartKey: decodeCursor(cursor, { attributes: ['kind', 'id'], fixed: { kind } }),
         ConsistentRead: true,
       }),
     );

@@ -1,5 +1,5 @@
 // Shared API pieces: error body, pagination, ids. Every route's schemas are built from these.
-import { z } from '@hono/zod-openapi';
+import { createRoute, z } from '@hono/zod-openapi';
 import { nodeIdSchema, locationSchema as topologyLocationSchema } from '../topology.ts';
 
 export const ErrorBody = z
@@ -23,8 +23,12 @@ export const ErrorBody = z
   .openapi('Error');
 export type ErrorBody = z.infer<typeof ErrorBody>;
 
-export const NodeId = nodeIdSchema.openapi({ example: 'dc-gz' });
-export const Location = topologyLocationSchema.openapi('Location', { example: { lat: 23.13, lon: 113.26 } });
+// zod copies prototype methods onto a schema when it is built, so a schema built by ../topology.ts before
+// @hono/zod-openapi was first imported has no `.openapi`; a clone is built now, after the extension.
+export const NodeId = nodeIdSchema.clone().openapi({ example: 'dc-gz' });
+export const Location = topologyLocationSchema
+  .clone()
+  .openapi('Location', { example: { lat: 23.13, lon: 113.26 } });
 
 export const Timestamp = z.iso.datetime().openapi({ example: '2026-11-25T08:00:00.000Z' });
 
@@ -71,4 +75,13 @@ const ERROR_TEXT = {
 export const json = <T extends z.ZodType>(schema: T, description: string) => ({
   content: { 'application/json': { schema } },
   description,
+});
+
+export const health = createRoute({
+  method: 'get',
+  path: '/health',
+  tags: ['service'],
+  summary: 'Liveness; needs no credentials',
+  security: [],
+  responses: { 200: json(z.object({ status: z.literal('ok'), version: z.string() }), 'The API is up') },
 });

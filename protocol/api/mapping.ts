@@ -39,7 +39,7 @@ export const LocationMapRow = z
 export type LocationMapRow = z.infer<typeof LocationMapRow>;
 
 export const ContentMapQuery = PageQuery.extend({
-  migrationId: z.string().max(64).optional().openapi(q('migrationId')),
+  migrationId: z.string().min(1).max(64).optional().openapi(q('migrationId')),
   dataCenterId: NodeId.optional().openapi(q('dataCenterId')),
   cacheNodeId: NodeId.optional().openapi(q('cacheNodeId')),
   vmId: z.string().min(1).max(128).optional().openapi(q('vmId')),
@@ -50,7 +50,7 @@ export const ContentMapQuery = PageQuery.extend({
 export type ContentMapQuery = z.infer<typeof ContentMapQuery>;
 
 export const LocationMapQuery = PageQuery.extend({
-  migrationId: z.string().max(64).optional().openapi(q('migrationId')),
+  migrationId: z.string().min(1).max(64).optional().openapi(q('migrationId')),
   sourceDataCenterId: NodeId.optional().openapi(q('sourceDataCenterId')),
   destinationDataCenterId: NodeId.optional().openapi(q('destinationDataCenterId')),
   sourceCacheNodeId: NodeId.optional().openapi(q('sourceCacheNodeId')),

@@ -148,7 +148,7 @@ export const createMigration = createRoute({
         .max(128)
         .regex(/^[\x21-\x7e]+$/, 'printable ASCII without spaces')
         .optional()
-        .openapi({ param: { name: 'Idempotency-Key', in: 'header' } }),
+        .openapi({ param: { name: 'idempotency-key', in: 'header' } }),
     }),
     body: { content: { 'application/json': { schema: CreateMigration } }, required: true },
   },
