@@ -22,6 +22,8 @@ export interface CallInput {
   readonly query?: Record<string, string | number | undefined>;
   readonly json?: unknown;
   readonly headers?: Record<string, string>;
+  /** Aborts the call (e.g. a long poll when the agent stops). */
+  readonly signal?: AbortSignal;
 }
 
 export interface ApiResponse<T> {
@@ -68,11 +70,14 @@ export class ApiClient {
             ...input.headers,
           },
           ...(input.json !== undefined ? { body: JSON.stringify(input.json) } : {}),
-          signal: AbortSignal.timeout(this.options.timeoutMs ?? 60_000),
+          signal: AbortSignal.any([
+            AbortSignal.timeout(this.options.timeoutMs ?? 60_000),
+            ...(input.signal ? [input.signal] : []),
+          ]),
         });
       } catch (err) {
         // Network failure: the API may be restarting. Retry idempotent calls with backoff.
-        if (attempt >= retries) throw err;
+        if (attempt >= retries || input.signal?.aborted) throw err;
         await backoff(attempt);
         continue;
       }

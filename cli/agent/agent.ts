@@ -6,13 +6,16 @@ import { deliver } from './destination.ts';
 import { provideManifest, uploadMissing } from './source.ts';
 
 const MAX_JOBS = 4;
+const LONG_POLL_SECONDS = 10;
 
 export class Agent {
   private readonly running = new Map<string, AbortController>();
   private readonly retryAt = new Map<string, { at: number; failures: number }>();
+  private wake: (() => void) | undefined;
 
   constructor(private readonly opts: AgentOptions) {}
 
+  /** Polls until the signal aborts; running jobs are aborted with it. */
   /** Polls until the signal aborts; running jobs are aborted with it. */
   async run(signal: AbortSignal): Promise<void> {
     const { log } = this.opts;
@@ -21,25 +24,47 @@ export class Agent {
     );
     let apiDown = false;
     while (!signal.aborted) {
+      let started = 0;
       try {
-        const res = await this.opts.client.call<{ items: WorkItem[] }>(getWork, {}, []);
+        // Idle: a long poll answers as soon as work appears. Busy: a short poll every interval.
+        const waitSeconds = this.running.size === 0 ? LONG_POLL_SECONDS : 0;
+        const res = await this.opts.client.call<{ items: WorkItem[] }>(getWork, {
+          query: { waitSeconds },
+          signal,
+        });
         if (apiDown) log('API reachable again');
         apiDown = false;
-        for (const work of res.body.items) this.maybeStart(work, signal);
+        for (const work of res.body.items) if (this.maybeStart(work, signal)) started++;
       } catch (err) {
+        if (signal.aborted) break;
         if (!apiDown) log(`cannot reach the API: ${(err as Error).message}; retrying`);
         apiDown = true;
       }
-      await sleep(this.opts.pollIntervalMs, signal);
+      if (started === 0) await this.idle(signal);
     }
     for (const c of this.running.values()) c.abort(new Error('agent stopping'));
   }
 
-  private maybeStart(work: WorkItem, signal: AbortSignal): void {
+  /** Sleeps a poll interval, or less when a job finishes (its next step may already be waiting). */
+  private idle(signal: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.wake = undefined;
+        signal.removeEventListener('abort', done);
+        resolve();
+      };
+      const timer = setTimeout(done, this.opts.pollIntervalMs);
+      this.wake = done;
+      signal.addEventListener('abort', done, { once: true });
+    });
+  }
+
+  private maybeStart(work: WorkItem, signal: AbortSignal): boolean {
     const key = `${work.migrationId}#${work.action}`;
-    if (this.running.has(key) || this.running.size >= MAX_JOBS) return;
+    if (this.running.has(key) || this.running.size >= MAX_JOBS) return false;
     const retry = this.retryAt.get(key);
-    if (retry && Date.now() < retry.at) return;
+    if (retry && Date.now() < retry.at) return false;
     const abort = new AbortController();
     const onStop = () => abort.abort(signal.reason);
     signal.addEventListener('abort', onStop, { once: true });
@@ -54,7 +79,9 @@ export class Agent {
       .finally(() => {
         signal.removeEventListener('abort', onStop);
         this.running.delete(key);
+        this.wake?.();
       });
+    return true;
   }
 
   private async runJob(work: WorkItem, abort: AbortController): Promise<void> {
@@ -77,18 +104,4 @@ export class Agent {
       throw err;
     }
   }
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const t = setTimeout(resolve, ms);
-    signal.addEventListener(
-      'abort',
-      () => {
-        clearTimeout(t);
-        resolve();
-      },
-      { once: true },
-    );
-  });
 }

@@ -159,23 +159,19 @@ export class MappingStore {
     const names: Record<string, string> = {};
     const values: Record<string, unknown> = {};
     const conditions: string[] = [];
+    // A Query may not filter on a key attribute of what it reads (LocationMap's sort key is
+    // destinationDataCenterId): an equal sort key joins the key condition, and "either end" is checked after reading.
+    const sortKey = key && key[1] === undefined ? access.table.sortKey?.name : undefined;
+    const sortValue = sortKey === undefined ? undefined : filters[sortKey];
     given.forEach(([attr, value], i) => {
       if (key && attr === key[0]) return;
+      if (sortValue !== undefined && attr === sortKey) return;
       names[`#f${i}`] = attr;
       values[`:f${i}`] = value;
       conditions.push(`#f${i} = :f${i}`);
     });
-    if (anyOf) {
-      values[':any'] = anyOf.value;
-      conditions.push(
-        `(${anyOf.attributes
-          .map((a, i) => {
-            names[`#a${i}`] = a;
-            return `#a${i} = :any`;
-          })
-          .join(' OR ')})`,
-      );
-    }
+    const keep = (item: Record<string, unknown>) =>
+      !anyOf || anyOf.attributes.some((a) => item[a] === anyOf.value);
     const items: Record<string, unknown>[] = [];
     let startKey = decodeCursor(cursor, cursorShape(access, key, key && filters[key[0]]));
     // A filter can leave a page short: keep reading until the page is full or the data ends.
@@ -193,11 +189,15 @@ export class MappingStore {
       if (key) {
         names['#k'] = key[0];
         values[':k'] = filters[key[0]];
+        if (sortKey !== undefined && sortValue !== undefined) {
+          names['#sk'] = sortKey;
+          values[':sk'] = sortValue;
+        }
         out = await this.doc.send(
           new QueryCommand({
             ...common,
             ...(key[1] ? { IndexName: key[1] } : {}),
-            KeyConditionExpression: '#k = :k',
+            KeyConditionExpression: sortValue === undefined ? '#k = :k' : '#k = :k AND #sk = :sk',
             ExpressionAttributeNames: names,
             ExpressionAttributeValues: values,
             ScanIndexForward: false,
@@ -212,7 +212,8 @@ export class MappingStore {
           }),
         );
       }
-      items.push(...(out.Items ?? []));
+      // Limit counts items read, so dropping some here only shortens this read; the loop reads on.
+      items.push(...(out.Items ?? []).filter(keep));
       startKey = out.LastEvaluatedKey;
     } while (startKey && items.length < limit);
     const next = encodeCursor(startKey);

@@ -11,6 +11,9 @@ const idParams = z.object({
 });
 const destParams = idParams.extend({ dataCenterId: pathId('dataCenterId', 'dc-osa') });
 
+/** Long polls end before API Gateway's 29-second limit. */
+export const MAX_WORK_WAIT_SECONDS = 20;
+
 export const WorkItem = z
   .object({
     migrationId: MigrationId,
@@ -31,9 +34,17 @@ export const getWork = createRoute({
   path: '/v1/agent/work',
   tags,
   summary: "The calling agent's pending work (admins pass dataCenterId)",
+  description: 'With waitSeconds, the answer waits (long poll) until there is work or the time is up.',
   request: {
     query: z.object({
       dataCenterId: NodeId.optional().openapi({ param: { name: 'dataCenterId', in: 'query' } }),
+      waitSeconds: z.coerce
+        .number()
+        .int()
+        .min(0)
+        .max(MAX_WORK_WAIT_SECONDS)
+        .default(0)
+        .openapi({ param: { name: 'waitSeconds', in: 'query' } }),
     }),
   },
   responses: {

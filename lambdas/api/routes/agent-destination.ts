@@ -18,13 +18,16 @@ import {
   URL_TTL_SECONDS,
 } from './agent-common.ts';
 
+/** How often a long poll looks for work. */
+const WORK_POLL_MS = 250;
+
 export function agentDestinationRoutes(deps: ApiDeps) {
   const { migrations } = deps;
 
   return router()
     .openapi(api.getWork, async (c) => {
       const p = c.get('principal');
-      const asked = c.req.valid('query').dataCenterId;
+      const { dataCenterId: asked, waitSeconds } = c.req.valid('query');
       let dc: string;
       if (p.kind === 'agent') {
         if (asked !== undefined && asked !== p.dataCenterId)
@@ -35,7 +38,14 @@ export function agentDestinationRoutes(deps: ApiDeps) {
         if (!asked) throw invalid('dataCenterId', 'an admin must name the data center');
         dc = asked;
       }
-      const items = (await migrations.listWork(dc)).map(({ taskToken: _, ...w }) => w);
+      const deadline = Date.now() + waitSeconds * 1000;
+      let work = await migrations.listWork(dc);
+      // Stop waiting when the agent hangs up.
+      while (work.length === 0 && Date.now() < deadline && !c.req.raw.signal.aborted) {
+        await new Promise((r) => setTimeout(r, WORK_POLL_MS));
+        work = await migrations.listWork(dc);
+      }
+      const items = work.map(({ taskToken: _, ...w }) => w);
       return c.json({ items }, 200);
     })
     .openapi(api.getDownloadPlan, async (c) => {
