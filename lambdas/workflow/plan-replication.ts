@@ -4,7 +4,7 @@
 import { distinctNonZeroChunks } from '../domain/chunks.ts';
 import { mapLimit } from '../domain/concurrency.ts';
 import { type CopyItem, replicationBatchKey, replicationPrefix } from '../domain/control-keys.ts';
-import { byDistance } from '../domain/geo.ts';
+import { planReplication, type ReplicationPlan, UnreachableChunkError } from '../domain/replication.ts';
 import { loadManifest } from './manifest.ts';
 import { TaskFailure, task } from './task.ts';
 
@@ -32,27 +32,19 @@ export const handler = task(async (deps, event: { migrationId: string }): Promis
     nodes.map((n) => n.id),
   );
 
-  const items: CopyItem[] = [];
-  const perTarget = new Map<string, { chunks: number; bytes: number }>();
   for (const to of targets) {
-    const target = nodes.find((n) => n.id === to);
-    if (!target)
+    if (!nodes.some((n) => n.id === to)) {
       throw new TaskFailure('CacheNodeGone', `destination cache node ${to} is down or no longer registered`);
-    const totals = { chunks: 0, bytes: 0 };
-    for (const c of chunks) {
-      const held = holders.get(c.sha256);
-      totals.chunks++;
-      totals.bytes += c.length;
-      if (held?.has(to)) continue;
-      const sources = nodes.filter((n) => held?.has(n.id));
-      const nearest = byDistance(target.location, sources)[0];
-      if (!nearest)
-        throw new TaskFailure('ChunkNotCached', `chunk ${c.sha256} is held by no usable cache node`);
-      items.push({ sha256: c.sha256, length: c.length, from: nearest.node.id, to });
     }
-    perTarget.set(to, totals);
   }
-
+  let plan: ReplicationPlan;
+  try {
+    plan = planReplication(chunks, targets, holders, nodes);
+  } catch (err) {
+    if (err instanceof UnreachableChunkError) throw new TaskFailure(err.name, err.message);
+    throw err;
+  }
+  const items = plan.copies;
   const prefix = replicationPrefix(m.id, m.attempt);
   const batches: CopyItem[][] = [];
   for (let i = 0; i < items.length; i += COPY_BATCH_SIZE) batches.push(items.slice(i, i + COPY_BATCH_SIZE));
@@ -60,18 +52,12 @@ export const handler = task(async (deps, event: { migrationId: string }): Promis
     deps.storage.putJson(deps.control, replicationBatchKey(prefix, n), batch),
   );
 
-  const pending = new Map<string, { chunks: number; bytes: number }>();
-  for (const it of items) {
-    const p = pending.get(it.to) ?? { chunks: 0, bytes: 0 };
-    p.chunks++;
-    p.bytes += it.length;
-    pending.set(it.to, p);
-  }
   const set: (readonly [readonly string[], unknown])[] = [];
   for (const leg of openLegs) {
     if (!leg?.cacheNodeId) continue;
-    const total = perTarget.get(leg.cacheNodeId) ?? { chunks: 0, bytes: 0 };
-    const todo = pending.get(leg.cacheNodeId) ?? { chunks: 0, bytes: 0 };
+    const stats = plan.perTarget.get(leg.cacheNodeId);
+    const total = stats?.total ?? { chunks: 0, bytes: 0 };
+    const todo = stats?.toCopy ?? { chunks: 0, bytes: 0 };
     set.push(
       [['legs', leg.dataCenterId, 'chunksToReplicate'], total.chunks],
       [['legs', leg.dataCenterId, 'bytesToReplicate'], total.bytes],
@@ -84,7 +70,7 @@ export const handler = task(async (deps, event: { migrationId: string }): Promis
   const message =
     items.length === 0
       ? 'every destination cache node already holds the image'
-      : targets.map((t) => `${t}: ${pending.get(t)?.chunks ?? 0} chunks to copy`).join('; ') +
+      : targets.map((t) => `${t}: ${plan.perTarget.get(t)?.toCopy.chunks ?? 0} chunks to copy`).join('; ') +
         ` (${batches.length} batches)`;
   await deps.migrations.update(
     m.id,

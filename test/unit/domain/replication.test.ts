@@ -1,0 +1,50 @@
+import { describe, expect, it } from 'vitest';
+import { planReplication, UnreachableChunkError } from '../../../lambdas/domain/replication.ts';
+
+const nodes = [
+  { id: 'hkg', location: { lat: 22.32, lon: 114.17 } },
+  { id: 'nrt', location: { lat: 35.68, lon: 139.69 } },
+  { id: 'sin', location: { lat: 1.35, lon: 103.82 } },
+];
+const c = (n: number) => ({ sha256: n.toString(16).padStart(64, '0'), length: 1000 + n });
+
+describe('planReplication', () => {
+  it('copies each missing chunk from the nearest node that holds it', () => {
+    const holders = new Map([
+      [c(1).sha256, new Set(['hkg', 'nrt'])], // sin: hkg is nearer than nrt
+      [c(2).sha256, new Set(['nrt'])], // only nrt has it
+      [c(3).sha256, new Set(['sin', 'hkg'])], // sin has it already
+    ]);
+    const plan = planReplication([c(1), c(2), c(3)], ['sin'], holders, nodes);
+    expect(plan.copies).toEqual([
+      { ...c(1), from: 'hkg', to: 'sin' },
+      { ...c(2), from: 'nrt', to: 'sin' },
+    ]);
+    expect(plan.perTarget.get('sin')).toEqual({
+      total: { chunks: 3, bytes: c(1).length + c(2).length + c(3).length },
+      toCopy: { chunks: 2, bytes: c(1).length + c(2).length },
+    });
+  });
+
+  it('plans each destination node separately (fan-out: one upload, copies per node)', () => {
+    const holders = new Map([[c(1).sha256, new Set(['hkg'])]]);
+    const plan = planReplication([c(1)], ['nrt', 'sin'], holders, nodes);
+    expect(plan.copies.map((x) => `${x.from}->${x.to}`)).toEqual(['hkg->nrt', 'hkg->sin']);
+  });
+
+  it('copies nothing to a node that holds everything', () => {
+    const holders = new Map([[c(1).sha256, new Set(['nrt'])]]);
+    expect(planReplication([c(1)], ['nrt'], holders, nodes).copies).toEqual([]);
+  });
+
+  it('refuses a chunk no usable node holds', () => {
+    expect(() => planReplication([c(9)], ['nrt'], new Map(), nodes)).toThrow(UnreachableChunkError);
+  });
+
+  it('ignores holders that are not usable nodes (down nodes are filtered out by the caller)', () => {
+    const holders = new Map([[c(1).sha256, new Set(['gone', 'sin'])]]);
+    expect(planReplication([c(1)], ['hkg'], holders, nodes).copies).toEqual([
+      { ...c(1), from: 'sin', to: 'hkg' },
+    ]);
+  });
+});
