@@ -12,14 +12,24 @@ export function roleName(arn: string): string | undefined {
   return role?.[1];
 }
 
+/** The 12-digit account of an IAM or STS ARN. */
+const accountOf = (arn: string): string | undefined => /^arn:aws[\w-]*:(?:iam|sts)::(\d{12}):/.exec(arn)?.[1];
+
 export function principalFromArn(
   arn: string,
   admins: readonly string[],
   agentRolePrefix: string | undefined,
 ): Principal | undefined {
   const name = roleName(arn);
+  // A session of a listed admin role is an admin: same role name in the same account (a role of that name in
+  // another account is somebody else).
   const matchesAdmin = admins.some(
-    (a) => a === arn || (name !== undefined && roleName(a) === name && !a.includes(':user/')),
+    (a) =>
+      a === arn ||
+      (name !== undefined &&
+        roleName(a) === name &&
+        !a.includes(':user/') &&
+        accountOf(a) === accountOf(arn)),
   );
   if (matchesAdmin) return { kind: 'admin', id: arn };
   if (name && agentRolePrefix && name.startsWith(agentRolePrefix)) {

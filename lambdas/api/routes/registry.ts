@@ -27,13 +27,20 @@ export function registryRoutes(deps: ApiDeps) {
     .openapi(api.listDataCenters, async (c) => {
       const { limit, cursor } = c.req.valid('query');
       const p = c.get('principal');
+      if (p.kind === 'agent') {
+        // An agent sees its own data center only: all on the first page, whatever the limit (filtering a page of
+        // everyone's would hand it empty pages).
+        const [own, nodes] = await Promise.all([
+          cursor === undefined ? registry.getDataCenter(p.dataCenterId) : undefined,
+          registry.allCacheNodes(),
+        ]);
+        return c.json({ items: own ? [viewDataCenter(own, nodes)] : [] }, 200);
+      }
       const [page, nodes] = await Promise.all([
         registry.listDataCenters(limit, cursor),
         registry.allCacheNodes(),
       ]);
-      // An agent sees its own data center only.
-      const items = page.items.filter((dc) => p.kind === 'admin' || dc.id === p.dataCenterId);
-      return c.json({ ...page, items: items.map((dc) => viewDataCenter(dc, nodes)) }, 200);
+      return c.json({ ...page, items: page.items.map((dc) => viewDataCenter(dc, nodes)) }, 200);
     })
     .openapi(api.getDataCenter, async (c) => {
       const { dataCenterId } = c.req.valid('param');
