@@ -88,7 +88,7 @@ async function main(): Promise<number> {
 
     const started = Date.now();
     const code = await migrate(client, {
-      vm: `demo-vm-${stamp}`,
+      vm: [`demo-vm-${stamp}`],
       imageId,
       from: from.id,
       to: [to.id],

@@ -1,4 +1,5 @@
 // Rendering migration progress: bars on a terminal, one JSON line per update otherwise.
+import type { Batch } from '../protocol/api/batches.ts';
 import type { Migration } from '../protocol/api/migrations.ts';
 
 export const formatBytes = (n: number): string => {
@@ -20,7 +21,18 @@ const bar = (done: number, total: number, width = 24): string => {
 
 /** Lines describing a migration's state, for a terminal. */
 export function describe(m: Migration): string[] {
-  const lines = [`${m.id}  ${m.status}  vm ${m.vmId}  image ${m.imageId}  attempt ${m.attempt}`];
+  const lines = [`${m.id}  ${m.status}  ${m.mode}  vm ${m.vmId}  image ${m.imageId}  attempt ${m.attempt}`];
+  if (m.placement) {
+    lines.push(
+      `  near     (${m.placement.near.lat}, ${m.placement.near.lon}): ${m.placement.dataCenterId}, ${m.placement.distanceKm} km`,
+    );
+  }
+  if (m.decision) {
+    lines.push(`  decide   ${m.decision.reason}`);
+    lines.push(
+      `           vmmig decide ${m.id} --accept   (go to ${m.decision.suggestedDataCenterId})  or  --reject   (wait)`,
+    );
+  }
   if (m.image) {
     lines.push(
       `  image    ${m.image.format}, ${formatBytes(m.image.size)}, ${m.image.chunks} chunks (${m.image.uniqueChunks} distinct), ${formatBytes(m.image.zeroBytes)} zeros`,
@@ -33,8 +45,14 @@ export function describe(m: Migration): string[] {
   );
   for (const leg of m.legs) {
     const dl = m.image ? m.image.size - m.image.zeroBytes : 0;
+    if (leg.local) {
+      lines.push(
+        `  ${leg.dataCenterId.padEnd(8)} ${leg.status.padEnd(11)} local handover${leg.error ? `\n           ${leg.error}` : ''}`,
+      );
+      continue;
+    }
     lines.push(
-      `  ${leg.dataCenterId.padEnd(8)} ${leg.status.padEnd(11)} via ${leg.cacheNodeId ?? '-'}  ` +
+      `  ${leg.dataCenterId.padEnd(8)} ${leg.status.padEnd(11)} via ${leg.cacheNodeId ?? '-'}${leg.format ? ` as ${leg.format}` : ''}  ` +
         `replicate ${bar(leg.bytesReplicated, leg.bytesToReplicate, 12)}  download ${bar(leg.bytesDownloaded, dl, 12)}` +
         (leg.error ? `\n           ${leg.error}` : ''),
     );
@@ -43,19 +61,41 @@ export function describe(m: Migration): string[] {
   return lines;
 }
 
+/** Lines describing a batch: the roll-up, then one line per VM. */
+export function describeBatch(b: Batch): string[] {
+  const counts = Object.entries(b.counts)
+    .map(([s, n]) => `${n} ${s}`)
+    .join(', ');
+  const lines = [
+    `${b.id}  ${b.status}  ${b.total} VMs ${b.sourceDataCenterId} -> ${b.destinations.join(', ')}  (${counts})`,
+    `  bytes    images ${formatBytes(b.bytes.image)}, uploaded ${formatBytes(b.bytes.uploaded)}, cached ${formatBytes(b.bytes.cached)}, ` +
+      `replicated ${formatBytes(b.bytes.replicated)}, downloaded ${formatBytes(b.bytes.downloaded)}; ${b.bytes.shared} shared chunks sent once`,
+  ];
+  if (b.slowest && b.status === 'RUNNING') {
+    lines.push(
+      `  slowest  ${b.slowest.vmId} (${b.slowest.migrationId}) ${b.slowest.status} ${(b.slowest.progress * 100).toFixed(0)}%`,
+    );
+  }
+  for (const m of b.migrations) {
+    lines.push(`  ${m.vmId.padEnd(16)} ${m.status.padEnd(17)} ${bar(m.progress, 1, 20)}  ${m.id}`);
+  }
+  return lines;
+}
+
 export class LiveView {
   private lastLines = 0;
   constructor(private readonly tty: boolean) {}
 
-  update(m: Migration): void {
+  /** On a terminal, redraws `lines` in place; otherwise prints `json` as one line. */
+  update(lines: string[], json: unknown): void {
     if (!this.tty) {
-      process.stdout.write(`${JSON.stringify(summaryLine(m))}\n`);
+      process.stdout.write(`${JSON.stringify(json)}\n`);
       return;
     }
-    const lines = describe(m);
+    const text = lines.join('\n');
     if (this.lastLines > 0) process.stdout.write(`\x1b[${this.lastLines}F\x1b[0J`);
-    process.stdout.write(`${lines.join('\n')}\n`);
-    this.lastLines = lines.join('\n').split('\n').length;
+    process.stdout.write(`${text}\n`);
+    this.lastLines = text.split('\n').length;
   }
 }
 

@@ -1,10 +1,15 @@
 // The `vmmig` command: the local cloud, the data center agent, and the operator commands.
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { MIGRATION_STATUSES } from '../protocol/api/migrations.ts';
+import { parseRate } from './agent/rate-limit.ts';
 import { ApiError } from './client.ts';
 import { runAgent } from './commands/agent.ts';
+import { estimate } from './commands/estimate.ts';
 import { runLocal } from './commands/local.ts';
-import { cancel, list, migrate, retry, status } from './commands/migrations.ts';
-import { connect, UsageError } from './config.ts';
+import { cancel, decide, list, type MigrateFlags, migrate, retry, status } from './commands/migrations.ts';
+import { listPoliciesCmd, putPolicyCmd, removePolicy } from './commands/policies.ts';
+import { addDc, listDcs, listNodes, removeDc, setNode } from './commands/registry.ts';
+import { type ConnectionFlags, connect, UsageError } from './config.ts';
 import { EXIT } from './exit-codes.ts';
 
 const int = (name: string, min: number, max: number) => (value: string) => {
@@ -12,6 +17,13 @@ const int = (name: string, min: number, max: number) => (value: string) => {
   if (!Number.isInteger(n) || n < min || n > max)
     throw new InvalidArgumentError(`${name} must be an integer from ${min} to ${max}`);
   return n;
+};
+const rate = (value: string) => {
+  try {
+    return parseRate(value);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
 };
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 
@@ -32,7 +44,7 @@ const run =
   async (...args: A) => {
     exitCode = await fn(...args);
   };
-type Conn = Parameters<typeof connect>[0];
+type Json = { json?: boolean } & ConnectionFlags;
 
 program
   .command('local')
@@ -46,20 +58,10 @@ program
   )
   .option('--no-agents', 'do not start an agent per data center')
   .option('--on-ready <command>', 'hook the agents run when an image has arrived')
+  .option('--on-migrated <command>', 'hook the agents run at the source once every destination has the VM')
   .option('--topology <cdk.json>', 'read the topology from another cdk.json')
   .option('--quiet', 'log only what agents say')
-  .action(
-    run(
-      (o: {
-        dataDir?: string;
-        portBase: number;
-        agents: boolean;
-        onReady?: string;
-        topology?: string;
-        quiet?: boolean;
-      }) => runLocal(o),
-    ),
-  );
+  .action(run((o: Parameters<typeof runLocal>[0]) => runLocal(o)));
 
 connection(
   program
@@ -68,81 +70,188 @@ connection(
     .requiredOption('--vrn <id>', 'data center id')
     .requiredOption('--dir <dir>', 'data center directory; images live in <dir>/images')
     .option('--concurrency <n>', 'parallel chunk transfers per job', int('concurrency', 1, 64), 8)
-    .option('--poll-interval <ms>', 'how often to ask for work', int('poll-interval', 100, 60_000), 1000)
+    .option(
+      '--poll-interval <ms>',
+      'how often to ask for work while busy',
+      int('poll-interval', 100, 60_000),
+      1000,
+    )
+    .option(
+      '--limit-rate <rate>',
+      'cap each direction (upload, download) at this many bytes/s, e.g. 50M',
+      rate,
+    )
+    .option('--limit-upload <rate>', 'cap uploads only', rate)
+    .option('--limit-download <rate>', 'cap downloads only', rate)
     .option(
       '--on-ready <command>',
-      'shell command run when an image arrives (VMMIG_IMAGE_PATH, VMMIG_VM_ID, VMMIG_IMAGE_FORMAT in its environment)',
+      'shell command run when an image arrives (VMMIG_IMAGE_PATH, VMMIG_VM_ID, VMMIG_IMAGE_FORMAT… in its environment)',
+    )
+    .option(
+      '--on-migrated <command>',
+      'shell command run at the source once every destination has the VM (mode migrate)',
     ),
 ).action(run((o: Parameters<typeof runAgent>[0]) => runAgent(o)));
 
 connection(
   program
     .command('migrate')
-    .description('migrate a VM image from one data center to another')
-    .requiredOption('--vm <id>', 'VM id')
-    .requiredOption('--image-id <id>', "image file name in the source data center's image store")
+    .description(
+      'migrate (or back up) VM images: one VM, several (--vm ID=IMAGE, repeated), or a --batch file',
+    )
+    .option('--vm <id>', 'VM id; ID=IMAGE to name several VMs with their images (repeatable)', collect)
+    .option('--image-id <file>', "image file name in the source data center's image store (one VM)")
+    .option(
+      '--batch <file>',
+      'VMs from a file: JSON {"vms":[{"vmId","imageId","hostId"?}]} or lines "vmId imageId [hostId]"',
+    )
     .requiredOption('--from <dc>', 'source data center')
-    .requiredOption('--to <dc>', 'destination data center (repeat for several)', collect)
+    .option(
+      '--to <dc[:format]>',
+      'destination, optionally converting the image format there (repeat for several)',
+      collect,
+    )
+    .option(
+      '--near <lat,lon[:format]>',
+      'deliver to the data center nearest to this location (a desktop near its user)',
+    )
     .option('--host <id>', 'host id of the VM at the source (draft Table 1)', 'default')
-    .option('--wait', 'follow the migration until it ends')
+    .addOption(
+      new Option(
+        '--mode <mode>',
+        'migrate: the source runs --on-migrated when done; backup: the source is left alone',
+      ).choices(['migrate', 'backup']),
+    )
+    .addOption(
+      new Option('--on-congestion <what>', 'when a destination cache node is full').choices([
+        'wait',
+        'suggest',
+        'redirect',
+      ]),
+    )
+    .option(
+      '--queue-timeout <seconds>',
+      'how long to wait for a free slot',
+      int('queue-timeout', 0, 7 * 86400),
+    )
+    .option('--start-at <time>', 'start at this time (ISO 8601)')
+    .option('--application <name>', 'record the application that triggered the migration')
+    .option('--wait', 'follow until it ends')
     .option('--json', 'JSON lines instead of progress bars'),
-).action(
-  run(
-    (
-      o: {
-        vm: string;
-        imageId: string;
-        from: string;
-        to: string[];
-        host: string;
-        wait?: boolean;
-        json?: boolean;
-      } & Conn,
-    ) => migrate(connect(o), o),
-  ),
-);
+).action(run((o: MigrateFlags & ConnectionFlags) => migrate(connect(o), o)));
 
 connection(
   program
     .command('status <id>')
-    .description('status, legs, progress and history of a migration')
+    .description('status, legs, progress and history of a migration (or the roll-up of a batch-… id)')
     .option('--watch', 'follow until it ends')
     .option('--json', 'JSON output'),
-).action(run((id: string, o: { watch?: boolean; json?: boolean } & Conn) => status(connect(o), id, o)));
+).action(run((id: string, o: { watch?: boolean } & Json) => status(connect(o), id, o)));
 
 connection(
   program
     .command('ls')
     .description('list migrations, newest first')
-    .addOption(
-      new Option('--status <status>', 'only this status').choices([
-        'PENDING',
-        'ADMITTED',
-        'AWAITING_DECISION',
-        'QUEUED',
-        'UPLOADING',
-        'REPLICATING',
-        'DOWNLOADING',
-        'COMPLETED',
-        'FAILED',
-        'CANCELLED',
-      ]),
-    )
+    .addOption(new Option('--status <status>', 'only this status').choices([...MIGRATION_STATUSES]))
     .option('--limit <n>', 'how many', int('limit', 1, 1000), 50)
     .option('--json', 'JSON lines'),
-).action(run((o: { status?: string; limit: number; json?: boolean } & Conn) => list(connect(o), o)));
+).action(run((o: { status?: string; limit: number } & Json) => list(connect(o), o)));
 
 connection(
   program.command('cancel <id>').description('cancel a migration').option('--json', 'JSON output'),
-).action(run((id: string, o: { json?: boolean } & Conn) => cancel(connect(o), id, o)));
+).action(run((id: string, o: Json) => cancel(connect(o), id, o)));
 
 connection(
   program
     .command('retry <id>')
     .description('run a failed or cancelled migration again; what is done is skipped')
+    .option('--destination <dc>', 'retry only this destination (repeatable)', collect)
     .option('--wait', 'follow it until it ends')
     .option('--json', 'JSON output'),
-).action(run((id: string, o: { wait?: boolean; json?: boolean } & Conn) => retry(connect(o), id, o)));
+).action(run((id: string, o: { wait?: boolean; destination?: string[] } & Json) => retry(connect(o), id, o)));
+
+connection(
+  program
+    .command('decide <id>')
+    .description('answer a suggested destination (status AWAITING_DECISION)')
+    .option('--accept', 'go to the suggested data center instead')
+    .option('--reject', 'keep the destination and wait for a free slot')
+    .option('--json', 'JSON output'),
+).action(run((id: string, o: { accept?: boolean; reject?: boolean } & Json) => decide(connect(o), id, o)));
+
+connection(
+  program
+    .command('estimate')
+    .description('before any upload: how much of an image the cache nodes already hold')
+    .requiredOption('--image <file>', 'the image file')
+    .requiredOption('--to <dc>', 'destination data center')
+    .option('--from <dc>', 'source data center')
+    .option('--json', 'JSON output'),
+).action(run((o: { image: string; to: string; from?: string } & Json) => estimate(connect(o), o)));
+
+const policy = program
+  .command('policy')
+  .description('backup policies: a VM backed up every interval, on its own');
+connection(
+  policy
+    .command('put <id>')
+    .description('create or replace a backup policy')
+    .requiredOption('--vm <id>', 'VM id')
+    .requiredOption('--image-id <file>', 'image file name at the source')
+    .requiredOption('--from <dc>', 'source data center')
+    .requiredOption('--to <dc[:format]>', 'destination (repeatable)', collect)
+    .requiredOption('--every <interval>', 'e.g. 30m, 6h, 1d')
+    .option('--first-run <time>', 'first run (ISO 8601; default now)')
+    .option('--host <id>', 'host id', 'default')
+    .option('--disabled', 'create it disabled')
+    .option('--json', 'JSON output'),
+).action(
+  run((id: string, o: Parameters<typeof putPolicyCmd>[2] & ConnectionFlags) =>
+    putPolicyCmd(connect(o), id, o),
+  ),
+);
+connection(policy.command('ls').description('list backup policies').option('--json', 'JSON lines')).action(
+  run((o: Json) => listPoliciesCmd(connect(o), o)),
+);
+connection(policy.command('rm <id>').description('remove a backup policy')).action(
+  run((id: string, o: ConnectionFlags) => removePolicy(connect(o), id)),
+);
+
+const dc = program.command('dc').description('data centers (VRN), registered and removed at runtime');
+connection(
+  dc
+    .command('ls')
+    .description('list data centers and the cache node each uses')
+    .option('--json', 'JSON lines'),
+).action(run((o: Json) => listDcs(connect(o), o)));
+connection(
+  dc
+    .command('add <id>')
+    .description('register (or update) a data center; usable at once')
+    .requiredOption('--name <name>', 'display name')
+    .requiredOption('--address <address>', 'address (draft Table 1 "VRN IP addr.")')
+    .requiredOption('--location <lat,lon>', 'where it is')
+    .option('--home <cacheNode>', 'home cache node (default: the nearest active one)')
+    .option('--json', 'JSON output'),
+).action(run((id: string, o: Parameters<typeof addDc>[2] & ConnectionFlags) => addDc(connect(o), id, o)));
+connection(
+  dc.command('rm <id>').description('remove a data center (refused while migrations use it)'),
+).action(run((id: string, o: ConnectionFlags) => removeDc(connect(o), id)));
+
+const node = program.command('node').description('cache nodes (CCN)');
+connection(node.command('ls').description('list cache nodes').option('--json', 'JSON lines')).action(
+  run((o: Json) => listNodes(connect(o), o)),
+);
+connection(
+  node
+    .command('set <id>')
+    .description(
+      'set a cache node active, draining (finishes its work, takes no more) or down; or its capacity',
+    )
+    .addOption(new Option('--status <status>', 'new status').choices(['active', 'draining', 'down']))
+    .option('--capacity <n>', 'maximum concurrent transfers', int('capacity', 1, 10_000))
+    .option('--json', 'JSON output'),
+).action(run((id: string, o: { status?: string; capacity?: number } & Json) => setNode(connect(o), id, o)));
 
 try {
   await program.parseAsync(process.argv);

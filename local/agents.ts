@@ -14,6 +14,7 @@ export interface AgentSpec {
   readonly dir: string;
   readonly token: string;
   readonly onReady?: string | undefined;
+  readonly onMigrated?: string | undefined;
   readonly concurrency?: number | undefined;
 }
 
@@ -32,6 +33,7 @@ export function agentArgs(spec: AgentSpec, endpoint: string): string[] {
     endpoint,
     ...(spec.concurrency ? ['--concurrency', String(spec.concurrency)] : []),
     ...(spec.onReady ? ['--on-ready', spec.onReady] : []),
+    ...(spec.onMigrated ? ['--on-migrated', spec.onMigrated] : []),
   ];
 }
 

@@ -45,7 +45,9 @@ export interface LocalCloudOptions {
   /** 0 for any free port. Default: 7700-7704. */
   readonly ports?: LocalPorts;
   /** Start one agent process per data center (default true). */
-  readonly agents?: boolean | { readonly onReady?: string; readonly concurrency?: number };
+  readonly agents?:
+    | boolean
+    | { readonly onReady?: string; readonly onMigrated?: string; readonly concurrency?: number };
   /** Wraps the workflow's Lambda handlers (tests inject faults here). */
   readonly wrapFunction?: (
     name: string,
@@ -53,6 +55,8 @@ export interface LocalCloudOptions {
   ) => (event: never) => Promise<unknown>;
   /** Multiplies Retry intervals of the state machine (tests). */
   readonly retryIntervalScale?: number;
+  /** How often due backup policies are run (EventBridge Scheduler's job on AWS). Default 15 s; 0 = never. */
+  readonly policyTickMs?: number;
   readonly log?: (component: string, line: string) => void;
 }
 
@@ -188,18 +192,49 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
     const { createApp } = await import('../lambdas/api/app.ts');
     const { apiDepsFromEnv } = await import('../lambdas/api/deps.ts');
     const app = createApp(apiDepsFromEnv(bearerAuthenticate(tokens)));
-    const server = serve({ fetch: app.fetch, hostname: LOOPBACK, port: ports.api });
+    // Requests in flight are tracked so a stop lets them finish before the servers behind them go away.
+    const inFlight = new Set<Promise<Response>>();
+    const fetch = (request: Request, env: unknown) => {
+      const answer = Promise.resolve(app.fetch(request, env));
+      inFlight.add(answer);
+      void answer.finally(() => inFlight.delete(answer)).catch(() => {});
+      return answer;
+    };
+    const server = serve({ fetch, hostname: LOOPBACK, port: ports.api });
     await new Promise<void>((resolve, reject) => {
       server.once('listening', resolve);
       server.once('error', reject);
     });
-    stops.push(
-      () =>
-        new Promise<void>((resolve) => {
-          server.close(() => resolve());
-          (server as unknown as { closeAllConnections?: () => void }).closeAllConnections?.();
-        }),
-    );
+    stops.push(async () => {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      (server as unknown as { closeAllConnections?: () => void }).closeAllConnections?.();
+      await closed;
+      // A long poll ends within a poll interval of its client hanging up; never wait more than a few seconds.
+      await Promise.race([Promise.allSettled([...inFlight]), new Promise((r) => setTimeout(r, 3000))]);
+    });
+
+    // Backup policies run on their own: a timer here, EventBridge Scheduler on AWS.
+    const tick = options.policyTickMs ?? 15_000;
+    if (tick > 0) {
+      const { runDuePolicies } = await import('../lambdas/workflow/run-policies.ts');
+      let running = false;
+      const timer = setInterval(() => {
+        if (running) return;
+        running = true;
+        runDuePolicies(deps)
+          .then((r) => {
+            for (const s of r.started)
+              log('scheduler', `backup policy ${s.policyId}: started ${s.migrationId}`);
+            for (const s of r.skipped) log('scheduler', `backup policy ${s.policyId}: skipped (${s.reason})`);
+          })
+          .catch((err: Error) => log('scheduler', `backup policies: ${err.message}`))
+          .finally(() => {
+            running = false;
+          });
+      }, tick);
+      timer.unref();
+      stops.push(async () => clearInterval(timer));
+    }
 
     const endpoints: LocalEndpoints = {
       api: apiEndpoint,
@@ -221,6 +256,7 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
           dir: dataCenterDir(dc.id),
           token: agentToken(tokens, dc.id),
           onReady: agentOptions.onReady,
+          onMigrated: agentOptions.onMigrated,
           concurrency: agentOptions.concurrency,
         });
       }

@@ -1,6 +1,7 @@
 // Creates the DynamoDB tables of lambdas/aws/tables.ts in DynamoDB Local, idempotently.
 import {
   CreateTableCommand,
+  DescribeTimeToLiveCommand,
   type DynamoDBClient,
   ListTablesCommand,
   UpdateTimeToLiveCommand,
@@ -22,7 +23,21 @@ export async function ensureTables(client: DynamoDBClient): Promise<string[]> {
   const created: string[] = [];
   for (const def of TABLE_DEFINITIONS) {
     const name = localTableName(def);
-    if (existing.has(name)) continue;
+    if (existing.has(name)) {
+      // A data directory from an older version may lack a TTL added since.
+      if (def.ttlAttribute) {
+        const ttl = await client.send(new DescribeTimeToLiveCommand({ TableName: name }));
+        if (ttl.TimeToLiveDescription?.TimeToLiveStatus !== 'ENABLED') {
+          await client.send(
+            new UpdateTimeToLiveCommand({
+              TableName: name,
+              TimeToLiveSpecification: { AttributeName: def.ttlAttribute, Enabled: true },
+            }),
+          );
+        }
+      }
+      continue;
+    }
     const attributes = new Map<string, 'S' | 'N'>();
     const keys = [def.partitionKey, def.sortKey, ...def.indexes.flatMap((i) => [i.partitionKey, i.sortKey])];
     for (const k of keys) if (k) attributes.set(k.name, k.type);

@@ -1,12 +1,16 @@
 // The data center's agent (VRN side of the draft's V-C protocol): polls the API for work and runs each piece
 // — chunk and describe an image, upload missing chunks, download and deliver an image — at most a few at a time.
+import { findQemu } from '../../local/qemu.ts';
 import { failSource, getWork, type WorkItem } from '../../protocol/api/agent.ts';
 import { type AgentOptions, JobCancelled, JobFailure } from './context.ts';
 import { deliver } from './destination.ts';
+import { handover, release } from './local-jobs.ts';
 import { provideManifest, uploadMissing } from './source.ts';
 
 const MAX_JOBS = 4;
 const LONG_POLL_SECONDS = 10;
+/** Reported to the API on every poll, with the qemu-img version when there is one. */
+export const AGENT_VERSION = '0.1.0';
 
 export class Agent {
   private readonly running = new Map<string, AbortController>();
@@ -29,7 +33,7 @@ export class Agent {
         // Idle: a long poll answers as soon as work appears. Busy: a short poll every interval.
         const waitSeconds = this.running.size === 0 ? LONG_POLL_SECONDS : 0;
         const res = await this.opts.client.call<{ items: WorkItem[] }>(getWork, {
-          query: { waitSeconds },
+          query: { waitSeconds, agentVersion: AGENT_VERSION, qemuImg: (await findQemu())?.version },
           signal,
         });
         if (apiDown) log('API reachable again');
@@ -88,9 +92,18 @@ export class Agent {
     const { log } = this.opts;
     log(`${work.migrationId}: ${work.action} ${work.imageId} (${work.role})`);
     try {
-      if (work.action === 'download') return await deliver(this.opts, work, abort);
-      if (work.action === 'manifest') return await provideManifest(this.opts, work, abort);
-      return await uploadMissing(this.opts, work, abort);
+      switch (work.action) {
+        case 'download':
+          return await deliver(this.opts, work, abort);
+        case 'handover':
+          return await handover(this.opts, work, abort);
+        case 'manifest':
+          return await provideManifest(this.opts, work, abort);
+        case 'upload':
+          return await uploadMissing(this.opts, work, abort);
+        case 'release':
+          return await release(this.opts, work);
+      }
     } catch (err) {
       if (abort.signal.aborted || err instanceof JobCancelled) return;
       if (err instanceof JobFailure && work.role === 'source') {

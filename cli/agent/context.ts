@@ -1,6 +1,7 @@
 // What every agent job shares: the API client, its data center, directories, limits and logging.
 import { join } from 'node:path';
 import type { ApiClient } from '../client.ts';
+import type { RateLimiter } from './rate-limit.ts';
 
 export interface AgentOptions {
   readonly client: ApiClient;
@@ -12,6 +13,13 @@ export interface AgentOptions {
   readonly pollIntervalMs: number;
   /** Shell command run when an image has arrived ("VM created at the destination"). */
   readonly onReady?: string | undefined;
+  /** Shell command run at the source once every destination has the VM (mode migrate). */
+  readonly onMigrated?: string | undefined;
+  /** Transfer rate caps in bytes per second, per direction. */
+  readonly limits?: {
+    readonly upload?: RateLimiter | undefined;
+    readonly download?: RateLimiter | undefined;
+  };
   readonly log: (line: string) => void;
 }
 

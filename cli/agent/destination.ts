@@ -1,6 +1,5 @@
 // The destination end (draft §3.1 step 6): download every chunk through the edge in parallel, verify each
 // digest and the whole image, write all-zero chunks as holes, hand the image to the "VM ready" hook, report.
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
@@ -12,7 +11,10 @@ import {
   getDownloadPlan,
   type WorkItem,
 } from '../../protocol/api/agent.ts';
+import type { ImageFormat } from '../../protocol/image-format.ts';
 import { type AgentOptions, JobFailure, paths } from './context.ts';
+import { convertImage } from './convert.ts';
+import { type HookEnv, runHook } from './hooks.ts';
 import { Journal } from './journal.ts';
 import { ProgressReporter } from './progress.ts';
 import { getChunk, UrlExpired } from './transfer.ts';
@@ -34,8 +36,10 @@ interface PlanPage {
 }
 
 interface Delivered {
+  /** Digest of the image as received (before any conversion). */
   readonly sha256: string;
   readonly path: string;
+  readonly format: ImageFormat;
   readonly hookDone: boolean;
 }
 
@@ -59,46 +63,61 @@ export async function deliver(opts: AgentOptions, work: WorkItem, abort: AbortCo
   const params = { migrationId: work.migrationId, dataCenterId: opts.dataCenterId };
   const first = await client.call<PlanPage>(getDownloadPlan, { params, query: { limit: 500 } });
   const image = first.body.image;
+  const target = first.body.targetFormat as ImageFormat;
+  const fail = async (reason: string) => {
+    await client.call(failDestination, { params, json: { reason } });
+    opts.log(`${work.migrationId}: destination failed: ${reason}`);
+  };
+  try {
+    // Already written (and converted) by an earlier run that stopped before reporting? Then only the rest is left.
+    let delivered = await readMarker(marker);
+    if (
+      !(delivered && delivered.sha256 === image.sha256 && (await stat(delivered.path).catch(() => undefined)))
+    ) {
+      await download(opts, work, first.body, abort);
+      delivered = (await readMarker(marker)) as Delivered;
+    }
+    if (delivered.format !== target) {
+      opts.log(`${work.migrationId}: converting ${image.format} to ${target}`);
+      const converted = await convertImage(delivered.path, image.format as ImageFormat, target);
+      if (converted !== delivered.path) await rm(delivered.path, { force: true });
+      delivered = { ...delivered, path: converted, format: target };
+      await writeFile(marker, JSON.stringify(delivered));
+    }
+    if (!delivered.hookDone && opts.onReady) {
+      await runHook('on-ready', opts.onReady, hookEnv(opts, work, delivered.path, delivered.format));
+      delivered = { ...delivered, hookDone: true };
+      await writeFile(marker, JSON.stringify(delivered));
+    }
+    await client.call(completeDestination, {
+      params,
+      json: { sha256: image.sha256, path: delivered.path, format: delivered.format },
+    });
+    opts.log(`${work.migrationId}: ${work.imageId} delivered to ${delivered.path} (${delivered.format})`);
+  } catch (err) {
+    if (err instanceof JobFailure || (err instanceof Error && /hook/.test(err.message)))
+      return fail(err.message);
+    throw err;
+  }
+}
 
-  // Already written by an earlier run that stopped before reporting? Then only the report is left.
-  const done = await readFile(marker, 'utf8').then(
+export function hookEnv(opts: AgentOptions, work: WorkItem, path: string, format: string): HookEnv {
+  return {
+    VMMIG_IMAGE_PATH: path,
+    VMMIG_IMAGE_ID: work.imageId,
+    VMMIG_IMAGE_FORMAT: format,
+    VMMIG_VM_ID: work.vmId,
+    VMMIG_HOST_ID: work.hostId,
+    VMMIG_MIGRATION_ID: work.migrationId,
+    VMMIG_DATA_CENTER_ID: opts.dataCenterId,
+  };
+}
+
+const readMarker = (path: string) =>
+  readFile(path, 'utf8').then(
     (t) => JSON.parse(t) as Delivered,
     () => undefined,
   );
-  if (!(done && done.sha256 === image.sha256 && (await stat(done.path).catch(() => undefined)))) {
-    try {
-      await download(opts, work, first.body, abort);
-    } catch (err) {
-      if (err instanceof JobFailure) {
-        await client.call(failDestination, { params, json: { reason: err.message } });
-        opts.log(`${work.migrationId}: destination failed: ${err.message}`);
-        return;
-      }
-      throw err;
-    }
-  }
-  const delivered = JSON.parse(await readFile(marker, 'utf8')) as Delivered;
-  if (!delivered.hookDone && opts.onReady) {
-    try {
-      await runHook(opts.onReady, {
-        VMMIG_IMAGE_PATH: delivered.path,
-        VMMIG_IMAGE_ID: work.imageId,
-        VMMIG_IMAGE_FORMAT: image.format,
-        VMMIG_VM_ID: work.vmId,
-        VMMIG_HOST_ID: work.hostId,
-        VMMIG_MIGRATION_ID: work.migrationId,
-        VMMIG_DATA_CENTER_ID: opts.dataCenterId,
-      });
-    } catch (err) {
-      await client.call(failDestination, { params, json: { reason: (err as Error).message } });
-      opts.log(`${work.migrationId}: ${(err as Error).message}`);
-      return;
-    }
-    await writeFile(marker, JSON.stringify({ ...delivered, hookDone: true } satisfies Delivered));
-  }
-  await client.call(completeDestination, { params, json: { sha256: image.sha256 } });
-  opts.log(`${work.migrationId}: ${work.imageId} delivered to ${delivered.path}`);
-}
 
 async function download(
   opts: AgentOptions,
@@ -146,6 +165,7 @@ async function download(
           for (;;) {
             let bytes: Uint8Array;
             try {
+              await opts.limits?.download?.take(chunk.length, abort.signal);
               bytes = await getChunk(chunk.url as string, abort.signal);
             } catch (err) {
               if (err instanceof UrlExpired) {
@@ -202,7 +222,12 @@ async function download(
     await mkdir(dirname(p.delivered(work.migrationId)), { recursive: true });
     await writeFile(
       p.delivered(work.migrationId),
-      JSON.stringify({ sha256: digest, path: target, hookDone: false } satisfies Delivered),
+      JSON.stringify({
+        sha256: digest,
+        path: target,
+        format: image.format as ImageFormat,
+        hookDone: false,
+      } satisfies Delivered),
     );
     await log.remove();
   } finally {
@@ -210,24 +235,4 @@ async function download(
     await file.close().catch(() => {});
     await log.close().catch(() => {});
   }
-}
-
-function runHook(command: string, env: Record<string, string>): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, {
-      shell: true,
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'inherit', 'pipe'],
-    });
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => {
-      stderr = (stderr + d.toString()).slice(-2000);
-      process.stderr.write(d);
-    });
-    child.on('error', (err) => reject(new Error(`on-ready hook could not start: ${err.message}`)));
-    child.on('exit', (code, signal) => {
-      if (code === 0) resolve();
-      else reject(new Error(`on-ready hook exited with ${code ?? signal}: ${stderr.trim().slice(-500)}`));
-    });
-  });
 }

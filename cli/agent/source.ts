@@ -13,11 +13,11 @@ import {
   type WorkItem,
 } from '../../protocol/api/agent.ts';
 import { chunkFile, collectChunks } from '../../protocol/chunker.ts';
-import { detectImageFileFormat } from '../../protocol/image-format.ts';
 import { buildManifest, type Manifest, parseManifest, serializeManifest } from '../../protocol/manifest.ts';
 import type { ApiClient } from '../client.ts';
 import { type AgentOptions, JobFailure, paths } from './context.ts';
 import { Journal } from './journal.ts';
+import { inspectImage } from './local-jobs.ts';
 import { ProgressReporter } from './progress.ts';
 import { putChunk, UrlExpired } from './transfer.ts';
 
@@ -48,7 +48,7 @@ async function manifestFor(
   } catch {
     // not cached yet
   }
-  const format = await detectImageFileFormat(image);
+  const format = await inspectImage(image, work.imageId);
   opts.log(`${work.migrationId}: chunking ${work.imageId} (${format}, ${st.size} bytes)`);
   const chunker = chunkFile(image, signal ? { signal } : {});
   const watched = (async function* () {
@@ -192,6 +192,7 @@ export async function uploadMissing(
               `image ${work.imageId} changed since it was chunked (chunk at offset ${u.offset} differs)`,
             );
           }
+          await opts.limits?.upload?.take(u.length, abort.signal);
           try {
             await putChunk(u.url, u.headers, buf, abort.signal);
           } catch (err) {

@@ -1,9 +1,12 @@
 // `vmmig agent`: run a data center's agent in the foreground until SIGINT/SIGTERM.
-
 import { mkdir } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { Agent } from '../agent/agent.ts';
+import { RateLimiter } from '../agent/rate-limit.ts';
 import { type ConnectionFlags, connect } from '../config.ts';
+
+const limiter = (bytesPerSecond: number | undefined) =>
+  bytesPerSecond ? new RateLimiter(bytesPerSecond) : undefined;
 
 export interface AgentFlags extends ConnectionFlags {
   readonly vrn: string;
@@ -11,6 +14,10 @@ export interface AgentFlags extends ConnectionFlags {
   readonly concurrency: number;
   readonly pollInterval: number;
   readonly onReady?: string;
+  readonly onMigrated?: string;
+  readonly limitRate?: number;
+  readonly limitUpload?: number;
+  readonly limitDownload?: number;
 }
 
 export async function runAgent(flags: AgentFlags): Promise<number> {
@@ -28,6 +35,11 @@ export async function runAgent(flags: AgentFlags): Promise<number> {
     concurrency: flags.concurrency,
     pollIntervalMs: flags.pollInterval,
     onReady: flags.onReady,
+    onMigrated: flags.onMigrated,
+    limits: {
+      upload: limiter(flags.limitUpload ?? flags.limitRate),
+      download: limiter(flags.limitDownload ?? flags.limitRate),
+    },
     log: (line) => process.stdout.write(`${new Date().toISOString()} ${line}\n`),
   });
   await agent.run(controller.signal);

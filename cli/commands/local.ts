@@ -11,6 +11,7 @@ export interface LocalFlags {
   readonly portBase?: number;
   readonly agents?: boolean;
   readonly onReady?: string;
+  readonly onMigrated?: string;
   readonly topology?: string;
   readonly quiet?: boolean;
 }
@@ -36,7 +37,13 @@ export async function runLocal(flags: LocalFlags): Promise<number> {
     dataDir,
     topology,
     ports: portsFrom(flags.portBase ?? DEFAULT_PORT_BASE),
-    agents: flags.agents === false ? false : flags.onReady ? { onReady: flags.onReady } : true,
+    agents:
+      flags.agents === false
+        ? false
+        : {
+            ...(flags.onReady ? { onReady: flags.onReady } : {}),
+            ...(flags.onMigrated ? { onMigrated: flags.onMigrated } : {}),
+          },
     log,
   });
   const e = cloud.endpoints;

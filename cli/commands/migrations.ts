@@ -1,8 +1,10 @@
-// Operator commands: migrate, status, ls, cancel, retry.
+// Operator commands: migrate (one VM, several, a batch file, or near a user), status, ls, cancel, retry, decide.
 import { randomUUID } from 'node:crypto';
+import { type Batch, createBatch, getBatch } from '../../protocol/api/batches.ts';
 import {
   cancelMigration,
   createMigration,
+  decideMigration,
   getMigration,
   listMigrations,
   type Migration,
@@ -10,8 +12,10 @@ import {
   TERMINAL_STATUSES,
 } from '../../protocol/api/migrations.ts';
 import type { ApiClient } from '../client.ts';
+import { UsageError } from '../config.ts';
 import { EXIT } from '../exit-codes.ts';
-import { describe, formatBytes, LiveView, summaryLine } from '../render.ts';
+import { describe, describeBatch, formatBytes, LiveView, summaryLine } from '../render.ts';
+import { parseDestination, parseNear, parseVms } from './request.ts';
 
 export interface OutputFlags {
   readonly json?: boolean | undefined;
@@ -36,57 +40,120 @@ export async function watch(
   for (;;) {
     const { body: m } = await client.call<Migration>(getMigration, { params: { migrationId: id } });
     const key = JSON.stringify(summaryLine(m));
-    if (key !== last) view.update(m);
+    if (key !== last) view.update(describe(m), summaryLine(m));
     last = key;
     if (TERMINAL_STATUSES.includes(m.status)) return m;
     await new Promise((r) => setTimeout(r, intervalMs));
   }
 }
 
-export const exitFor = (m: Migration) => (m.status === 'COMPLETED' ? EXIT.ok : EXIT.migrationFailed);
-
-export async function migrate(
+export async function watchBatch(
   client: ApiClient,
-  opts: {
-    vm: string;
-    imageId: string;
-    from: string;
-    to: string[];
-    host: string;
-    wait?: boolean;
-    idempotencyKey?: string;
-  } & OutputFlags,
-): Promise<number> {
+  id: string,
+  flags: OutputFlags,
+  intervalMs = 1000,
+): Promise<Batch> {
+  const view = new LiveView(!useJson(flags));
+  let last = '';
+  for (;;) {
+    const { body: b } = await client.call<Batch>(getBatch, { params: { batchId: id } });
+    const summary = { id: b.id, status: b.status, counts: b.counts, bytes: b.bytes, slowest: b.slowest };
+    const key = JSON.stringify(summary);
+    if (key !== last) view.update(describeBatch(b), summary);
+    last = key;
+    if (b.status !== 'RUNNING') return b;
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
+
+export const exitFor = (status: string) => (status === 'COMPLETED' ? EXIT.ok : EXIT.migrationFailed);
+
+export interface MigrateFlags extends OutputFlags {
+  readonly vm?: string[];
+  readonly imageId?: string;
+  readonly batch?: string;
+  readonly host: string;
+  readonly from: string;
+  readonly to?: string[];
+  readonly near?: string;
+  readonly mode?: string;
+  readonly onCongestion?: string;
+  readonly queueTimeout?: number;
+  readonly startAt?: string;
+  readonly application?: string;
+  readonly wait?: boolean;
+}
+
+export async function migrate(client: ApiClient, opts: MigrateFlags): Promise<number> {
+  const vms = parseVms(opts.vm, opts.imageId, opts.host, opts.batch);
+  if ((opts.to?.length ?? 0) === 0 && !opts.near)
+    throw new UsageError('give --to DC (repeatable) or --near LAT,LON');
+  if (opts.to?.length && opts.near) throw new UsageError('give either --to or --near, not both');
+  const options = {
+    ...(opts.mode ? { mode: opts.mode } : {}),
+    ...(opts.onCongestion ? { onCongestion: opts.onCongestion } : {}),
+    ...(opts.queueTimeout !== undefined ? { queueTimeoutSeconds: opts.queueTimeout } : {}),
+    ...(opts.startAt ? { startAt: new Date(opts.startAt).toISOString() } : {}),
+    ...(opts.application ? { application: opts.application } : {}),
+  };
+  const destinations = opts.to?.map(parseDestination);
+  // A retried request (network hiccup) must not start a second migration.
+  const headers = { 'idempotency-key': randomUUID() };
   const started = Date.now();
+  if (vms.length > 1 || opts.batch) {
+    if (!destinations) throw new UsageError('a batch needs --to (not --near)');
+    const { body: b } = await client.call<Batch>(createBatch, {
+      json: { sourceDataCenterId: opts.from, destinations, vms, ...options },
+      headers,
+    });
+    if (!opts.wait) {
+      process.stdout.write(useJson(opts) ? `${JSON.stringify(b)}\n` : `${b.id}\n`);
+      return EXIT.ok;
+    }
+    if (!useJson(opts))
+      process.stdout.write(`batch ${b.id}: ${vms.length} VMs ${opts.from} -> ${opts.to?.join(', ')}\n`);
+    const final = await watchBatch(client, b.id, opts);
+    if (!useJson(opts)) {
+      process.stdout.write(
+        `${final.status} in ${((Date.now() - started) / 1000).toFixed(1)} s: ${formatBytes(final.bytes.image)} of images, ` +
+          `uploaded ${formatBytes(final.bytes.uploaded)} (${final.bytes.shared} shared chunks sent once), ` +
+          `replicated ${formatBytes(final.bytes.replicated)}, downloaded ${formatBytes(final.bytes.downloaded)}\n`,
+      );
+    }
+    return exitFor(final.status);
+  }
+  const vm = vms[0] as (typeof vms)[number];
   const { body: m } = await client.call<Migration>(createMigration, {
     json: {
-      vmId: opts.vm,
-      hostId: opts.host,
-      imageId: opts.imageId,
+      vmId: vm.vmId,
+      hostId: vm.hostId,
+      imageId: vm.imageId,
       sourceDataCenterId: opts.from,
-      destinations: opts.to.map((dataCenterId) => ({ dataCenterId })),
+      ...(destinations ? { destinations } : { near: parseNear(opts.near as string) }),
+      ...options,
     },
-    // A retried request (network hiccup) must not start a second migration.
-    headers: { 'idempotency-key': opts.idempotencyKey ?? randomUUID() },
+    headers,
   });
   if (!opts.wait) {
-    if (useJson(opts)) process.stdout.write(`${JSON.stringify(m)}\n`);
-    else process.stdout.write(`${m.id}\n`);
+    process.stdout.write(useJson(opts) ? `${JSON.stringify(m)}\n` : `${m.id}\n`);
     return EXIT.ok;
   }
-  if (!useJson(opts))
-    process.stdout.write(`migration ${m.id} started: ${opts.from} -> ${opts.to.join(', ')}\n`);
+  if (!useJson(opts)) {
+    const where = m.placement
+      ? `${m.placement.dataCenterId} (nearest to ${m.placement.near.lat},${m.placement.near.lon}: ${m.placement.distanceKm} km)`
+      : m.legs.map((l) => l.dataCenterId).join(', ');
+    process.stdout.write(`migration ${m.id} started: ${opts.from} -> ${where}\n`);
+  }
   const final = await watch(client, m.id, opts);
   if (!useJson(opts)) {
     const seconds = (Date.now() - started) / 1000;
-    const size = final.image?.size ?? 0;
     process.stdout.write(
-      `${final.status} in ${seconds.toFixed(1)} s: image ${formatBytes(size)}, uploaded ${formatBytes(final.upload.bytesDone)}, ` +
+      `${final.status} in ${seconds.toFixed(1)} s: image ${formatBytes(final.image?.size ?? 0)}, uploaded ${formatBytes(final.upload.bytesDone)}, ` +
         `replicated ${formatBytes(final.legs.reduce((n, l) => n + l.bytesReplicated, 0))}, ` +
         `downloaded ${formatBytes(final.legs.reduce((n, l) => n + l.bytesDownloaded, 0))}\n`,
     );
   }
-  return exitFor(final);
+  return exitFor(final.status);
 }
 
 export async function status(
@@ -94,7 +161,13 @@ export async function status(
   id: string,
   opts: { watch?: boolean } & OutputFlags,
 ): Promise<number> {
-  if (opts.watch) return exitFor(await watch(client, id, opts));
+  if (id.startsWith('batch-')) {
+    if (opts.watch) return exitFor((await watchBatch(client, id, opts)).status);
+    const { body } = await client.call<Batch>(getBatch, { params: { batchId: id } });
+    process.stdout.write(useJson(opts) ? `${JSON.stringify(body)}\n` : `${describeBatch(body).join('\n')}\n`);
+    return EXIT.ok;
+  }
+  if (opts.watch) return exitFor((await watch(client, id, opts)).status);
   const { body } = await client.call<Migration>(getMigration, { params: { migrationId: id } });
   print(body, opts);
   if (!useJson(opts) && body.history) {
@@ -118,7 +191,7 @@ export async function list(
   if (body.items.length === 0) process.stdout.write('no migrations\n');
   for (const m of body.items) {
     process.stdout.write(
-      `${m.id}  ${m.status.padEnd(11)} ${m.vmId.padEnd(12)} ${m.sourceDataCenterId} -> ${m.legs.map((l) => l.dataCenterId).join(',')}  ${m.createdAt}\n`,
+      `${m.id}  ${m.status.padEnd(17)} ${m.mode.padEnd(7)} ${m.vmId.padEnd(12)} ${m.sourceDataCenterId} -> ${m.legs.map((l) => l.dataCenterId).join(',')}  ${m.createdAt}\n`,
     );
   }
   return EXIT.ok;
@@ -133,10 +206,27 @@ export async function cancel(client: ApiClient, id: string, opts: OutputFlags): 
 export async function retry(
   client: ApiClient,
   id: string,
-  opts: { wait?: boolean } & OutputFlags,
+  opts: { wait?: boolean; destination?: string[] } & OutputFlags,
 ): Promise<number> {
-  const { body } = await client.call<Migration>(retryMigration, { params: { migrationId: id } });
-  if (opts.wait) return exitFor(await watch(client, body.id, opts));
+  const { body } = await client.call<Migration>(retryMigration, {
+    params: { migrationId: id },
+    json: opts.destination?.length ? { destinations: opts.destination } : {},
+  });
+  if (opts.wait) return exitFor((await watch(client, body.id, opts)).status);
+  print(body, opts);
+  return EXIT.ok;
+}
+
+export async function decide(
+  client: ApiClient,
+  id: string,
+  opts: { accept?: boolean; reject?: boolean } & OutputFlags,
+) {
+  if (opts.accept === opts.reject) throw new UsageError('give exactly one of --accept or --reject');
+  const { body } = await client.call<Migration>(decideMigration, {
+    params: { migrationId: id },
+    json: { accept: opts.accept === true },
+  });
   print(body, opts);
   return EXIT.ok;
 }

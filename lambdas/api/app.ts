@@ -9,8 +9,11 @@ import { errorResponse } from './errors.ts';
 import { unauthorized } from './principal.ts';
 import { agentDestinationRoutes } from './routes/agent-destination.ts';
 import { agentSourceRoutes } from './routes/agent-source.ts';
+import { batchRoutes } from './routes/batches.ts';
+import { estimateRoutes } from './routes/estimate.ts';
 import { mappingRoutes } from './routes/mapping.ts';
 import { migrationRoutes } from './routes/migrations.ts';
+import { policyRoutes } from './routes/policies.ts';
 import { registryRoutes } from './routes/registry.ts';
 
 export const API_VERSION = '1.0.0';
@@ -56,6 +59,9 @@ export function createApp(deps: ApiDeps) {
   app.route('/', registryRoutes(deps));
   app.route('/', mappingRoutes(deps));
   app.route('/', migrationRoutes(deps));
+  app.route('/', batchRoutes(deps));
+  app.route('/', estimateRoutes(deps));
+  app.route('/', policyRoutes(deps));
   app.route('/', agentSourceRoutes(deps));
   app.route('/', agentDestinationRoutes(deps));
 

@@ -1,9 +1,18 @@
 // The CMN content index (table ContentIndex: pk cacheNodeId, sk sha256): which cache node holds which verified
 // chunk. Lookups are batched at DynamoDB's limit of 100 keys per call.
-import { BatchGetCommand, BatchWriteCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import {
+  BatchGetCommand,
+  BatchWriteCommand,
+  type DynamoDBDocumentClient,
+  PutCommand,
+} from '@aws-sdk/lib-dynamodb';
 import { mapLimit } from '../domain/concurrency.ts';
 
 export const BATCH_GET_LIMIT = 100;
+/** Claims live under this pseudo cache node id: a chunk some migration is uploading right now. */
+const CLAIMS = '#upload-claims';
+/** A claim outlives any sane upload; a failed uploader's claims are also taken over at once (see check-shared). */
+export const CLAIM_TTL_SECONDS = 6 * 3600;
 const BATCH_WRITE_LIMIT = 25;
 
 export interface IndexedChunk {
@@ -73,5 +82,81 @@ export class ContentIndex {
         pending = out.UnprocessedItems?.[this.table] ?? [];
       }
     });
+  }
+
+  /**
+   * Claims the upload of each chunk for a migration, so that migrations sharing content (clones of one base, a
+   * batch) upload each shared chunk once: one conditional put per chunk. Returns the chunks now claimed by this
+   * migration and, for the others, which migration holds the claim.
+   */
+  async claimUploads(
+    digests: readonly string[],
+    migrationId: string,
+    takeOverFrom: ReadonlySet<string> = new Set(),
+  ): Promise<{ mine: Set<string>; others: Map<string, string> }> {
+    const now = Math.floor(this.now().getTime() / 1000);
+    const mine = new Set<string>();
+    const others = new Map<string, string>();
+    await mapLimit(digests, 16, async (sha256) => {
+      try {
+        await this.doc.send(
+          new PutCommand({
+            TableName: this.table,
+            Item: { cacheNodeId: CLAIMS, sha256, migrationId, expiresAt: now + CLAIM_TTL_SECONDS },
+            ConditionExpression:
+              'attribute_not_exists(sha256) OR migrationId = :me OR expiresAt < :now' +
+              (takeOverFrom.size > 0
+                ? ' OR migrationId IN (:t0' +
+                  [...takeOverFrom]
+                    .slice(1)
+                    .map((_, i) => `, :t${i + 1}`)
+                    .join('') +
+                  ')'
+                : ''),
+            ExpressionAttributeValues: {
+              ':me': migrationId,
+              ':now': now,
+              ...Object.fromEntries([...takeOverFrom].map((m, i) => [`:t${i}`, m])),
+            },
+            ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+          }),
+        );
+        mine.add(sha256);
+      } catch (err) {
+        if ((err as Error).name !== 'ConditionalCheckFailedException') throw err;
+        // lib-dynamodb leaves the old item marshalled on this error.
+        const old = (err as { Item?: { migrationId?: { S?: string } | string } }).Item?.migrationId;
+        others.set(sha256, (typeof old === 'string' ? old : old?.S) ?? 'unknown');
+      }
+    });
+    return { mine, others };
+  }
+
+  /** Who holds the upload claims of these chunks (expired claims are not returned). */
+  async claimHolders(digests: readonly string[]): Promise<Map<string, string>> {
+    const now = Math.floor(this.now().getTime() / 1000);
+    const out = new Map<string, string>();
+    const batches: string[][] = [];
+    for (let i = 0; i < digests.length; i += BATCH_GET_LIMIT)
+      batches.push(digests.slice(i, i + BATCH_GET_LIMIT));
+    await mapLimit(batches, 8, async (batch) => {
+      let pending = batch.map((sha256) => ({ cacheNodeId: CLAIMS, sha256 }));
+      for (let attempt = 0; pending.length > 0; attempt++) {
+        if (attempt > 8) throw new Error('DynamoDB kept returning unprocessed keys for upload claims');
+        if (attempt > 0) await new Promise((r) => setTimeout(r, 25 * 2 ** attempt));
+        const res = await this.doc.send(
+          new BatchGetCommand({ RequestItems: { [this.table]: { Keys: pending, ConsistentRead: true } } }),
+        );
+        for (const item of (res.Responses?.[this.table] ?? []) as {
+          sha256: string;
+          migrationId: string;
+          expiresAt: number;
+        }[]) {
+          if (item.expiresAt >= now) out.set(item.sha256, item.migrationId);
+        }
+        pending = (res.UnprocessedKeys?.[this.table]?.Keys ?? []) as typeof pending;
+      }
+    });
+    return out;
   }
 }

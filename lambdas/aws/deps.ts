@@ -9,6 +9,7 @@ import { ContentIndex } from './content-index.ts';
 import { MappingStore } from './mapping-store.ts';
 import { MigrationStore } from './migration-store.ts';
 import { NodeSlots } from './node-slots.ts';
+import { PolicyStore } from './policy-store.ts';
 import { RegistryStore } from './registry-store.ts';
 
 export interface ServiceDeps {
@@ -16,6 +17,7 @@ export interface ServiceDeps {
   readonly mapping: MappingStore;
   readonly migrations: MigrationStore;
   readonly slots: NodeSlots;
+  readonly policies: PolicyStore;
   readonly contentIndex: ContentIndex;
   readonly storage: ChunkStorage;
   /** Bucket for manifests and plans (home region). */
@@ -35,6 +37,7 @@ export function serviceDeps(env: NodeJS.ProcessEnv = process.env): ServiceDeps {
     mapping: new MappingStore(doc, tables),
     migrations: new MigrationStore(doc, tables.migrations),
     slots: new NodeSlots(doc, tables.registry),
+    policies: new PolicyStore(doc, tables.migrations),
     contentIndex: new ContentIndex(doc, tables.contentIndex),
     storage: new ChunkStorage(s3),
     control: {

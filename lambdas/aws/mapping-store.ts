@@ -2,6 +2,7 @@
 // Rows are written once per migration (idempotently) and read through the most selective index.
 import {
   BatchWriteCommand,
+  DeleteCommand,
   type DynamoDBDocumentClient,
   QueryCommand,
   ScanCommand,
@@ -96,6 +97,44 @@ export class MappingStore {
         pending = (out.UnprocessedItems ?? {}) as typeof pending;
       }
     }
+  }
+
+  /** Makes a migration's rows exactly these: writes them and removes rows of destinations it no longer has. */
+  async replaceRows(
+    migrationId: string,
+    contentRows: readonly ContentMapRow[],
+    locationRows: readonly LocationMapRow[],
+  ): Promise<void> {
+    await this.putRows(contentRows, locationRows);
+    const [content, location] = await Promise.all([
+      this.doc.send(
+        new QueryCommand({
+          TableName: this.tables.contentMap,
+          KeyConditionExpression: 'migrationId = :m',
+          ExpressionAttributeValues: { ':m': migrationId },
+          ProjectionExpression: 'migrationId, rowKey',
+        }),
+      ),
+      this.doc.send(
+        new QueryCommand({
+          TableName: this.tables.locationMap,
+          KeyConditionExpression: 'migrationId = :m',
+          ExpressionAttributeValues: { ':m': migrationId },
+          ProjectionExpression: 'migrationId, destinationDataCenterId',
+        }),
+      ),
+    ]);
+    const keepContent = new Set(contentRows.map((r) => `${r.status}#${r.dataCenterId}`));
+    const keepLocation = new Set(locationRows.map((r) => r.destinationDataCenterId));
+    const stale = [
+      ...(content.Items ?? [])
+        .filter((i) => !keepContent.has(i['rowKey'] as string))
+        .map((Key) => ({ TableName: this.tables.contentMap, Key })),
+      ...(location.Items ?? [])
+        .filter((i) => !keepLocation.has(i['destinationDataCenterId'] as string))
+        .map((Key) => ({ TableName: this.tables.locationMap, Key })),
+    ];
+    await Promise.all(stale.map((d) => this.doc.send(new DeleteCommand(d))));
   }
 
   /** Records the image format on a migration's ContentMap rows once it is known. */

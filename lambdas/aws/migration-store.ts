@@ -2,6 +2,7 @@
 // (MIG#id / H#time), agent work items (WORK#dc / migration#action) and idempotency keys (IDEM#... / IDEM).
 import { randomBytes } from 'node:crypto';
 import {
+  BatchGetCommand,
   DeleteCommand,
   type DynamoDBDocumentClient,
   GetCommand,
@@ -25,6 +26,15 @@ const HISTORY_TTL_DAYS = 90;
 
 export class MigrationTerminatedError extends Error {
   override readonly name = 'MigrationTerminated';
+}
+
+export interface BatchRecord {
+  readonly id: string;
+  readonly sourceDataCenterId: string;
+  readonly destinations: readonly string[];
+  readonly migrationIds: readonly string[];
+  readonly vmIds: readonly string[];
+  readonly createdAt: string;
 }
 
 export interface StoredWork extends WorkItem {
@@ -214,6 +224,50 @@ export class MigrationStore {
     } while (startKey && items.length < limit);
     const next = encodeCursor(startKey);
     return { items, ...(next ? { nextCursor: next } : {}) };
+  }
+
+  /** Several migrations by id (BatchGet, 100 per call); missing ids are left out. */
+  async getMany(ids: readonly string[]): Promise<MigrationRecord[]> {
+    const out: MigrationRecord[] = [];
+    for (let i = 0; i < ids.length; i += 100) {
+      let keys = ids.slice(i, i + 100).map(metaKey);
+      for (let attempt = 0; keys.length > 0; attempt++) {
+        if (attempt > 8) throw new Error('DynamoDB kept returning unprocessed keys for migrations');
+        if (attempt > 0) await new Promise((r) => setTimeout(r, 25 * 2 ** attempt));
+        const res = await this.doc.send(
+          new BatchGetCommand({ RequestItems: { [this.table]: { Keys: keys, ConsistentRead: true } } }),
+        );
+        out.push(...(res.Responses?.[this.table] ?? []).map(toRecord));
+        keys = (res.UnprocessedKeys?.[this.table]?.Keys ?? []) as typeof keys;
+      }
+    }
+    const order = new Map(ids.map((id, n) => [id, n]));
+    return out.sort((a, b) => (order.get(a.id) ?? 0) - (order.get(b.id) ?? 0));
+  }
+
+  // ---- batches
+
+  async putBatch(batch: BatchRecord): Promise<boolean> {
+    try {
+      await this.doc.send(
+        new PutCommand({
+          TableName: this.table,
+          Item: { pk: `BATCH#${batch.id}`, sk: 'META', ...batch },
+          ConditionExpression: 'attribute_not_exists(pk)',
+        }),
+      );
+      return true;
+    } catch (err) {
+      if ((err as Error).name === 'ConditionalCheckFailedException') return false;
+      throw err;
+    }
+  }
+
+  async getBatch(id: string): Promise<BatchRecord | undefined> {
+    const out = await this.doc.send(
+      new GetCommand({ TableName: this.table, Key: { pk: `BATCH#${id}`, sk: 'META' }, ConsistentRead: true }),
+    );
+    return out.Item && stripKeys<BatchRecord>(out.Item);
   }
 
   // ---- agent work items

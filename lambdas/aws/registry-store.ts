@@ -12,7 +12,7 @@ import {
 } from '@aws-sdk/lib-dynamodb';
 import type { Location } from '../../protocol/topology.ts';
 import { conflict, invalid, notFound } from '../domain/errors.ts';
-import type { CacheNodeRecord, CacheNodeStatus, DataCenterRecord } from '../domain/registry.ts';
+import type { AgentInfo, CacheNodeRecord, CacheNodeStatus, DataCenterRecord } from '../domain/registry.ts';
 import { decodeCursor, encodeCursor, type Page } from './pagination.ts';
 
 const CACHE_NODE = 'cacheNode';
@@ -71,6 +71,7 @@ function toDataCenter(raw: Item): DataCenterRecord {
     location: item.location,
     ...(item.homeCacheNode !== undefined ? { homeCacheNode: item.homeCacheNode } : {}),
     activeMigrations: setToArray(item.activeMigrations),
+    ...(item.agent ? { agent: item.agent } : {}),
     createdAt: item.createdAt,
     updatedAt: item.updatedAt,
   };
@@ -322,6 +323,24 @@ export class RegistryStore {
       if (!now) throw notFound('data center', id);
       if (now.activeMigrations.length > 0) throw activeMigrationsConflict(now);
       throw conflict(`data center "${id}" changed concurrently; retry`);
+    }
+  }
+
+  /** Records what a data center's agent reports about itself; never creates a data center. */
+  async recordAgent(dataCenterId: string, agent: AgentInfo): Promise<void> {
+    try {
+      await this.doc.send(
+        new UpdateCommand({
+          TableName: this.table,
+          Key: { kind: DATA_CENTER, id: dataCenterId },
+          UpdateExpression: 'SET #agent = :a',
+          ConditionExpression: 'attribute_exists(id)',
+          ExpressionAttributeNames: { '#agent': 'agent' },
+          ExpressionAttributeValues: { ':a': agent },
+        }),
+      );
+    } catch (err) {
+      if (!isConditionFailure(err)) throw err;
     }
   }
 

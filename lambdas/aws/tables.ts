@@ -82,5 +82,7 @@ export const TABLE_DEFINITIONS: readonly TableDefinition[] = [
     partitionKey: s('cacheNodeId'),
     sortKey: s('sha256'),
     indexes: [],
+    // Only upload claims carry expiresAt; index entries never expire.
+    ttlAttribute: 'expiresAt',
   },
 ];

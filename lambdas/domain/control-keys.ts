@@ -21,3 +21,7 @@ export interface CopyItem {
   readonly from: string;
   readonly to: string;
 }
+
+/** Chunks another migration is uploading: this one waits for them (CheckShared). */
+export const awaitedKey = (migrationId: string, attempt: number) =>
+  `migrations/${migrationId}/a${attempt}/awaited.json`;

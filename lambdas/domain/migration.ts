@@ -7,7 +7,12 @@ import type { ImageFormat } from '../../protocol/image-format.ts';
 export interface LegRecord {
   readonly dataCenterId: string;
   readonly cacheNodeId?: string;
+  /** Same data center as the source: a local handover, no cache node. */
+  readonly local: boolean;
+  /** The format asked for at this destination. */
   readonly format?: ImageFormat;
+  readonly deliveredPath?: string;
+  readonly deliveredFormat?: ImageFormat;
   readonly status: LegStatus;
   readonly chunksToReplicate: number;
   readonly bytesToReplicate: number;
@@ -36,12 +41,43 @@ export interface UploadProgress {
   readonly chunksDone: number;
   readonly bytesDone: number;
   readonly bytesCached: number;
+  /** Chunks another migration was uploading at the same time: awaited instead of sent twice. */
+  readonly chunksShared: number;
+}
+
+export type MigrationMode = 'migrate' | 'backup';
+export type OnCongestion = 'wait' | 'suggest' | 'redirect';
+
+export interface DecisionRecord {
+  readonly congestedCacheNode: string;
+  readonly congestedDataCenterId: string;
+  readonly suggestedDataCenterId: string;
+  readonly suggestedCacheNodeId: string;
+  readonly reason: string;
+  readonly since: string;
 }
 
 export interface MigrationRecord {
   readonly id: string;
   readonly status: MigrationStatus;
   readonly attempt: number;
+  readonly mode: MigrationMode;
+  readonly onCongestion: OnCongestion;
+  readonly queueTimeoutSeconds: number;
+  readonly startAt?: string;
+  readonly application?: string;
+  readonly batchId?: string;
+  readonly policyId?: string;
+  readonly placement?: {
+    readonly near: { readonly lat: number; readonly lon: number };
+    readonly dataCenterId: string;
+    readonly distanceKm: number;
+  };
+  readonly decision?: DecisionRecord;
+  /** Task token of the waiting AwaitDecision step (never shown to clients). */
+  readonly decisionToken?: string;
+  /** Mode migrate: the source agent has run its --on-migrated hook. */
+  readonly sourceReleased: boolean;
   readonly vmId: string;
   readonly hostId: string;
   readonly imageId: string;
@@ -73,9 +109,10 @@ export function newMigrationId(now = Date.now()): string {
   return `mig-${time}${rand}${randomBytes(4).toString('hex').slice(0, 4)}`;
 }
 
-export function newLeg(dataCenterId: string, format?: ImageFormat): LegRecord {
+export function newLeg(dataCenterId: string, sourceDataCenterId: string, format?: ImageFormat): LegRecord {
   return {
     dataCenterId,
+    local: dataCenterId === sourceDataCenterId,
     ...(format ? { format } : {}),
     status: 'PENDING',
     chunksToReplicate: 0,
@@ -93,6 +130,7 @@ export const EMPTY_UPLOAD: UploadProgress = {
   chunksDone: 0,
   bytesDone: 0,
   bytesCached: 0,
+  chunksShared: 0,
 };
 
 /** The cache nodes a migration transfers through: its source node and every remote destination's node. */

@@ -27,8 +27,17 @@ export interface DataCenterRecord {
   readonly location: Location;
   readonly homeCacheNode?: string;
   readonly activeMigrations: readonly string[];
+  /** What the data center's agent last said about itself (on its work polls). */
+  readonly agent?: AgentInfo;
   readonly createdAt: string;
   readonly updatedAt: string;
+}
+
+export interface AgentInfo {
+  readonly version: string;
+  /** qemu-img version; absent: the agent cannot convert image formats. */
+  readonly qemuImg?: string;
+  readonly seenAt: string;
 }
 
 export interface CacheNodeChoice {

@@ -1,15 +1,21 @@
 // CMN admission (draft §3.1 step 4): take a transfer slot at every cache node the migration goes through, all
-// or none. A full node queues the migration (status QUEUED) until a slot frees or the queue timeout passes; a
-// node that stopped being active sends the workflow back to Resolve to route around it.
-import { cacheNodesOf } from '../domain/migration.ts';
-import { TaskFailure, task } from './task.ts';
+// or none. When a destination's node is full the request's onCongestion decides: wait (QUEUED until a slot
+// frees or the queue timeout passes), suggest (AWAITING_DECISION with an alternative destination), redirect
+// (take the alternative at once). A node that stopped being active sends the workflow back to Resolve.
 
-export const QUEUE_TIMEOUT_SECONDS = 3600;
+import type { ServiceDeps } from '../aws/deps.ts';
+import { suggestAlternative } from '../domain/congestion.ts';
+import { cacheNodesOf, type MigrationRecord, newLeg } from '../domain/migration.ts';
+import { TaskFailure, task } from './task.ts';
 
 export interface AdmitOutput {
   readonly admitted: boolean;
   readonly reresolve: boolean;
+  /** 'suggest': wait for an admin's decision on the suggested destination. */
+  readonly decision: 'none' | 'suggest';
 }
+
+const NOT_ADMITTED = { admitted: false, reresolve: false, decision: 'none' } as const;
 
 export const handler = task(async (deps, event: { migrationId: string }): Promise<AdmitOutput> => {
   const m = await deps.migrations.require(event.migrationId);
@@ -25,47 +31,133 @@ export const handler = task(async (deps, event: { migrationId: string }): Promis
     await Promise.all(
       taken.filter((n) => !m.reservedCacheNodes.includes(n)).map((n) => deps.slots.release(n, m.id)),
     );
-    if (outcome === 'full') {
-      const queuedSince = m.queuedSince ?? new Date().toISOString();
-      const waited = (Date.now() - Date.parse(queuedSince)) / 1000;
-      if (waited > QUEUE_TIMEOUT_SECONDS) {
-        throw new TaskFailure(
-          'CongestionTimeout',
-          `cache node ${node} stayed at capacity for ${Math.round(waited)} s`,
-        );
-      }
-      if (m.status !== 'QUEUED') {
-        await deps.migrations.update(
-          m.id,
-          { status: 'QUEUED', set: [[['queuedSince'], queuedSince]] },
-          {
-            history: {
-              event: 'queued',
-              message: `cache node ${node} is at capacity; waiting for a free slot`,
-            },
-          },
-        );
-      }
-      return { admitted: false, reresolve: false };
+    if (outcome !== 'full') {
+      await deps.migrations.addHistory(
+        m.id,
+        'rerouting',
+        `cache node ${node} is ${outcome.replace('_', ' ')}; choosing again`,
+      );
+      return { admitted: false, reresolve: true, decision: 'none' };
     }
-    await deps.migrations.addHistory(
-      m.id,
-      'rerouting',
-      `cache node ${node} is ${outcome.replace('_', ' ')}; choosing again`,
-    );
-    return { admitted: false, reresolve: true };
+    return congested(deps, m, node);
   }
-  const alreadyAdmitted = !['PENDING', 'QUEUED'].includes(m.status);
+  const alreadyAdmitted = !['PENDING', 'QUEUED', 'AWAITING_DECISION'].includes(m.status);
   await deps.migrations.update(
     m.id,
     {
       ...(alreadyAdmitted ? {} : { status: 'ADMITTED' as const }),
-      addToSet: [[['reservedCacheNodes'], new Set(nodes)]],
+      ...(nodes.length > 0 ? { addToSet: [[['reservedCacheNodes'], new Set(nodes)] as const] } : {}),
       remove: [['queuedSince']],
     },
     alreadyAdmitted
       ? {}
       : { history: { event: 'admitted', message: `transfer slots taken at ${nodes.join(', ')}` } },
   );
-  return { admitted: true, reresolve: false };
+  return { admitted: true, reresolve: false, decision: 'none' };
 });
+
+async function congested(deps: ServiceDeps, m: MigrationRecord, nodeId: string): Promise<AdmitOutput> {
+  // Only a destination can move; a full source node means waiting.
+  const leg = m.destinations
+    .map((d) => m.legs[d])
+    .find((l) => l?.cacheNodeId === nodeId && l.status !== 'COMPLETED');
+  if (leg && m.onCongestion !== 'wait') {
+    const [dataCenter, cacheNode, nodes, dcs] = await Promise.all([
+      deps.registry.requireDataCenter(leg.dataCenterId),
+      deps.registry.requireCacheNode(nodeId),
+      deps.registry.allCacheNodes(),
+      allDataCenters(deps),
+    ]);
+    const excluded = new Set([m.sourceDataCenterId, ...m.destinations]);
+    const alt = suggestAlternative({ dataCenter, cacheNode }, excluded, dcs, nodes);
+    if (alt && m.onCongestion === 'redirect') {
+      await deps.migrations.update(
+        m.id,
+        {
+          set: [
+            [['destinations'], m.destinations.map((d) => (d === leg.dataCenterId ? alt.dataCenterId : d))],
+            [['legs', alt.dataCenterId], newLeg(alt.dataCenterId, m.sourceDataCenterId, leg.format)],
+          ],
+          remove: [['legs', leg.dataCenterId]],
+        },
+        {
+          history: {
+            event: 'redirected',
+            message: `${leg.dataCenterId} → ${alt.dataCenterId}: ${alt.reason}`,
+          },
+        },
+      );
+      return { admitted: false, reresolve: true, decision: 'none' };
+    }
+    if (alt && m.onCongestion === 'suggest') {
+      if (m.status !== 'AWAITING_DECISION') {
+        await deps.migrations.update(
+          m.id,
+          {
+            status: 'AWAITING_DECISION',
+            set: [
+              [
+                ['decision'],
+                {
+                  congestedCacheNode: nodeId,
+                  congestedDataCenterId: leg.dataCenterId,
+                  suggestedDataCenterId: alt.dataCenterId,
+                  suggestedCacheNodeId: alt.cacheNodeId,
+                  reason: alt.reason,
+                  since: new Date().toISOString(),
+                },
+              ],
+            ],
+          },
+          {
+            history: {
+              event: 'suggested',
+              message: `suggest ${alt.dataCenterId} instead of ${leg.dataCenterId}: ${alt.reason}`,
+            },
+          },
+        );
+      }
+      return { admitted: false, reresolve: false, decision: 'suggest' };
+    }
+    if (!alt && m.status !== 'QUEUED') {
+      await deps.migrations.addHistory(
+        m.id,
+        'no-alternative',
+        `no other data center has a free cache node slot; waiting for ${nodeId}`,
+      );
+    }
+  }
+  return queue(deps, m, nodeId);
+}
+
+async function queue(deps: ServiceDeps, m: MigrationRecord, nodeId: string): Promise<AdmitOutput> {
+  const queuedSince = m.queuedSince ?? new Date().toISOString();
+  const waited = (Date.now() - Date.parse(queuedSince)) / 1000;
+  if (waited > m.queueTimeoutSeconds) {
+    throw new TaskFailure(
+      'CongestionTimeout',
+      `cache node ${nodeId} stayed at capacity for ${Math.round(waited)} s (queue timeout ${m.queueTimeoutSeconds} s)`,
+    );
+  }
+  if (m.status !== 'QUEUED') {
+    await deps.migrations.update(
+      m.id,
+      { status: 'QUEUED', set: [[['queuedSince'], queuedSince]] },
+      {
+        history: { event: 'queued', message: `cache node ${nodeId} is at capacity; waiting for a free slot` },
+      },
+    );
+  }
+  return NOT_ADMITTED;
+}
+
+async function allDataCenters(deps: ServiceDeps) {
+  const out = [];
+  let cursor: string | undefined;
+  do {
+    const page = await deps.registry.listDataCenters(1000, cursor);
+    out.push(...page.items);
+    cursor = page.nextCursor;
+  } while (cursor);
+  return out;
+}

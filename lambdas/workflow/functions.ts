@@ -26,6 +26,12 @@ export const WORKFLOW_FUNCTIONS: readonly WorkflowFunction[] = [
     description: 'CMN: take transfer slots',
   },
   {
+    substitution: 'AwaitDecisionFunction',
+    name: 'await-decision',
+    module: 'await-decision.ts',
+    description: 'Callback: wait for an admin to accept or reject a suggested destination',
+  },
+  {
     substitution: 'RequestWorkFunction',
     name: 'request-work',
     module: 'request-work.ts',
@@ -36,6 +42,12 @@ export const WORKFLOW_FUNCTIONS: readonly WorkflowFunction[] = [
     name: 'check-cache',
     module: 'check-cache.ts',
     description: 'CMN: which chunks are cached',
+  },
+  {
+    substitution: 'CheckSharedFunction',
+    name: 'check-shared',
+    module: 'check-shared.ts',
+    description: 'CMN: are chunks other migrations upload stored yet',
   },
   {
     substitution: 'PlanReplicationFunction',

@@ -1,6 +1,6 @@
 // A callback step (.waitForTaskToken): leaves a work item with the task token for the agent that must act —
-// the source agent (manifest, upload) or one destination agent (download). The API sends the token back when
-// the agent reports; the step then completes.
+// the source agent (manifest, upload, release) or one destination agent (download, or handover for a local
+// destination). The API sends the token back when the agent reports; the step then completes.
 import type { WorkItem } from '../../protocol/api/agent.ts';
 import { TaskFailure, task } from './task.ts';
 
@@ -11,37 +11,39 @@ export interface RequestWorkEvent {
   readonly taskToken: string;
 }
 
-const MESSAGES = {
+const MESSAGES: Record<WorkItem['action'], string> = {
   manifest: 'waiting for the source agent to chunk the image and send its manifest',
   upload: 'waiting for the source agent to upload the missing chunks',
   download: 'waiting for the destination agent to download and verify the image',
-} as const;
+  handover: 'waiting for the agent to hand the image over locally (same data center)',
+  release: 'every destination has the VM: waiting for the source agent to run its on-migrated hook',
+};
 
 export const handler = task(async (deps, event: RequestWorkEvent): Promise<void> => {
   const m = await deps.migrations.require(event.migrationId);
-  const isDownload = event.action === 'download';
-  const dataCenterId = isDownload ? event.dataCenterId : m.sourceDataCenterId;
-  if (!dataCenterId || (isDownload && !m.destinations.includes(dataCenterId))) {
+  const toDestination = event.action === 'download' || event.action === 'handover';
+  const dataCenterId = toDestination ? event.dataCenterId : m.sourceDataCenterId;
+  if (!dataCenterId || (toDestination && !m.destinations.includes(dataCenterId))) {
     throw new TaskFailure('BadTaskInput', `no destination ${event.dataCenterId} in migration ${m.id}`);
   }
-  const leg = isDownload ? m.legs[dataCenterId] : undefined;
-  if (isDownload) {
+  const leg = toDestination ? m.legs[dataCenterId] : undefined;
+  if (toDestination) {
     await deps.migrations.update(
       m.id,
       { set: [[['legs', dataCenterId, 'status'], 'DOWNLOADING']] },
-      { history: { event: 'awaiting-destination', message: `${dataCenterId}: ${MESSAGES.download}` } },
+      {
+        history: { event: `awaiting-${event.action}`, message: `${dataCenterId}: ${MESSAGES[event.action]}` },
+      },
     );
   } else {
-    await deps.migrations.update(
-      m.id,
-      { status: 'UPLOADING' },
-      { history: { event: `awaiting-${event.action}`, message: MESSAGES[event.action] } },
-    );
+    await deps.migrations.update(m.id, event.action === 'release' ? {} : { status: 'UPLOADING' }, {
+      history: { event: `awaiting-${event.action}`, message: MESSAGES[event.action] },
+    });
   }
   await deps.migrations.putWork({
     migrationId: m.id,
     action: event.action,
-    role: isDownload ? 'destination' : 'source',
+    role: toDestination ? 'destination' : 'source',
     dataCenterId,
     vmId: m.vmId,
     hostId: m.hostId,

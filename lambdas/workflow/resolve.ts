@@ -1,6 +1,6 @@
-// RMG step (draft §3.1 steps 2-3): find the cache node of the source and of each destination, classify each
-// leg local or remote, and write the ContentMap and LocationMap rows. Re-running keeps earlier choices while
-// those nodes are still usable.
+// RMG step (draft §3.1 steps 2-3): classify each destination local (same data center: a handover, no CDN) or
+// remote, find the cache node of the source and of each remote destination, and write the ContentMap and
+// LocationMap rows. Re-running keeps earlier choices while those nodes are still usable.
 import type { ContentMapRow, LocationMapRow } from '../../protocol/api/mapping.ts';
 import { MigrationTerminatedError } from '../aws/migration-store.ts';
 import { isTerminal } from '../domain/migration.ts';
@@ -10,7 +10,8 @@ import { TaskFailure, task } from './task.ts';
 
 export interface ResolveOutput {
   readonly manifestReady: boolean;
-  readonly destinations: { readonly dataCenterId: string; readonly done: boolean }[];
+  /** Every destination is the source's own data center: nothing crosses a network. */
+  readonly allLocal: boolean;
 }
 
 export const handler = task(async (deps, event: { migrationId: string }): Promise<ResolveOutput> => {
@@ -23,107 +24,97 @@ export const handler = task(async (deps, event: { migrationId: string }): Promis
     return node !== undefined && node.status !== 'down';
   };
   const dcs = new Map<string, DataCenterRecord>();
-  for (const id of [m.sourceDataCenterId, ...m.destinations]) {
+  for (const id of new Set([m.sourceDataCenterId, ...m.destinations])) {
     // Mark the data center as used first: from here on it cannot be removed under us.
     if (!(await deps.slots.addActiveMigration(id, m.id))) {
       throw new TaskFailure('DataCenterGone', `data center "${id}" is not registered (any more)`);
     }
     dcs.set(id, await deps.registry.requireDataCenter(id));
   }
-  const pick = (dc: DataCenterRecord, current: string | undefined): string => {
+  const dc = (id: string) => dcs.get(id) as DataCenterRecord;
+  const pick = (d: DataCenterRecord, current: string | undefined): string => {
     if (usable(current)) return current;
-    const choice = chooseCacheNode(dc, nodes);
+    const choice = chooseCacheNode(d, nodes);
     if (!choice)
-      throw new TaskFailure('NoActiveCacheNode', `no active cache node can serve data center "${dc.id}"`);
+      throw new TaskFailure('NoActiveCacheNode', `no active cache node can serve data center "${d.id}"`);
     return choice.id;
   };
-  const source = dcs.get(m.sourceDataCenterId) as DataCenterRecord;
-  const sourceNode = pick(source, m.sourceCacheNodeId);
+  const remote = m.destinations.filter((d) => !m.legs[d]?.local);
+  const allLocal = remote.length === 0;
+  const source = dc(m.sourceDataCenterId);
+  const sourceNode = allLocal ? undefined : pick(source, m.sourceCacheNodeId);
   const legNodes = new Map<string, string>();
-  for (const d of m.destinations) {
+  for (const d of remote) {
     const leg = m.legs[d];
     legNodes.set(
       d,
-      leg?.status === 'COMPLETED' && leg.cacheNodeId
-        ? leg.cacheNodeId
-        : pick(dcs.get(d) as DataCenterRecord, leg?.cacheNodeId),
+      leg?.status === 'COMPLETED' && leg.cacheNodeId ? leg.cacheNodeId : pick(dc(d), leg?.cacheNodeId),
     );
   }
 
-  const createdAt = m.createdAt;
   const address = (id: string) => deps.cacheNodes.address(id);
   const row = (
-    dc: DataCenterRecord,
-    node: string,
+    d: DataCenterRecord,
+    node: string | undefined,
     status: 'SRC' | 'DEST',
     format?: string,
   ): ContentMapRow => ({
     migrationId: m.id,
     status,
-    cacheNodeId: node,
-    cacheNodeAddress: address(node),
-    dataCenterId: dc.id,
-    dataCenterAddress: dc.address,
+    ...(node ? { cacheNodeId: node, cacheNodeAddress: address(node) } : {}),
+    dataCenterId: d.id,
+    dataCenterAddress: d.address,
     hostId: m.hostId,
     vmId: m.vmId,
     imageId: m.imageId,
     ...(format ? { format } : {}),
-    createdAt,
+    createdAt: m.createdAt,
   });
   const contentRows = [
     row(source, sourceNode, 'SRC', m.image?.format),
-    ...m.destinations.map((d) =>
-      row(
-        dcs.get(d) as DataCenterRecord,
-        legNodes.get(d) as string,
-        'DEST',
-        m.legs[d]?.format ?? m.image?.format,
-      ),
-    ),
+    ...m.destinations.map((d) => row(dc(d), legNodes.get(d), 'DEST', m.legs[d]?.format ?? m.image?.format)),
   ];
   const locationRows: LocationMapRow[] = m.destinations.map((d) => {
-    const dest = dcs.get(d) as DataCenterRecord;
-    const node = legNodes.get(d) as string;
+    const node = legNodes.get(d);
     return {
       migrationId: m.id,
-      sourceCacheNodeId: sourceNode,
-      sourceCacheNodeAddress: address(sourceNode),
+      ...(node && sourceNode
+        ? {
+            sourceCacheNodeId: sourceNode,
+            sourceCacheNodeAddress: address(sourceNode),
+            destinationCacheNodeId: node,
+            destinationCacheNodeAddress: address(node),
+          }
+        : {}),
       sourceDataCenterId: source.id,
       sourceDataCenterAddress: source.address,
-      destinationCacheNodeId: node,
-      destinationCacheNodeAddress: address(node),
-      destinationDataCenterId: dest.id,
-      destinationDataCenterAddress: dest.address,
-      local: false,
-      createdAt,
+      destinationDataCenterId: d,
+      destinationDataCenterAddress: dc(d).address,
+      local: node === undefined,
+      createdAt: m.createdAt,
     };
   });
-  await deps.mapping.putRows(contentRows, locationRows);
+  await deps.mapping.replaceRows(m.id, contentRows, locationRows);
 
   const changed =
-    sourceNode !== m.sourceCacheNodeId ||
-    m.destinations.some((d) => legNodes.get(d) !== m.legs[d]?.cacheNodeId);
+    sourceNode !== m.sourceCacheNodeId || remote.some((d) => legNodes.get(d) !== m.legs[d]?.cacheNodeId);
+  const describe = (d: string) => (legNodes.has(d) ? `${d} via ${legNodes.get(d)}` : `${d} (local handover)`);
   await deps.migrations.update(
     m.id,
     {
       set: [
-        [['sourceCacheNodeId'], sourceNode],
-        ...m.destinations.map((d) => [['legs', d, 'cacheNodeId'], legNodes.get(d)] as const),
+        ...(sourceNode ? [[['sourceCacheNodeId'], sourceNode] as const] : []),
+        ...remote.map((d) => [['legs', d, 'cacheNodeId'], legNodes.get(d)] as const),
       ],
     },
-    changed
+    changed || m.status === 'PENDING'
       ? {
           history: {
             event: 'resolved',
-            message: `source ${source.id} via cache node ${sourceNode}; ${m.destinations
-              .map((d) => `${d} via ${legNodes.get(d)}`)
-              .join(', ')}`,
+            message: `source ${source.id}${sourceNode ? ` via cache node ${sourceNode}` : ''}; ${m.destinations.map(describe).join(', ')}`,
           },
         }
       : {},
   );
-  return {
-    manifestReady: m.image !== undefined,
-    destinations: m.destinations.map((d) => ({ dataCenterId: d, done: m.legs[d]?.status === 'COMPLETED' })),
-  };
+  return { manifestReady: m.image !== undefined, allLocal };
 });

@@ -17,7 +17,11 @@ export const MAX_WORK_WAIT_SECONDS = 20;
 export const WorkItem = z
   .object({
     migrationId: MigrationId,
-    action: z.enum(['manifest', 'upload', 'download']),
+    action: z
+      .enum(['manifest', 'upload', 'download', 'handover', 'release'])
+      .describe(
+        'manifest/upload: source; download: remote destination; handover: local destination (same data center); release: source, after every destination has the VM (mode migrate)',
+      ),
     role: z.enum(['source', 'destination']),
     dataCenterId: NodeId,
     vmId: z.string(),
@@ -38,6 +42,19 @@ export const getWork = createRoute({
   request: {
     query: z.object({
       dataCenterId: NodeId.optional().openapi({ param: { name: 'dataCenterId', in: 'query' } }),
+      agentVersion: z
+        .string()
+        .max(64)
+        .optional()
+        .openapi({ param: { name: 'agentVersion', in: 'query' } }),
+      qemuImg: z
+        .string()
+        .max(64)
+        .optional()
+        .openapi({
+          param: { name: 'qemuImg', in: 'query' },
+          description: 'the agent reports its qemu-img version',
+        }),
       waitSeconds: z.coerce
         .number()
         .int()
@@ -190,6 +207,38 @@ export const failSource = createRoute({
   },
 });
 
+export const SourceReleased = z
+  .strictObject({ hook: z.enum(['ran', 'none']).describe('whether an --on-migrated hook ran') })
+  .openapi('SourceReleased');
+
+export const releaseSource = createRoute({
+  method: 'post',
+  path: '/v1/migrations/{migrationId}/source/released',
+  tags,
+  summary:
+    'Report that the source released the VM after every destination got it (source agent, mode migrate)',
+  request: {
+    params: idParams,
+    body: { content: { 'application/json': { schema: SourceReleased } }, required: true },
+  },
+  responses: {
+    200: json(z.object({ status: z.literal('released') }), 'Recorded'),
+    ...errorResponses(400, 401, 403, 404, 409),
+  },
+});
+
+export const AgentInfo = z
+  .object({
+    version: z.string().max(64),
+    qemuImg: z
+      .string()
+      .max(64)
+      .optional()
+      .describe('qemu-img version; absent: this agent cannot convert formats'),
+    seenAt: Timestamp,
+  })
+  .openapi('AgentInfo');
+
 export const PlanChunk = z
   .object({
     index: z.int(),
@@ -221,7 +270,11 @@ export const getDownloadPlan = createRoute({
 });
 
 export const CompleteDestination = z
-  .strictObject({ sha256: Sha256.describe('SHA-256 of the image as written, before any conversion') })
+  .strictObject({
+    sha256: Sha256.describe('SHA-256 of the image as received (before any format conversion)'),
+    path: z.string().min(1).max(4096).optional().describe('where the agent put the image'),
+    format: ImageFormat.optional().describe('the format of the image at that path (after conversion)'),
+  })
   .openapi('CompleteDestination');
 
 export const completeDestination = createRoute({

@@ -3,20 +3,20 @@ import { createRoute, z } from '@hono/zod-openapi';
 import { IMAGE_FORMATS } from '../image-format.ts';
 import { errorResponses, json, NodeId, PageQuery, page, Timestamp } from './common.ts';
 
-export const MigrationStatus = z
-  .enum([
-    'PENDING',
-    'ADMITTED',
-    'AWAITING_DECISION',
-    'QUEUED',
-    'UPLOADING',
-    'REPLICATING',
-    'DOWNLOADING',
-    'COMPLETED',
-    'FAILED',
-    'CANCELLED',
-  ])
-  .openapi('MigrationStatus');
+export const MIGRATION_STATUSES = [
+  'PENDING',
+  'ADMITTED',
+  'AWAITING_DECISION',
+  'QUEUED',
+  'UPLOADING',
+  'REPLICATING',
+  'DOWNLOADING',
+  'COMPLETED',
+  'FAILED',
+  'CANCELLED',
+] as const;
+
+export const MigrationStatus = z.enum(MIGRATION_STATUSES).openapi('MigrationStatus');
 export type MigrationStatus = z.infer<typeof MigrationStatus>;
 export const TERMINAL_STATUSES: readonly MigrationStatus[] = ['COMPLETED', 'FAILED', 'CANCELLED'];
 
@@ -49,21 +49,75 @@ export const MigrationId = z
   .regex(/^mig-[0-9a-z]{20,40}$/, 'is not a migration id')
   .openapi({ example: 'mig-01jq3v6b1n0k8d4y7r5s2t9w3x' });
 
-export const CreateMigration = z
+export const MigrationMode = z
+  .enum(['migrate', 'backup'])
+  .describe(
+    'migrate: the source agent runs its --on-migrated hook once every destination has the VM; backup: the source is left alone',
+  )
+  .openapi('MigrationMode');
+
+export const OnCongestion = z
+  .enum(['wait', 'suggest', 'redirect'])
+  .describe(
+    'when a destination cache node is at capacity (draft §3.1 step 4): wait (QUEUED until a slot frees or the queue timeout), ' +
+      'suggest (AWAITING_DECISION with an alternative destination), redirect (take the alternative at once)',
+  )
+  .openapi('OnCongestion');
+
+export const Destination = z
   .strictObject({
-    vmId: Ident.openapi({ example: 'xen-10' }),
-    hostId: Ident.openapi({ example: 'west1' }),
-    imageId: ImageId,
-    sourceDataCenterId: NodeId,
-    destinations: z
-      .array(
-        z.strictObject({
-          dataCenterId: NodeId,
-        }),
-      )
-      .min(1)
-      .max(16)
-      .refine((d) => new Set(d.map((x) => x.dataCenterId)).size === d.length, 'lists a data center twice'),
+    dataCenterId: NodeId,
+    format: ImageFormat.optional().describe(
+      'convert to this format at the destination (cross-hypervisor); default: as the source',
+    ),
+  })
+  .openapi('Destination');
+
+export const Near = z
+  .strictObject({
+    lat: z.number().min(-90).max(90),
+    lon: z.number().min(-180).max(180),
+    format: ImageFormat.optional(),
+  })
+  .describe('deliver to the data center nearest to this location (a desktop near its user)')
+  .openapi('Near');
+
+/** What every way of starting migrations shares (single, batch, policy). */
+export const MigrationOptions = z.strictObject({
+  mode: MigrationMode.default('migrate'),
+  onCongestion: OnCongestion.default('wait'),
+  queueTimeoutSeconds: z
+    .int()
+    .min(0)
+    .max(7 * 86400)
+    .default(3600)
+    .describe('how long to wait for a free slot before failing'),
+  startAt: z.iso.datetime().optional().describe('scheduled start; the migration waits in PENDING until then'),
+  application: z
+    .string()
+    .min(1)
+    .max(128)
+    .optional()
+    .describe('the application that triggered the migration (draft §3.1 step 1), recorded in the history'),
+});
+
+export const CreateMigration = MigrationOptions.extend({
+  vmId: Ident.openapi({ example: 'xen-10' }),
+  hostId: Ident.openapi({ example: 'west1' }),
+  imageId: ImageId,
+  sourceDataCenterId: NodeId,
+  destinations: z
+    .array(Destination)
+    .min(1)
+    .max(16)
+    .refine((d) => new Set(d.map((x) => x.dataCenterId)).size === d.length, 'lists a data center twice')
+    .optional()
+    .describe('one destination to migrate, several for a multi-node backup; or give `near` instead'),
+  near: Near.optional(),
+})
+  .refine((b) => (b.destinations === undefined) !== (b.near === undefined), {
+    message: 'give either destinations or near, not both and not neither',
+    path: ['destinations'],
   })
   .openapi('CreateMigration');
 export type CreateMigration = z.infer<typeof CreateMigration>;
@@ -71,8 +125,11 @@ export type CreateMigration = z.infer<typeof CreateMigration>;
 export const Leg = z
   .object({
     dataCenterId: NodeId,
-    cacheNodeId: NodeId.optional(),
-    format: ImageFormat.optional(),
+    cacheNodeId: NodeId.optional().describe(
+      'absent for a local leg (same data center: no cache node involved)',
+    ),
+    local: z.boolean(),
+    format: ImageFormat.optional().describe('the format asked for at this destination'),
     status: LegStatus,
     chunksToReplicate: z.int(),
     bytesToReplicate: z.int(),
@@ -80,6 +137,8 @@ export const Leg = z
     bytesReplicated: z.int(),
     chunksDownloaded: z.int(),
     bytesDownloaded: z.int(),
+    deliveredPath: z.string().optional().describe('where the agent put the image'),
+    deliveredFormat: ImageFormat.optional(),
     completedAt: Timestamp.optional(),
     error: z.string().optional(),
   })
@@ -97,11 +156,37 @@ export const Migration = z
     url: z.string(),
     status: MigrationStatus,
     attempt: z.int(),
+    mode: MigrationMode,
+    onCongestion: OnCongestion,
+    queueTimeoutSeconds: z.int(),
+    startAt: Timestamp.optional(),
+    application: z.string().optional(),
+    batchId: z.string().optional(),
+    policyId: z.string().optional(),
     vmId: z.string(),
     hostId: z.string(),
     imageId: z.string(),
     sourceDataCenterId: NodeId,
     sourceCacheNodeId: NodeId.optional(),
+    placement: z
+      .object({
+        near: z.object({ lat: z.number(), lon: z.number() }),
+        dataCenterId: NodeId,
+        distanceKm: z.number(),
+      })
+      .optional()
+      .describe('for a `near` request: the data center chosen for the user'),
+    decision: z
+      .object({
+        congestedCacheNode: NodeId,
+        congestedDataCenterId: NodeId,
+        suggestedDataCenterId: NodeId,
+        suggestedCacheNodeId: NodeId,
+        reason: z.string(),
+        since: Timestamp,
+      })
+      .optional()
+      .describe('AWAITING_DECISION: the alternative the CMN suggests; answer with POST …/decision'),
     image: z
       .object({
         size: z.int(),
@@ -113,12 +198,18 @@ export const Migration = z
       })
       .optional(),
     upload: z.object({
-      chunksTotal: z.int().describe('chunks no cache node held: the source must upload these'),
+      chunksTotal: z
+        .int()
+        .describe('chunks this migration uploads (no cache node held them, none was uploading them)'),
       bytesTotal: z.int(),
       chunksDone: z.int(),
       bytesDone: z.int(),
       bytesCached: z.int().describe('non-zero bytes some cache node already held'),
+      chunksShared: z
+        .int()
+        .describe('chunks another migration was uploading at the same time: awaited, not sent twice'),
     }),
+    sourceReleased: z.boolean().describe('mode migrate: the source agent ran its --on-migrated hook'),
     legs: z.array(Leg),
     error: z.object({ code: z.string(), message: z.string(), at: Timestamp }).optional(),
     history: z.array(HistoryEntry).optional().describe('oldest first; only on GET of one migration'),
@@ -197,11 +288,41 @@ export const cancelMigration = createRoute({
   },
 });
 
+export const RetryRequest = z
+  .strictObject({
+    destinations: z
+      .array(NodeId)
+      .min(1)
+      .max(16)
+      .optional()
+      .describe('retry only these destinations (default: every destination not completed)'),
+  })
+  .openapi('RetryRequest');
+
 export const retryMigration = createRoute({
   method: 'post',
   path: '/v1/migrations/{migrationId}/retry',
   tags,
   summary: 'Run a failed or cancelled migration again (admin); what is done is skipped',
-  request: { params: idParams },
-  responses: { 202: json(Migration, 'Started again'), ...errorResponses(401, 403, 404, 409) },
+  request: {
+    params: idParams,
+    body: { content: { 'application/json': { schema: RetryRequest } }, required: false },
+  },
+  responses: { 202: json(Migration, 'Started again'), ...errorResponses(400, 401, 403, 404, 409) },
+});
+
+export const Decision = z.strictObject({ accept: z.boolean() }).openapi('Decision');
+
+export const decideMigration = createRoute({
+  method: 'post',
+  path: '/v1/migrations/{migrationId}/decision',
+  tags,
+  summary: "Accept or reject the CMN's suggested destination (admin; status AWAITING_DECISION)",
+  description:
+    'accept: the migration goes to the suggested data center instead; reject: it keeps its destination and waits for a slot.',
+  request: {
+    params: idParams,
+    body: { content: { 'application/json': { schema: Decision } }, required: true },
+  },
+  responses: { 200: json(Migration, 'Recorded'), ...errorResponses(400, 401, 403, 404, 409) },
 });

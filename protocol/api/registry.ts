@@ -63,6 +63,10 @@ export const DataCenter = z
         'the cache node this data center uses now: its home when active, else the nearest active one',
       ),
     activeMigrations: z.array(z.string()),
+    agent: z
+      .object({ version: z.string(), qemuImg: z.string().optional(), seenAt: Timestamp })
+      .optional()
+      .describe("what the data center's agent last reported (version, qemu-img for format conversion)"),
     createdAt: Timestamp,
     updatedAt: Timestamp,
   })

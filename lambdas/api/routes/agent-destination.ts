@@ -27,7 +27,7 @@ export function agentDestinationRoutes(deps: ApiDeps) {
   return router()
     .openapi(api.getWork, async (c) => {
       const p = c.get('principal');
-      const { dataCenterId: asked, waitSeconds } = c.req.valid('query');
+      const { dataCenterId: asked, waitSeconds, agentVersion, qemuImg } = c.req.valid('query');
       let dc: string;
       if (p.kind === 'agent') {
         if (asked !== undefined && asked !== p.dataCenterId)
@@ -37,6 +37,13 @@ export function agentDestinationRoutes(deps: ApiDeps) {
         requireAdmin(p);
         if (!asked) throw invalid('dataCenterId', 'an admin must name the data center');
         dc = asked;
+      }
+      if (p.kind === 'agent' && agentVersion) {
+        await deps.registry.recordAgent(dc, {
+          version: agentVersion,
+          ...(qemuImg ? { qemuImg } : {}),
+          seenAt: new Date().toISOString(),
+        });
       }
       const deadline = Date.now() + waitSeconds * 1000;
       let work = await migrations.listWork(dc);
@@ -57,6 +64,11 @@ export function agentDestinationRoutes(deps: ApiDeps) {
       });
       requireActive(m);
       const leg = m.legs[dataCenterId];
+      if (leg?.local) {
+        throw conflict(
+          `destination ${dataCenterId} is the source data center: a local handover, nothing to download`,
+        );
+      }
       if (
         !leg ||
         (leg.status !== 'DOWNLOADING' && leg.status !== 'COMPLETED') ||
@@ -105,38 +117,49 @@ export function agentDestinationRoutes(deps: ApiDeps) {
     })
     .openapi(api.completeDestination, async (c) => {
       const { migrationId, dataCenterId } = c.req.valid('param');
-      const { sha256 } = c.req.valid('json');
+      const { sha256, path, format } = c.req.valid('json');
       const m = await migrationFor(deps, c.get('principal'), migrationId, {
         role: 'destination',
         dataCenterId,
       });
-      if (m.legs[dataCenterId]?.status === 'COMPLETED') return c.json({ status: 'complete' as const }, 200);
+      const leg = m.legs[dataCenterId];
+      if (leg?.status === 'COMPLETED') return c.json({ status: 'complete' as const }, 200);
       requireActive(m);
-      if (!m.image) throw conflict(`migration ${m.id} has no image yet`);
-      if (sha256 !== m.image.sha256) {
+      // A local handover needs no manifest; whenever there is one, the digest must match it.
+      if (!leg?.local && !m.image) throw conflict(`migration ${m.id} has no image yet`);
+      if (m.image && sha256 !== m.image.sha256) {
         throw invalid(
           'sha256',
-          `the image written hashes to ${sha256}, but the source image is ${m.image.sha256}`,
+          `the image received hashes to ${sha256}, but the source image is ${m.image.sha256}`,
         );
       }
-      const work = await requireWork(deps, m, dataCenterId, 'download');
+      const work = await requireWork(deps, m, dataCenterId, leg?.local ? 'handover' : 'download');
       await migrations.update(
         m.id,
         {
           set: [
             [['legs', dataCenterId, 'status'], 'COMPLETED'],
             [['legs', dataCenterId, 'completedAt'], new Date().toISOString()],
-            [['legs', dataCenterId, 'chunksDownloaded'], m.image.chunks],
-            [['legs', dataCenterId, 'bytesDownloaded'], m.image.size - m.image.zeroBytes],
+            ...(m.image && !leg?.local
+              ? [
+                  [['legs', dataCenterId, 'chunksDownloaded'], m.image.chunks] as const,
+                  [['legs', dataCenterId, 'bytesDownloaded'], m.image.size - m.image.zeroBytes] as const,
+                ]
+              : []),
+            ...(path ? [[['legs', dataCenterId, 'deliveredPath'], path] as const] : []),
+            ...(format ? [[['legs', dataCenterId, 'deliveredFormat'], format] as const] : []),
           ],
         },
         {
           history: {
             event: 'destination-completed',
-            message: `${dataCenterId}: image verified (sha256 ${sha256.slice(0, 12)}…) and VM ready`,
+            message:
+              `${dataCenterId}: ${leg?.local ? 'handed over locally' : 'image verified'} (sha256 ${sha256.slice(0, 12)}…)` +
+              `${format ? `, ${format} at ${path ?? 'its image store'}` : ''}, VM ready`,
           },
         },
       );
+      if (format) await deps.mapping.setFormat(m.id, [{ status: 'DEST', dataCenterId }], format);
       await taskSucceeded(deps.sfn, work.taskToken);
       await migrations.deleteWork(work);
       return c.json({ status: 'complete' as const }, 200);
@@ -149,7 +172,12 @@ export function agentDestinationRoutes(deps: ApiDeps) {
         dataCenterId,
       });
       requireActive(m);
-      const work = await requireWork(deps, m, dataCenterId, 'download');
+      const work = await requireWork(
+        deps,
+        m,
+        dataCenterId,
+        m.legs[dataCenterId]?.local ? 'handover' : 'download',
+      );
       await taskFailed(deps.sfn, work.taskToken, 'DestinationFailed', reason);
       await migrations.deleteWork(work);
       return c.json({ status: 'failed' as const }, 200);
@@ -182,7 +210,14 @@ export function agentDestinationRoutes(deps: ApiDeps) {
       } catch (err) {
         if (!(err instanceof MigrationTerminatedError)) throw err;
       }
-      const action = hb.role === 'destination' ? 'download' : hb.phase === 'chunking' ? 'manifest' : 'upload';
+      const action =
+        hb.role === 'destination'
+          ? m.legs[hb.dataCenterId]?.local
+            ? 'handover'
+            : 'download'
+          : hb.phase === 'chunking'
+            ? 'manifest'
+            : 'upload';
       const work = await migrations.getWork(hb.dataCenterId, m.id, action);
       if (work) await taskHeartbeat(deps.sfn, work.taskToken);
       const current = await migrations.require(m.id);

@@ -195,6 +195,7 @@ export function agentSourceRoutes(deps: ApiDeps) {
         await Promise.all([
           migrations.getWork(m.sourceDataCenterId, m.id, 'manifest'),
           migrations.getWork(m.sourceDataCenterId, m.id, 'upload'),
+          migrations.getWork(m.sourceDataCenterId, m.id, 'release'),
         ])
       ).filter((w) => w !== undefined);
       if (works.length === 0)
@@ -204,6 +205,30 @@ export function agentSourceRoutes(deps: ApiDeps) {
         await migrations.deleteWork(work);
       }
       return c.json({ status: 'failed' as const }, 200);
+    })
+    .openapi(api.releaseSource, async (c) => {
+      const { migrationId } = c.req.valid('param');
+      const { hook } = c.req.valid('json');
+      const m = await migrationFor(deps, c.get('principal'), migrationId, { role: 'source' });
+      if (m.sourceReleased) return c.json({ status: 'released' as const }, 200);
+      requireActive(m);
+      const work = await requireWork(deps, m, m.sourceDataCenterId, 'release');
+      await migrations.update(
+        m.id,
+        { set: [[['sourceReleased'], true]] },
+        {
+          history: {
+            event: 'source-released',
+            message:
+              hook === 'ran'
+                ? 'the source agent ran its on-migrated hook'
+                : 'the source agent has no on-migrated hook',
+          },
+        },
+      );
+      await taskSucceeded(deps.sfn, work.taskToken);
+      await migrations.deleteWork(work);
+      return c.json({ status: 'released' as const }, 200);
     })
     .openapi(api.completeUpload, async (c) => {
       const { migrationId } = c.req.valid('param');

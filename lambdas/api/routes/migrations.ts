@@ -1,10 +1,10 @@
 // CVMM migration routes: create (idempotent with Idempotency-Key), read, list, cancel, retry.
 import { createHash } from 'node:crypto';
-import { StartExecutionCommand, StopExecutionCommand } from '@aws-sdk/client-sfn';
+import { StopExecutionCommand } from '@aws-sdk/client-sfn';
 import * as api from '../../../protocol/api/migrations.ts';
+import { taskSucceeded } from '../../aws/callbacks.ts';
 import { conflict, forbidden, invalid, notFound } from '../../domain/errors.ts';
 import {
-  EMPTY_UPLOAD,
   involvesDataCenter,
   isTerminal,
   type MigrationRecord,
@@ -12,6 +12,7 @@ import {
   newMigrationId,
 } from '../../domain/migration.ts';
 import { releaseAll } from '../../workflow/lifecycle.ts';
+import { buildMigration, createAndStart, startExecution } from '../../workflow/start-migration.ts';
 import type { ApiDeps } from '../deps.ts';
 import { router } from '../env.ts';
 import { migrationView } from '../migration-view.ts';
@@ -41,19 +42,7 @@ export function requireMigrationAccess(p: Principal, m: MigrationRecord): void {
 }
 
 export function migrationRoutes(deps: ApiDeps) {
-  const { migrations, registry } = deps;
-
-  /** Starts (or re-finds) the execution of the migration's current attempt. */
-  async function startExecution(m: MigrationRecord): Promise<void> {
-    const out = await deps.sfn.send(
-      new StartExecutionCommand({
-        stateMachineArn: deps.stateMachineArn,
-        name: `${m.id}-a${m.attempt}`,
-        input: JSON.stringify({ migrationId: m.id, attempt: m.attempt }),
-      }),
-    );
-    await migrations.update(m.id, { set: [[['executionArn'], out.executionArn]] }, { requireActive: false });
-  }
+  const { migrations } = deps;
 
   return router()
     .openapi(api.createMigration, async (c) => {
@@ -61,17 +50,6 @@ export function migrationRoutes(deps: ApiDeps) {
       requireAdmin(principal);
       const body = c.req.valid('json');
       const key = c.req.valid('header')['idempotency-key'];
-      body.destinations.forEach((d, i) => {
-        if (d.dataCenterId === body.sourceDataCenterId) {
-          throw invalid(
-            `destinations.${i}.dataCenterId`,
-            'is the source data center: a local migration needs no transfer (not supported by this endpoint yet)',
-          );
-        }
-      });
-      for (const id of [body.sourceDataCenterId, ...body.destinations.map((d) => d.dataCenterId)]) {
-        await registry.requireDataCenter(id);
-      }
       let id = newMigrationId();
       if (key) {
         const requestHash = canonicalHash(body);
@@ -83,27 +61,8 @@ export function migrationRoutes(deps: ApiDeps) {
         }
         id = held.migrationId;
       }
-      const now = new Date().toISOString();
-      await migrations.create({
-        id,
-        status: 'PENDING',
-        attempt: 1,
-        vmId: body.vmId,
-        hostId: body.hostId,
-        imageId: body.imageId,
-        sourceDataCenterId: body.sourceDataCenterId,
-        destinations: body.destinations.map((d) => d.dataCenterId),
-        legs: Object.fromEntries(body.destinations.map((d) => [d.dataCenterId, newLeg(d.dataCenterId)])),
-        upload: EMPTY_UPLOAD,
-        reservedCacheNodes: [],
-        createdAt: now,
-        updatedAt: now,
-      });
-      let m = await migrations.require(id);
-      if (!m.executionArn) {
-        await startExecution(m);
-        m = await migrations.require(id);
-      }
+      const existing = await migrations.get(id);
+      const m = await createAndStart(deps, existing ?? (await buildMigration(deps, id, body, new Date())));
       c.header('Location', `/v1/migrations/${id}`);
       return c.json(migrationView(m, c.req.url), 202);
     })
@@ -159,10 +118,21 @@ export function migrationRoutes(deps: ApiDeps) {
     .openapi(api.retryMigration, async (c) => {
       requireAdmin(c.get('principal'));
       const m = await migrations.require(c.req.valid('param').migrationId);
+      const only = (await c.req.json().catch(() => ({}))) as { destinations?: string[] };
+      const parsed = api.RetryRequest.safeParse(only ?? {});
+      if (!parsed.success)
+        throw invalid('destinations', parsed.error.issues.map((i) => i.message).join('; '));
       if (m.status !== 'FAILED' && m.status !== 'CANCELLED') {
         throw conflict(`only a FAILED or CANCELLED migration can be retried; ${m.id} is ${m.status}`, {
           status: m.status,
         });
+      }
+      const open = m.destinations.filter((d) => m.legs[d]?.status !== 'COMPLETED');
+      const chosen = parsed.data.destinations ?? open;
+      for (const [i, d] of chosen.entries()) {
+        if (!m.destinations.includes(d))
+          throw invalid(`destinations.${i}`, `${d} is not a destination of ${m.id}`);
+        if (!open.includes(d)) throw invalid(`destinations.${i}`, `${d} already completed`);
       }
       if (m.executionArn) {
         try {
@@ -173,27 +143,86 @@ export function migrationRoutes(deps: ApiDeps) {
           if (!['ExecutionDoesNotExist', 'ExecutionNotRunning'].includes((err as Error).name)) throw err;
         }
       }
-      const reopened = m.destinations.filter((d) => m.legs[d]?.status !== 'COMPLETED');
+      // Destinations not chosen keep their state: a FAILED one stays failed until retried itself.
       await migrations.update(
         m.id,
         {
           status: 'PENDING',
           set: [
             [['attempt'], m.attempt + 1],
-            ...reopened.map((d) => [['legs', d, 'status'], 'PENDING'] as const),
+            ...chosen.map((d) => [['legs', d, 'status'], 'PENDING'] as const),
           ],
-          remove: [['error'], ['executionArn'], ...reopened.map((d) => ['legs', d, 'error'])],
+          remove: [
+            ['error'],
+            ['executionArn'],
+            ['decision'],
+            ['decisionToken'],
+            ...chosen.map((d) => ['legs', d, 'error']),
+          ],
         },
         {
           requireActive: false,
           expectStatus: ['FAILED', 'CANCELLED'],
           history: {
             event: 'retried',
-            message: `attempt ${m.attempt + 1}: ${reopened.join(', ')} to go; what is done is skipped`,
+            message: `attempt ${m.attempt + 1}: ${chosen.join(', ')} to go; what is done is skipped`,
           },
         },
       );
-      await startExecution(await migrations.require(m.id));
-      return c.json(migrationView(await migrations.require(m.id), c.req.url), 202);
+      const started = await startExecution(deps, await migrations.require(m.id));
+      return c.json(migrationView(started, c.req.url), 202);
+    })
+    .openapi(api.decideMigration, async (c) => {
+      requireAdmin(c.get('principal'));
+      const { accept } = c.req.valid('json');
+      const m = await migrations.require(c.req.valid('param').migrationId);
+      if (m.status !== 'AWAITING_DECISION' || !m.decision || !m.decisionToken) {
+        throw conflict(`migration ${m.id} is not awaiting a decision (status ${m.status})`, {
+          status: m.status,
+        });
+      }
+      const d = m.decision;
+      if (accept) {
+        const leg = m.legs[d.congestedDataCenterId];
+        await migrations.update(
+          m.id,
+          {
+            set: [
+              [
+                ['destinations'],
+                m.destinations.map((x) => (x === d.congestedDataCenterId ? d.suggestedDataCenterId : x)),
+              ],
+              [
+                ['legs', d.suggestedDataCenterId],
+                newLeg(d.suggestedDataCenterId, m.sourceDataCenterId, leg?.format),
+              ],
+            ],
+            remove: [['legs', d.congestedDataCenterId], ['decision'], ['decisionToken']],
+          },
+          {
+            expectStatus: ['AWAITING_DECISION'],
+            history: {
+              event: 'decision',
+              message: `accepted: ${d.suggestedDataCenterId} instead of ${d.congestedDataCenterId}`,
+            },
+          },
+        );
+      } else {
+        await migrations.update(
+          m.id,
+          { set: [[['onCongestion'], 'wait']], remove: [['decision'], ['decisionToken']] },
+          {
+            expectStatus: ['AWAITING_DECISION'],
+            history: {
+              event: 'decision',
+              message: `rejected: keep ${d.congestedDataCenterId} and wait for a slot`,
+            },
+          },
+        );
+      }
+      if ((await taskSucceeded(deps.sfn, m.decisionToken, { accepted: accept })) === 'stale') {
+        throw conflict('the workflow stopped waiting for this decision');
+      }
+      return c.json(migrationView(await migrations.require(m.id), c.req.url), 200);
     });
 }

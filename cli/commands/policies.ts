@@ -1,0 +1,66 @@
+// Backup policy commands: a VM backed up to some destinations every interval, on its own.
+import { type BackupPolicy, deletePolicy, listPolicies, putPolicy } from '../../protocol/api/policies.ts';
+import type { ApiClient } from '../client.ts';
+import { EXIT } from '../exit-codes.ts';
+import { parseDestination, parseInterval } from './request.ts';
+
+const useJson = (json?: boolean) => json === true || !process.stdout.isTTY;
+
+export async function putPolicyCmd(
+  client: ApiClient,
+  id: string,
+  opts: {
+    vm: string;
+    imageId: string;
+    host: string;
+    from: string;
+    to: string[];
+    every: string;
+    firstRun?: string;
+    disabled?: boolean;
+    json?: boolean;
+  },
+): Promise<number> {
+  const { body, status } = await client.call<BackupPolicy>(putPolicy, {
+    params: { policyId: id },
+    json: {
+      vmId: opts.vm,
+      hostId: opts.host,
+      imageId: opts.imageId,
+      sourceDataCenterId: opts.from,
+      destinations: opts.to.map(parseDestination),
+      intervalMinutes: parseInterval(opts.every),
+      ...(opts.firstRun ? { firstRunAt: new Date(opts.firstRun).toISOString() } : {}),
+      enabled: !opts.disabled,
+    },
+  });
+  process.stdout.write(
+    useJson(opts.json)
+      ? `${JSON.stringify(body)}\n`
+      : `${status === 201 ? 'created' : 'updated'} backup policy ${body.id}: ${body.vmId} every ${body.intervalMinutes} min to ${body.destinations.map((d) => d.dataCenterId).join(', ')}; next run ${body.nextRunAt}\n`,
+  );
+  return EXIT.ok;
+}
+
+export async function listPoliciesCmd(client: ApiClient, opts: { json?: boolean }): Promise<number> {
+  const { body } = await client.call<{ items: BackupPolicy[] }>(listPolicies, { query: { limit: 1000 } });
+  if (!useJson(opts.json) && body.items.length === 0) process.stdout.write('no backup policies\n');
+  for (const p of body.items) {
+    process.stdout.write(
+      useJson(opts.json)
+        ? `${JSON.stringify(p)}\n`
+        : `${p.id.padEnd(20)} ${p.enabled ? 'enabled ' : 'disabled'} ${p.vmId} ${p.sourceDataCenterId} -> ${p.destinations.map((d) => d.dataCenterId).join(',')} every ${p.intervalMinutes} min; next ${p.nextRunAt}` +
+            (p.lastRun
+              ? `; last ${p.lastRun.at} ${p.lastRun.migrationId ?? ''} ${p.lastRun.status ?? p.lastRun.skipped ?? ''}`
+              : '') +
+            '\n',
+    );
+  }
+  return EXIT.ok;
+}
+
+export async function removePolicy(client: ApiClient, id: string): Promise<number> {
+  await client.call(deletePolicy, { params: { policyId: id } });
+  process.stdout.write(`removed backup policy ${id}\n`);
+  return EXIT.ok;
+}

@@ -1,0 +1,45 @@
+// When a destination cache node is congested, the CMN suggests another destination (draft §3.1 step 4): the
+// data center nearest to the congested one whose cache node is active, has a free slot, and is not already
+// part of the migration.
+import { greatCircleKm } from './geo.ts';
+import { type CacheNodeRecord, chooseCacheNode, type DataCenterRecord } from './registry.ts';
+
+export interface Alternative {
+  readonly dataCenterId: string;
+  readonly cacheNodeId: string;
+  readonly distanceKm: number;
+  readonly reason: string;
+}
+
+export function suggestAlternative(
+  congested: { readonly dataCenter: DataCenterRecord; readonly cacheNode: CacheNodeRecord },
+  excluded: ReadonlySet<string>,
+  dataCenters: readonly DataCenterRecord[],
+  nodes: readonly CacheNodeRecord[],
+): Alternative | undefined {
+  const roomy = nodes.filter(
+    (n) => n.status === 'active' && n.reservations.length < n.capacity && n.id !== congested.cacheNode.id,
+  );
+  const candidates = dataCenters
+    .filter((dc) => !excluded.has(dc.id))
+    .flatMap((dc) => {
+      const choice = chooseCacheNode(dc, roomy);
+      return choice
+        ? [{ dc, node: choice.id, km: greatCircleKm(congested.dataCenter.location, dc.location) }]
+        : [];
+    })
+    .sort((a, b) => a.km - b.km || a.dc.id.localeCompare(b.dc.id));
+  const best = candidates[0];
+  if (!best) return undefined;
+  const node = nodes.find((n) => n.id === best.node) as CacheNodeRecord;
+  const full = congested.cacheNode;
+  return {
+    dataCenterId: best.dc.id,
+    cacheNodeId: best.node,
+    distanceKm: Math.round(best.km),
+    reason:
+      `cache node ${full.id} is at capacity (${full.reservations.length}/${full.capacity} transfers); ` +
+      `${best.dc.id} (${best.dc.name}) via ${node.id} has room (${node.reservations.length}/${node.capacity}), ` +
+      `${Math.round(best.km)} km from ${congested.dataCenter.id}`,
+  };
+}

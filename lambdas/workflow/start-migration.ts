@@ -1,0 +1,136 @@
+// Creating and starting a migration, shared by the API (single and batch requests) and backup policies.
+// Creation is idempotent per migration id; starting re-finds an execution already started.
+import { StartExecutionCommand } from '@aws-sdk/client-sfn';
+import type { z } from 'zod';
+import type { CreateMigration } from '../../protocol/api/migrations.ts';
+import type { ServiceDeps } from '../aws/deps.ts';
+import { ENV, requireEnv } from '../config.ts';
+import { conflict, invalid } from '../domain/errors.ts';
+import { greatCircleKm } from '../domain/geo.ts';
+import { EMPTY_UPLOAD, type MigrationRecord, newLeg } from '../domain/migration.ts';
+import { chooseCacheNode } from '../domain/registry.ts';
+
+export type MigrationRequest = z.output<typeof CreateMigration> & {
+  readonly batchId?: string;
+  readonly policyId?: string;
+};
+
+/** Checks the request against the registry and builds the migration's first record. */
+export async function buildMigration(
+  deps: ServiceDeps,
+  id: string,
+  req: MigrationRequest,
+  now: Date,
+): Promise<MigrationRecord> {
+  const source = await deps.registry.requireDataCenter(req.sourceDataCenterId);
+  let destinations = req.destinations ?? [];
+  let placement: MigrationRecord['placement'];
+  if (req.near) {
+    // A desktop near its user (draft §4.3): the nearest data center that a usable cache node serves.
+    const [dcs, nodes] = await Promise.all([allDataCenters(deps), deps.registry.allCacheNodes()]);
+    const candidates = dcs
+      .filter((dc) => chooseCacheNode(dc, nodes) !== null)
+      .map((dc) => ({ dc, km: greatCircleKm(req.near as { lat: number; lon: number }, dc.location) }))
+      .sort((a, b) => a.km - b.km || a.dc.id.localeCompare(b.dc.id));
+    const best = candidates[0];
+    if (!best) throw conflict('no data center with an active cache node can take this desktop');
+    placement = {
+      near: { lat: req.near.lat, lon: req.near.lon },
+      dataCenterId: best.dc.id,
+      distanceKm: Math.round(best.km * 10) / 10,
+    };
+    destinations = [{ dataCenterId: best.dc.id, ...(req.near.format ? { format: req.near.format } : {}) }];
+  }
+  for (const [i, d] of destinations.entries()) {
+    const dc = await deps.registry.getDataCenter(d.dataCenterId);
+    if (!dc) throw invalid(`destinations.${i}.dataCenterId`, `unknown data center "${d.dataCenterId}"`);
+    // Cross-hypervisor delivery converts with qemu-img at the destination: refuse now, not after the transfer.
+    if (d.format && dc.agent && !dc.agent.qemuImg) {
+      throw conflict(
+        `destination ${dc.id} asks for ${d.format}, but its agent (seen ${dc.agent.seenAt}) has no qemu-img to convert with: ` +
+          'install qemu-utils there, or leave the format out',
+        { field: `destinations.${i}.format` },
+      );
+    }
+  }
+  if (req.startAt && Date.parse(req.startAt) > now.getTime() + 366 * 86400_000) {
+    throw invalid('startAt', 'must be within a year');
+  }
+  const at = now.toISOString();
+  return {
+    id,
+    status: 'PENDING',
+    attempt: 1,
+    mode: req.mode,
+    onCongestion: req.onCongestion,
+    queueTimeoutSeconds: req.queueTimeoutSeconds,
+    ...(req.startAt ? { startAt: new Date(req.startAt).toISOString() } : {}),
+    ...(req.application ? { application: req.application } : {}),
+    ...(req.batchId ? { batchId: req.batchId } : {}),
+    ...(req.policyId ? { policyId: req.policyId } : {}),
+    ...(placement ? { placement } : {}),
+    sourceReleased: false,
+    vmId: req.vmId,
+    hostId: req.hostId,
+    imageId: req.imageId,
+    sourceDataCenterId: source.id,
+    destinations: destinations.map((d) => d.dataCenterId),
+    legs: Object.fromEntries(
+      destinations.map((d) => [d.dataCenterId, newLeg(d.dataCenterId, source.id, d.format)]),
+    ),
+    upload: EMPTY_UPLOAD,
+    reservedCacheNodes: [],
+    createdAt: at,
+    updatedAt: at,
+  };
+}
+
+async function allDataCenters(deps: ServiceDeps) {
+  const out = [];
+  let cursor: string | undefined;
+  do {
+    const page = await deps.registry.listDataCenters(1000, cursor);
+    out.push(...page.items);
+    cursor = page.nextCursor;
+  } while (cursor);
+  return out;
+}
+
+/** Creates the migration unless it exists, and starts its current attempt unless started. */
+export async function createAndStart(deps: ServiceDeps, record: MigrationRecord): Promise<MigrationRecord> {
+  const created = await deps.migrations.create(record);
+  if (created) {
+    const notes = [
+      record.application ? `triggered by application ${record.application}` : undefined,
+      record.policyId ? `run of backup policy ${record.policyId}` : undefined,
+      record.batchId ? `part of batch ${record.batchId}` : undefined,
+      record.placement
+        ? `nearest data center to (${record.placement.near.lat}, ${record.placement.near.lon}): ${record.placement.dataCenterId}, ${record.placement.distanceKm} km`
+        : undefined,
+      record.startAt ? `scheduled for ${record.startAt}` : undefined,
+    ].filter((n): n is string => n !== undefined);
+    if (notes.length > 0) await deps.migrations.addHistory(record.id, 'requested', notes.join('; '));
+  }
+  const m = await deps.migrations.require(record.id);
+  return m.executionArn ? m : startExecution(deps, m);
+}
+
+export async function startExecution(deps: ServiceDeps, m: MigrationRecord): Promise<MigrationRecord> {
+  const out = await deps.sfn.send(
+    new StartExecutionCommand({
+      stateMachineArn: requireEnv(ENV.stateMachineArn),
+      name: `${m.id}-a${m.attempt}`,
+      input: JSON.stringify({
+        migrationId: m.id,
+        attempt: m.attempt,
+        ...(m.startAt ? { startAt: m.startAt } : {}),
+      }),
+    }),
+  );
+  await deps.migrations.update(
+    m.id,
+    { set: [[['executionArn'], out.executionArn]] },
+    { requireActive: false },
+  );
+  return deps.migrations.require(m.id);
+}
