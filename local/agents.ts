@@ -18,12 +18,14 @@ export interface AgentSpec {
   readonly concurrency?: number | undefined;
 }
 
+/** argv (after the node binary) that runs `vmmig <args>` from this checkout. */
+export function vmmigArgs(...args: string[]): string[] {
+  return ['--import', TSX, CLI, ...args];
+}
+
 /** argv (after the node binary) that runs the agent of a data center: the same command an operator types. */
 export function agentArgs(spec: AgentSpec, endpoint: string): string[] {
-  return [
-    '--import',
-    TSX,
-    CLI,
+  return vmmigArgs(
     'agent',
     '--vrn',
     spec.dataCenterId,
@@ -34,7 +36,7 @@ export function agentArgs(spec: AgentSpec, endpoint: string): string[] {
     ...(spec.concurrency ? ['--concurrency', String(spec.concurrency)] : []),
     ...(spec.onReady ? ['--on-ready', spec.onReady] : []),
     ...(spec.onMigrated ? ['--on-migrated', spec.onMigrated] : []),
-  ];
+  );
 }
 
 export class AgentSupervisor {

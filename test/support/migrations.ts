@@ -1,6 +1,7 @@
 // Helpers for tests that run migrations through the API.
 import { randomUUID } from 'node:crypto';
 import type { ApiClient } from '../../cli/client.ts';
+import { parseDestination } from '../../cli/commands/request.ts';
 import {
   createMigration,
   getMigration,
@@ -18,7 +19,8 @@ export async function startMigration(
       hostId: 'host-1',
       imageId: input.imageId,
       sourceDataCenterId: input.from,
-      destinations: input.to.map((dataCenterId) => ({ dataCenterId })),
+      // `dc-osa:vpc` asks for a format at that destination, as on the command line.
+      destinations: input.to.map(parseDestination),
     },
     headers: { 'idempotency-key': randomUUID() },
   });
