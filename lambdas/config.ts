@@ -36,6 +36,8 @@ export const ENV = {
   s3ForcePathStyle: 'S3_FORCE_PATH_STYLE',
   adminPrincipalArns: 'ADMIN_PRINCIPAL_ARNS',
   agentRolePrefix: 'AGENT_ROLE_PREFIX',
+  /** Agent roles are accepted only from this account (set by the stack to its own account). */
+  agentAccountId: 'AGENT_ACCOUNT_ID',
 } as const;
 
 export interface TableNames {

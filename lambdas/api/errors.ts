@@ -35,7 +35,9 @@ export function errorResponse(c: Context, err: unknown): Response {
           ? 'LimitExceeded'
           : status === 429
             ? 'LimitExceeded'
-            : 'ValidationError';
+            : status === 415
+              ? 'UnsupportedMediaType'
+              : 'ValidationError';
     const message = err.message || 'request rejected';
     // Hono's validators throw these for a body that cannot be parsed at all (malformed JSON): the field is the body.
     const issues = status === 400 ? { issues: [{ field: 'body', reason: message }] } : {};

@@ -19,6 +19,8 @@ export function principalFromArn(
   arn: string,
   admins: readonly string[],
   agentRolePrefix: string | undefined,
+  /** Agent roles must live in this account (the deployment's) when it is given. */
+  agentAccountId?: string,
 ): Principal | undefined {
   const name = roleName(arn);
   // A session of a listed admin role is an admin: same role name in the same account (a role of that name in
@@ -32,7 +34,8 @@ export function principalFromArn(
         accountOf(a) === accountOf(arn)),
   );
   if (matchesAdmin) return { kind: 'admin', id: arn };
-  if (name && agentRolePrefix && name.startsWith(agentRolePrefix)) {
+  const accountOk = agentAccountId === undefined || accountOf(arn) === agentAccountId;
+  if (name && agentRolePrefix && name.startsWith(agentRolePrefix) && accountOk) {
     const dataCenterId = name.slice(agentRolePrefix.length);
     if (/^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$/.test(dataCenterId))
       return { kind: 'agent', dataCenterId, id: arn };
@@ -46,9 +49,10 @@ export function iamAuthenticate(env: NodeJS.ProcessEnv = process.env): Authentic
     .map((s) => s.trim())
     .filter(Boolean);
   const prefix = optionalEnv(ENV.agentRolePrefix, env);
+  const account = optionalEnv(ENV.agentAccountId, env);
   return (_request, bindings) => {
     const event = (bindings as { event?: APIGatewayProxyEventV2WithIAMAuthorizer } | undefined)?.event;
     const arn = event?.requestContext?.authorizer?.iam?.userArn;
-    return arn ? principalFromArn(arn, admins, prefix) : undefined;
+    return arn ? principalFromArn(arn, admins, prefix, account) : undefined;
   };
 }

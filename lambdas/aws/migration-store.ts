@@ -206,7 +206,10 @@ export class MigrationStore {
     cursor?: string,
   ): Promise<Page<MigrationRecord>> {
     const items: MigrationRecord[] = [];
-    let startKey = decodeCursor(cursor);
+    let startKey = decodeCursor(cursor, {
+      attributes: ['pk', 'sk', 'gsi1pk', 'gsi1sk'],
+      fixed: { sk: 'META', gsi1pk: LIST_PK },
+    });
     do {
       const out = await this.doc.send(
         new QueryCommand({

@@ -326,6 +326,25 @@ export class RegistryStore {
     }
   }
 
+  /** Topology entries seeded before (`cacheNode:<id>`, `dataCenter:<id>`): a removed one stays removed. */
+  async seededIds(): Promise<Set<string>> {
+    const item = await this.get('seed', 'topology');
+    return new Set((item?.['entries'] as Set<string> | undefined) ?? []);
+  }
+
+  async markSeeded(entries: readonly string[]): Promise<void> {
+    if (entries.length === 0) return;
+    await this.doc.send(
+      new UpdateCommand({
+        TableName: this.table,
+        Key: { kind: 'seed', id: 'topology' },
+        UpdateExpression: 'ADD #e :e',
+        ExpressionAttributeNames: { '#e': 'entries' },
+        ExpressionAttributeValues: { ':e': new Set(entries) },
+      }),
+    );
+  }
+
   /** Records what a data center's agent reports about itself; never creates a data center. */
   async recordAgent(dataCenterId: string, agent: AgentInfo): Promise<void> {
     try {

@@ -1,6 +1,6 @@
 // When a destination cache node is congested, the CMN suggests another destination (draft §3.1 step 4): the
-// data center nearest to the congested one whose cache node is active, has a free slot, and is not already
-// part of the migration.
+// data center nearest to the congested one whose cache node (the one Resolve would choose for it) is active,
+// has a free slot, and is not already part of the migration.
 import { greatCircleKm } from './geo.ts';
 import { type CacheNodeRecord, chooseCacheNode, type DataCenterRecord } from './registry.ts';
 
@@ -23,8 +23,10 @@ export function suggestAlternative(
   const candidates = dataCenters
     .filter((dc) => !excluded.has(dc.id))
     .flatMap((dc) => {
-      const choice = chooseCacheNode(dc, roomy);
-      return choice
+      // The node Resolve will route this data center through (home while active, else nearest active), not
+      // the nearest roomy one: suggesting a node the migration will not use would only meet congestion again.
+      const choice = chooseCacheNode(dc, nodes);
+      return choice && roomy.some((n) => n.id === choice.id)
         ? [{ dc, node: choice.id, km: greatCircleKm(congested.dataCenter.location, dc.location) }]
         : [];
     })

@@ -13,6 +13,7 @@ export const ErrorBody = z
           'NotFound',
           'Conflict',
           'LimitExceeded',
+        'UnsupportedMediaType',
           'InternalError',
         ]),
         message: z.string(),

@@ -4,14 +4,15 @@ import { conflict } from '../../domain/errors.ts';
 import { type CacheNodeRecord, chooseCacheNode, type DataCenterRecord } from '../../domain/registry.ts';
 import type { ApiDeps } from '../deps.ts';
 import { router } from '../env.ts';
-import { requireAdmin, requireDataCenterAccess } from '../principal.ts';
+import { type Principal, requireAdmin, requireDataCenterAccess } from '../principal.ts';
 
 export function registryRoutes(deps: ApiDeps) {
   const { registry, cacheNodes } = deps;
 
-  const viewCacheNode = (n: CacheNodeRecord): api.CacheNode => ({
+  const viewCacheNode = (n: CacheNodeRecord, p: Principal): api.CacheNode => ({
     ...n,
-    reservations: [...n.reservations],
+    // Which migrations hold slots is other data centers' business: agents see only how many.
+    reservations: p.kind === 'admin' ? [...n.reservations] : [],
     homedDataCenters: [...n.homedDataCenters],
     address: cacheNodes.address(n.id),
     activeTransfers: n.reservations.length,
@@ -65,10 +66,13 @@ export function registryRoutes(deps: ApiDeps) {
     .openapi(api.listCacheNodes, async (c) => {
       const { limit, cursor } = c.req.valid('query');
       const page = await registry.listCacheNodes(limit, cursor);
-      return c.json({ ...page, items: page.items.map(viewCacheNode) }, 200);
+      return c.json({ ...page, items: page.items.map((n) => viewCacheNode(n, c.get('principal'))) }, 200);
     })
     .openapi(api.getCacheNode, async (c) => {
-      return c.json(viewCacheNode(await registry.requireCacheNode(c.req.valid('param').cacheNodeId)), 200);
+      return c.json(
+        viewCacheNode(await registry.requireCacheNode(c.req.valid('param').cacheNodeId), c.get('principal')),
+        200,
+      );
     })
     .openapi(api.putCacheNode, async (c) => {
       requireAdmin(c.get('principal'));
@@ -82,8 +86,10 @@ export function registryRoutes(deps: ApiDeps) {
           { bucket },
         );
       }
-      const { created, node } = await registry.putCacheNode(cacheNodeId, { ...input, bucket });
-      return c.json(viewCacheNode(node), created ? 201 : 200);
+      // A PUT without a status keeps the node's status (renaming a down node must not revive it).
+      const status = input.status ?? (await registry.getCacheNode(cacheNodeId))?.status ?? 'active';
+      const { created, node } = await registry.putCacheNode(cacheNodeId, { ...input, status, bucket });
+      return c.json(viewCacheNode(node, c.get('principal')), created ? 201 : 200);
     })
     .openapi(api.patchCacheNode, async (c) => {
       requireAdmin(c.get('principal'));
@@ -92,7 +98,7 @@ export function registryRoutes(deps: ApiDeps) {
         ...(patch.capacity !== undefined ? { capacity: patch.capacity } : {}),
         ...(patch.status !== undefined ? { status: patch.status } : {}),
       });
-      return c.json(viewCacheNode(node), 200);
+      return c.json(viewCacheNode(node, c.get('principal')), 200);
     })
     .openapi(api.deleteCacheNode, async (c) => {
       requireAdmin(c.get('principal'));
