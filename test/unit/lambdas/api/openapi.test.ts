@@ -1,10 +1,14 @@
 // /openapi.json: a valid OpenAPI 3.1 document that lists every route of protocol/api/*.ts, built from the same zod
 // schemas that validate requests. Served by the app itself (app.request), no server or AWS needed.
+
+import { readdirSync } from 'node:fs';
 import type { z } from '@hono/zod-openapi';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createApp } from '../../../../lambdas/api/app.ts';
 import type { ApiDeps } from '../../../../lambdas/api/deps.ts';
-import { readdirSync } from 'node:fs';
+import * as common from '../../../../protocol/api/common.ts';
+import * as mapping from '../../../../protocol/api/mapping.ts';
+import * as registry from '../../../../protocol/api/registry.ts';
 
 interface Operation {
   parameters?: { name: string; in: string; schema?: Record<string, unknown> }[];
