@@ -41,6 +41,7 @@ export function agentArgs(spec: AgentSpec, endpoint: string): string[] {
 
 export class AgentSupervisor {
   private readonly children = new Map<string, ChildProcess>();
+  private readonly specs = new Map<string, AgentSpec>();
   private stopping = false;
 
   constructor(
@@ -49,6 +50,8 @@ export class AgentSupervisor {
   ) {}
 
   start(spec: AgentSpec, failures = 0): void {
+    if (this.stopping) return;
+    this.specs.set(spec.dataCenterId, spec);
     mkdirSync(`${spec.dir}/images`, { recursive: true });
     const child = spawn(process.execPath, agentArgs(spec, this.endpoint), {
       env: { ...process.env, VMMIG_TOKEN: spec.token },
@@ -61,15 +64,30 @@ export class AgentSupervisor {
     const startedAt = Date.now();
     child.on('exit', (code, signal) => {
       if (this.children.get(spec.dataCenterId) === child) this.children.delete(spec.dataCenterId);
-      if (this.stopping) return;
+      if (this.stopping || this.specs.get(spec.dataCenterId) !== spec) return;
       // A crash loop backs off; an agent that ran a while restarts at once.
       const next = Date.now() - startedAt > 30_000 ? 0 : failures + 1;
       const delay = Math.min(30_000, 500 * 2 ** next);
       this.log(spec.dataCenterId, `agent exited (${signal ?? code}); restarting in ${delay} ms`);
       setTimeout(() => {
-        if (!this.stopping) this.start(spec, next);
+        if (!this.stopping && this.specs.get(spec.dataCenterId) === spec) this.start(spec, next);
       }, delay).unref();
     });
+  }
+
+  has(dataCenterId: string): boolean {
+    return this.specs.has(dataCenterId);
+  }
+
+  ids(): string[] {
+    return [...this.specs.keys()];
+  }
+
+  /** Stops one data center's agent for good (its data center was removed). */
+  async stopOne(dataCenterId: string): Promise<void> {
+    this.specs.delete(dataCenterId);
+    const child = this.children.get(dataCenterId);
+    if (child) await terminate(child);
   }
 
   pid(dataCenterId: string): number | undefined {
@@ -78,19 +96,18 @@ export class AgentSupervisor {
 
   async stop(): Promise<void> {
     this.stopping = true;
-    await Promise.all(
-      [...this.children.values()].map(
-        (child) =>
-          new Promise<void>((resolve) => {
-            if (child.exitCode !== null || child.signalCode !== null) return resolve();
-            const kill = setTimeout(() => child.kill('SIGKILL'), 5000);
-            child.once('exit', () => {
-              clearTimeout(kill);
-              resolve();
-            });
-            child.kill('SIGTERM');
-          }),
-      ),
-    );
+    await Promise.all([...this.children.values()].map(terminate));
   }
+}
+
+function terminate(child: ChildProcess): Promise<void> {
+  return new Promise<void>((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve();
+    const kill = setTimeout(() => child.kill('SIGKILL'), 5000);
+    child.once('exit', () => {
+      clearTimeout(kill);
+      resolve();
+    });
+    child.kill('SIGTERM');
+  });
 }

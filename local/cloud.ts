@@ -47,7 +47,13 @@ export interface LocalCloudOptions {
   /** Start one agent process per data center (default true). */
   readonly agents?:
     | boolean
-    | { readonly onReady?: string; readonly onMigrated?: string; readonly concurrency?: number };
+    | {
+        readonly onReady?: string;
+        readonly onMigrated?: string;
+        readonly concurrency?: number;
+        /** Start agents for data centers registered at runtime, stop those of removed ones (default true). */
+        readonly followRegistry?: boolean;
+      };
   /** Wraps the workflow's Lambda handlers (tests inject faults here). */
   readonly wrapFunction?: (
     name: string,
@@ -250,17 +256,45 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
     if (options.agents !== false) {
       const agentOptions = typeof options.agents === 'object' ? options.agents : {};
       agents = new AgentSupervisor(apiEndpoint, (dc, line) => log(`agent ${dc}`, line));
-      for (const dc of topology.dataCenters) {
-        agents.start({
-          dataCenterId: dc.id,
-          dir: dataCenterDir(dc.id),
-          token: agentToken(tokens, dc.id),
-          onReady: agentOptions.onReady,
-          onMigrated: agentOptions.onMigrated,
-          concurrency: agentOptions.concurrency,
-        });
-      }
       const supervisor = agents;
+      const spec = (id: string) => ({
+        dataCenterId: id,
+        dir: dataCenterDir(id),
+        token: agentToken(tokens, id),
+        onReady: agentOptions.onReady,
+        onMigrated: agentOptions.onMigrated,
+        concurrency: agentOptions.concurrency,
+      });
+      // Every registered data center gets its agent — including ones registered at runtime, which are then
+      // usable at once — and a removed data center's agent stops.
+      const reconcile = async () => {
+        const ids = new Set<string>();
+        let cursor: string | undefined;
+        do {
+          const page = await deps.registry.listDataCenters(1000, cursor);
+          for (const dc of page.items) ids.add(dc.id);
+          cursor = page.nextCursor;
+        } while (cursor);
+        for (const id of ids) if (!supervisor.has(id)) supervisor.start(spec(id));
+        for (const id of supervisor.ids()) if (!ids.has(id)) await supervisor.stopOne(id);
+      };
+      if (agentOptions.followRegistry === false) {
+        for (const dc of topology.dataCenters) supervisor.start(spec(dc.id));
+      } else {
+        await reconcile();
+        let reconciling = false;
+        const timer = setInterval(() => {
+          if (reconciling) return;
+          reconciling = true;
+          reconcile()
+            .catch((err: Error) => log('cloud', `agents: ${err.message}`))
+            .finally(() => {
+              reconciling = false;
+            });
+        }, 2000);
+        timer.unref();
+        stops.push(async () => clearInterval(timer));
+      }
       stops.push(() => supervisor.stop());
     }
 
