@@ -2,6 +2,7 @@
 // (protocol/api/*), so a path or method cannot drift between them.
 import type { RouteConfig } from '@hono/zod-openapi';
 import type { ErrorBody } from '../protocol/api/common.ts';
+import { type Auth, bearer } from './auth.ts';
 
 export class ApiError extends Error {
   override readonly name = 'ApiError';
@@ -34,11 +35,16 @@ export interface ApiResponse<T> {
 const RETRYABLE = new Set([429, 500, 502, 503, 504]);
 
 export class ApiClient {
+  private readonly auth: Auth;
+
+  /** `credentials`: a bearer token (local cloud) or an Auth such as `sigv4(region)` (AWS). */
   constructor(
     readonly endpoint: string,
-    private readonly token: string,
+    credentials: string | Auth,
     private readonly options: { readonly retries?: number; readonly timeoutMs?: number } = {},
-  ) {}
+  ) {
+    this.auth = typeof credentials === 'string' ? bearer(credentials) : credentials;
+  }
 
   url(route: Pick<RouteConfig, 'path'>, input: CallInput = {}): string {
     const path = route.path.replace(/\{(\w+)\}/g, (_, name: string) => {
@@ -61,15 +67,24 @@ export class ApiClient {
     const retries = this.options.retries ?? 4;
     for (let attempt = 0; ; attempt++) {
       let res: Response;
+      const url = new URL(this.url(route, input));
+      const method = route.method.toUpperCase();
+      const body = input.json !== undefined ? JSON.stringify(input.json) : undefined;
       try {
-        res = await fetch(this.url(route, input), {
-          method: route.method.toUpperCase(),
+        // Signed per attempt: SigV4 signatures carry a timestamp.
+        const headers = await this.auth({
+          method,
+          url,
           headers: {
-            authorization: `Bearer ${this.token}`,
-            ...(input.json !== undefined ? { 'content-type': 'application/json' } : {}),
+            ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
             ...input.headers,
           },
-          ...(input.json !== undefined ? { body: JSON.stringify(input.json) } : {}),
+          ...(body !== undefined ? { body } : {}),
+        });
+        res = await fetch(url, {
+          method,
+          headers,
+          ...(body !== undefined ? { body } : {}),
           signal: AbortSignal.any([
             AbortSignal.timeout(this.options.timeoutMs ?? 60_000),
             ...(input.signal ? [input.signal] : []),
@@ -87,11 +102,11 @@ export class ApiClient {
         continue;
       }
       const text = await res.text();
-      const body = text ? (safeJson(text) as T) : (undefined as T);
-      if (res.ok || accept.includes(res.status)) return { status: res.status, body };
+      const answer = text ? (safeJson(text) as T) : (undefined as T);
+      if (res.ok || accept.includes(res.status)) return { status: res.status, body: answer };
       throw new ApiError(
         res.status,
-        body as ErrorBody | undefined,
+        answer as ErrorBody | undefined,
         `${route.method.toUpperCase()} ${route.path}: HTTP ${res.status}`,
       );
     }

@@ -4,6 +4,7 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { readRunningState } from '../local/state-file.ts';
 import { agentToken, loadOrCreateTokens } from '../local/tokens.ts';
+import { regionOfEndpoint, sigv4 } from './auth.ts';
 import { ApiClient } from './client.ts';
 
 export interface ConnectionFlags {
@@ -18,11 +19,21 @@ export class UsageError extends Error {
 
 export const defaultDataDir = (flag?: string) => resolve(flag ?? process.env['VMMIG_DATA_DIR'] ?? '.vmmig');
 
-/** A client for an admin (default) or for a data center's agent. */
+/**
+ * A client for an admin (default) or for a data center's agent. An API Gateway endpoint
+ * (`…execute-api.<region>.amazonaws.com`) without a token is called with SigV4 and the AWS credential chain
+ * (`AWS_PROFILE`, Roles Anywhere's credential process, instance roles…); so is any endpoint with
+ * `VMMIG_AUTH=iam`.
+ */
 export function connect(flags: ConnectionFlags, asAgentOf?: string): ApiClient {
   const endpoint = flags.endpoint ?? process.env['VMMIG_ENDPOINT'];
   const token = flags.token ?? process.env['VMMIG_TOKEN'];
   if (endpoint && token) return new ApiClient(endpoint, token);
+  if (endpoint && (process.env['VMMIG_AUTH'] === 'iam' || regionOfEndpoint(endpoint))) {
+    const region = regionOfEndpoint(endpoint) ?? process.env['AWS_REGION'];
+    if (!region) throw new UsageError(`cannot tell the AWS region of ${endpoint}: set AWS_REGION`);
+    return new ApiClient(endpoint, sigv4(region));
+  }
   const dataDir = defaultDataDir(flags.dataDir);
   const state = readRunningState(dataDir);
   if (!endpoint && !state) {
