@@ -39,10 +39,17 @@ export function describe(m: Migration): string[] {
     );
   }
   const u = m.upload;
-  lines.push(
-    `  upload   ${bar(u.bytesDone, u.bytesTotal)} ${formatBytes(u.bytesDone)} / ${formatBytes(u.bytesTotal)} from ${m.sourceDataCenterId}` +
-      `${m.sourceCacheNodeId ? ` to ${m.sourceCacheNodeId}` : ''}; ${formatBytes(u.bytesCached)} already cached`,
-  );
+  const from = `from ${m.sourceDataCenterId}${m.sourceCacheNodeId ? ` to ${m.sourceCacheNodeId}` : ''}`;
+  if (!m.image) {
+    lines.push(`  upload   waiting for the source's manifest`);
+  } else if (u.bytesTotal === 0) {
+    lines.push(`  upload   nothing to upload ${from}: ${formatBytes(u.bytesCached)} already cached`);
+  } else {
+    lines.push(
+      `  upload   ${bar(u.bytesDone, u.bytesTotal)} ${formatBytes(u.bytesDone)} / ${formatBytes(u.bytesTotal)} ${from}; ` +
+        `${formatBytes(u.bytesCached)} already cached${u.chunksShared ? `, ${u.chunksShared} chunks shared with other migrations` : ''}`,
+    );
+  }
   for (const leg of m.legs) {
     const dl = m.image ? m.image.size - m.image.zeroBytes : 0;
     if (leg.local) {
@@ -53,7 +60,9 @@ export function describe(m: Migration): string[] {
     }
     lines.push(
       `  ${leg.dataCenterId.padEnd(8)} ${leg.status.padEnd(11)} via ${leg.cacheNodeId ?? '-'}${leg.format ? ` as ${leg.format}` : ''}  ` +
-        `replicate ${bar(leg.bytesReplicated, leg.bytesToReplicate, 12)}  download ${bar(leg.bytesDownloaded, dl, 12)}` +
+        (leg.status === 'PENDING'
+          ? 'waiting'
+          : `replicate ${bar(leg.bytesReplicated, leg.bytesToReplicate, 12)}  download ${bar(leg.bytesDownloaded, dl, 12)}`) +
         (leg.error ? `\n           ${leg.error}` : ''),
     );
   }

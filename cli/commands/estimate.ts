@@ -47,10 +47,7 @@ export async function estimate(
         }
       : body;
   }
-  const zeroBytes =
-    image.size -
-    payload.reduce((n, c) => n + c.length, 0) -
-    (image.size - image.chunks.reduce((n, c) => n + c.length, 0));
+  const payloadBytes = payload.reduce((n, c) => n + c.length, 0);
   const result = {
     image: opts.image,
     size: image.size,
@@ -63,7 +60,7 @@ export async function estimate(
     return EXIT.ok;
   }
   const out = [
-    `${opts.image}: ${formatBytes(image.size)}, ${image.chunks.length} chunks, ${payload.length} distinct non-zero (${formatBytes(payload.reduce((n, c) => n + c.length, 0))}); zeros and repeats never travel (${formatBytes(Math.max(0, zeroBytes))} saved)`,
+    `${opts.image}: ${formatBytes(image.size)}, ${image.chunks.length} chunks, ${payload.length} distinct and non-zero (${formatBytes(payloadBytes)}); the other ${formatBytes(image.size - payloadBytes)} are zeros or repeats and never travel`,
   ];
   if (total) {
     if (total.source)
