@@ -333,7 +333,11 @@ export class MigrationStore {
     const targets: [string, WorkItem['action']][] = [
       [m.sourceDataCenterId, 'manifest'],
       [m.sourceDataCenterId, 'upload'],
-      ...m.destinations.map((d) => [d, 'download'] as [string, WorkItem['action']]),
+      [m.sourceDataCenterId, 'release'],
+      ...m.destinations.flatMap((d) => [
+        [d, 'download'] as [string, WorkItem['action']],
+        [d, 'handover'] as [string, WorkItem['action']],
+      ]),
     ];
     await Promise.all(
       targets.map(([dc, action]) =>
