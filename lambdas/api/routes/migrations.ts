@@ -96,7 +96,12 @@ export function migrationRoutes(deps: ApiDeps) {
         throw conflict(`migration ${m.id} is already ${m.status}`, { status: m.status });
       await migrations.update(
         m.id,
-        { status: 'CANCELLED' },
+        {
+          status: 'CANCELLED',
+          set: m.destinations
+            .filter((d) => m.legs[d]?.status !== 'COMPLETED')
+            .map((d) => [['legs', d, 'status'], 'CANCELLED'] as const),
+        },
         { history: { event: 'cancelled', message: 'cancelled by an admin' } },
       );
       if (m.executionArn) {
@@ -207,6 +212,8 @@ export function migrationRoutes(deps: ApiDeps) {
             },
           },
         );
+        // The data center given up is no longer in this migration's way.
+        await deps.slots.removeActiveMigration(d.congestedDataCenterId, m.id);
       } else {
         await migrations.update(
           m.id,
