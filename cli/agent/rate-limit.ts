@@ -27,12 +27,35 @@ export class RateLimiter {
           return;
         }
         const wait = ((Math.min(bytes, this.bytesPerSecond) - this.tokens) / this.bytesPerSecond) * 1000;
-        await new Promise((r) => setTimeout(r, Math.max(1, wait)));
+        await sleep(Math.max(1, wait), signal);
       }
     });
     this.queue = turn.catch(() => {});
-    return turn;
+    return signal ? untilAborted(turn, signal) : turn;
   }
+}
+
+// A stopped transfer must not sit out the bucket's debt (hours for a big chunk at a low rate), nor keep the
+// process alive with a pending timer.
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return untilAborted(
+    new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      signal?.addEventListener('abort', () => clearTimeout(timer), { once: true });
+    }),
+    signal,
+  );
+}
+
+/** `p`, or the abort reason as soon as the signal aborts (a caller queued behind others leaves at once). */
+function untilAborted<T>(p: Promise<T>, signal?: AbortSignal): Promise<T> {
+  if (!signal) return p;
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    if (signal.aborted) return onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
 }
 
 /** `50M`, `1.5G`, `800K`, `1000000` → bytes per second (binary multiples). */

@@ -1,6 +1,7 @@
 // Backup policy commands: a VM backed up to some destinations every interval, on its own.
 import { type BackupPolicy, deletePolicy, listPolicies, putPolicy } from '../../protocol/api/policies.ts';
 import type { ApiClient } from '../client.ts';
+import { UsageError } from '../config.ts';
 import { EXIT } from '../exit-codes.ts';
 import { parseDestination, parseInterval } from './request.ts';
 
@@ -21,6 +22,13 @@ export async function putPolicyCmd(
     json?: boolean;
   },
 ): Promise<number> {
+  // An unreadable time is a bad command line (exit 2), not a failure to reach the API.
+  const firstRun = opts.firstRun === undefined ? undefined : new Date(opts.firstRun);
+  if (firstRun && Number.isNaN(firstRun.getTime())) {
+    throw new UsageError(
+      `--first-run ${opts.firstRun}: expected an ISO 8601 time, e.g. 2026-05-01T02:00:00Z`,
+    );
+  }
   const { body, status } = await client.call<BackupPolicy>(putPolicy, {
     params: { policyId: id },
     json: {
@@ -30,7 +38,7 @@ export async function putPolicyCmd(
       sourceDataCenterId: opts.from,
       destinations: opts.to.map(parseDestination),
       intervalMinutes: parseInterval(opts.every),
-      ...(opts.firstRun ? { firstRunAt: new Date(opts.firstRun).toISOString() } : {}),
+      ...(firstRun ? { firstRunAt: firstRun.toISOString() } : {}),
       enabled: !opts.disabled,
     },
   });

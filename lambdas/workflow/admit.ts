@@ -19,7 +19,12 @@ const NOT_ADMITTED = { admitted: false, reresolve: false, decision: 'none' } as 
 
 export const handler = task(async (deps, event: { migrationId: string }): Promise<AdmitOutput> => {
   const m = await deps.migrations.require(event.migrationId);
-  const nodes = cacheNodesOf(m);
+  // A destination already completed (a retry) moves nothing through its node: it needs no slot there, and that
+  // node may have stopped taking work since.
+  const nodes = cacheNodesOf({
+    ...m,
+    legs: Object.fromEntries(Object.entries(m.legs).filter(([, leg]) => leg.status !== 'COMPLETED')),
+  });
   const taken: string[] = [];
   for (const node of nodes) {
     const outcome = await deps.slots.reserve(node, m.id);
@@ -32,10 +37,24 @@ export const handler = task(async (deps, event: { migrationId: string }): Promis
       taken.filter((n) => !m.reservedCacheNodes.includes(n)).map((n) => deps.slots.release(n, m.id)),
     );
     if (outcome !== 'full') {
-      await deps.migrations.addHistory(
+      // Resolve keeps a node that is only draining (a migration holding a slot there finishes its work). This
+      // one holds none, so forget the choice: otherwise Resolve hands the same node back, round and round.
+      await deps.migrations.update(
         m.id,
-        'rerouting',
-        `cache node ${node} is ${outcome.replace('_', ' ')}; choosing again`,
+        {
+          remove: [
+            ...(m.sourceCacheNodeId === node ? [['sourceCacheNodeId']] : []),
+            ...m.destinations
+              .filter((d) => m.legs[d]?.cacheNodeId === node && m.legs[d]?.status !== 'COMPLETED')
+              .map((d) => ['legs', d, 'cacheNodeId']),
+          ],
+        },
+        {
+          history: {
+            event: 'rerouting',
+            message: `cache node ${node} is ${outcome.replace('_', ' ')}; choosing again`,
+          },
+        },
       );
       return { admitted: false, reresolve: true, decision: 'none' };
     }
@@ -87,35 +106,31 @@ async function congested(deps: ServiceDeps, m: MigrationRecord, nodeId: string):
           },
         },
       );
+      // Resolve marked the old destination as in use; it no longer is (the end of the migration frees only
+      // its current data centers), so it could never be removed otherwise.
+      await deps.slots.removeActiveMigration(leg.dataCenterId, m.id);
       return { admitted: false, reresolve: true, decision: 'none' };
     }
     if (alt && m.onCongestion === 'suggest') {
-      if (m.status !== 'AWAITING_DECISION') {
-        await deps.migrations.update(
-          m.id,
-          {
-            status: 'AWAITING_DECISION',
-            set: [
-              [
-                ['decision'],
-                {
-                  congestedCacheNode: nodeId,
-                  congestedDataCenterId: leg.dataCenterId,
-                  suggestedDataCenterId: alt.dataCenterId,
-                  suggestedCacheNodeId: alt.cacheNodeId,
-                  reason: alt.reason,
-                  since: new Date().toISOString(),
-                },
-              ],
+      // The status becomes AWAITING_DECISION in AwaitDecision, together with the task token: a client that sees
+      // it can decide at once.
+      if (!m.decision) {
+        await deps.migrations.update(m.id, {
+          remove: [['queuedSince']],
+          set: [
+            [
+              ['decision'],
+              {
+                congestedCacheNode: nodeId,
+                congestedDataCenterId: leg.dataCenterId,
+                suggestedDataCenterId: alt.dataCenterId,
+                suggestedCacheNodeId: alt.cacheNodeId,
+                reason: alt.reason,
+                since: new Date().toISOString(),
+              },
             ],
-          },
-          {
-            history: {
-              event: 'suggested',
-              message: `suggest ${alt.dataCenterId} instead of ${leg.dataCenterId}: ${alt.reason}`,
-            },
-          },
-        );
+          ],
+        });
       }
       return { admitted: false, reresolve: false, decision: 'suggest' };
     }

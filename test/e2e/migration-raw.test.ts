@@ -1,29 +1,48 @@
 // A raw image (no qemu needed): sparse delivery, the VM-ready hook, idempotent creation, cancel, and who may
 // see a migration.
-import { readFile, stat } from 'node:fs/promises';
+
 import { createHash } from 'node:crypto';
+import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApiError } from '../../cli/client.ts';
-import { cancelMigration, createMigration, getMigration, type Migration } from '../../protocol/api/migrations.ts';
 import { vmLikeSpec, writeRawImage } from '../../local/sample-images.ts';
-import { type TestCloud, startTestCloud } from '../support/local-cloud.ts';
+import {
+  cancelMigration,
+  createMigration,
+  getMigration,
+  type Migration,
+} from '../../protocol/api/migrations.ts';
+import { startTestCloud, type TestCloud } from '../support/local-cloud.ts';
 import { startMigration, waitForMigration } from '../support/migrations.ts';
 
-const sha = async (path: string) => createHash('sha256').update(await readFile(path)).digest('hex');
+const sha = async (path: string) =>
+  createHash('sha256')
+    .update(await readFile(path))
+    .digest('hex');
 const SIZE = 256 << 20;
 
 describe('raw image migration', () => {
   let t: TestCloud;
 
   beforeAll(async () => {
-    t = await startTestCloud({ agents: { onReady: 'env | grep ^VMMIG_ | sort > "$VMMIG_IMAGE_PATH.ready"' } });
-    await writeRawImage(join(t.cloud.dataCenterDir('dc-sh'), 'images', 'desk-7.img'), vmLikeSpec(SIZE, 20 << 20, 'raw e2e', 5));
+    t = await startTestCloud({
+      agents: { onReady: 'env | grep ^VMMIG_ | sort > "$VMMIG_IMAGE_PATH.ready"' },
+    });
+    await writeRawImage(
+      join(t.cloud.dataCenterDir('dc-sh'), 'images', 'desk-7.img'),
+      vmLikeSpec(SIZE, 20 << 20, 'raw e2e', 5),
+    );
   });
   afterAll(() => t?.dispose());
 
   it('delivers a sparse, identical image and runs the VM-ready hook with the image path, VM id and format', async () => {
-    const m = await startMigration(t.admin, { imageId: 'desk-7.img', from: 'dc-sh', to: ['dc-jkt'], vmId: 'kvm-07' });
+    const m = await startMigration(t.admin, {
+      imageId: 'desk-7.img',
+      from: 'dc-sh',
+      to: ['dc-jkt'],
+      vmId: 'kvm-07',
+    });
     const done = await waitForMigration(t.admin, m.id);
     expect(done.status, JSON.stringify(done.error)).toBe('COMPLETED');
     expect(done.image).toMatchObject({ format: 'raw', size: SIZE });
@@ -70,27 +89,60 @@ describe('raw image migration', () => {
     await new Promise((r) => setTimeout(r, 1500)); // let any in-flight step finish: it must not revive it
     const after = (await t.admin.call<Migration>(getMigration, { params: { migrationId: m.id } })).body;
     expect(after.status).toBe('CANCELLED');
-    const nodes = await t.admin.call<{ items: { reservations: string[] }[] }>({ method: 'get', path: '/v1/cache-nodes' });
+    const nodes = await t.admin.call<{ items: { reservations: string[] }[] }>({
+      method: 'get',
+      path: '/v1/cache-nodes',
+    });
     expect(nodes.body.items.flatMap((n) => n.reservations)).not.toContain(m.id);
   });
 
   it('an agent sees only migrations of its own data center; creating is admin-only; bad input names the field', async () => {
-    const list = await t.admin.call<{ items: Migration[] }>({ method: 'get', path: '/v1/migrations' }, { query: { limit: 1 } });
+    const list = await t.admin.call<{ items: Migration[] }>(
+      { method: 'get', path: '/v1/migrations' },
+      { query: { limit: 1 } },
+    );
     const id = list.body.items[0]?.id as string;
-    await expect(t.agent('dc-jkt').call(getMigration, { params: { migrationId: id } })).rejects.toMatchObject({ status: 404 });
-    await expect(t.agent('dc-sh').call(getMigration, { params: { migrationId: id } })).resolves.toMatchObject({ status: 200 });
+    await expect(t.agent('dc-jkt').call(getMigration, { params: { migrationId: id } })).rejects.toMatchObject(
+      { status: 404 },
+    );
+    await expect(t.agent('dc-sh').call(getMigration, { params: { migrationId: id } })).resolves.toMatchObject(
+      { status: 200 },
+    );
     const create = t.agent('dc-sh').call(createMigration, {
-      json: { vmId: 'v', hostId: 'h', imageId: 'x.img', sourceDataCenterId: 'dc-sh', destinations: [{ dataCenterId: 'dc-gz' }] },
+      json: {
+        vmId: 'v',
+        hostId: 'h',
+        imageId: 'x.img',
+        sourceDataCenterId: 'dc-sh',
+        destinations: [{ dataCenterId: 'dc-gz' }],
+      },
     });
     await expect(create).rejects.toMatchObject({ status: 403 });
     const bad = await t.admin
-      .call(createMigration, { json: { vmId: 'v', hostId: 'h', imageId: '../etc/passwd', sourceDataCenterId: 'dc-sh', destinations: [] } })
+      .call(createMigration, {
+        json: {
+          vmId: 'v',
+          hostId: 'h',
+          imageId: '../etc/passwd',
+          sourceDataCenterId: 'dc-sh',
+          destinations: [],
+        },
+      })
       .catch((e: ApiError) => e);
     expect(bad).toBeInstanceOf(ApiError);
     expect((bad as ApiError).status).toBe(400);
-    expect((bad as ApiError).body?.error.issues?.map((i) => i.field).sort()).toEqual(['destinations', 'imageId']);
+    expect((bad as ApiError).body?.error.issues?.map((i) => i.field).sort()).toEqual([
+      'destinations',
+      'imageId',
+    ]);
     const unknown = t.admin.call(createMigration, {
-      json: { vmId: 'v', hostId: 'h', imageId: 'x.img', sourceDataCenterId: 'dc-nowhere', destinations: [{ dataCenterId: 'dc-gz' }] },
+      json: {
+        vmId: 'v',
+        hostId: 'h',
+        imageId: 'x.img',
+        sourceDataCenterId: 'dc-nowhere',
+        destinations: [{ dataCenterId: 'dc-gz' }],
+      },
     });
     await expect(unknown).rejects.toMatchObject({ status: 404 });
   });

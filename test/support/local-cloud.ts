@@ -1,10 +1,12 @@
 // Boots the real local cloud in this test process on free ports, in a temporary data directory.
 
+import { execFile } from 'node:child_process';
 import { appendFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { ApiClient } from '../../cli/client.ts';
 import {
   type LocalCloud,
@@ -14,6 +16,15 @@ import {
 } from '../../local/cloud.ts';
 import { loadTopology, type Topology } from '../../protocol/topology.ts';
 
+const CLI = fileURLToPath(new URL('../../cli/vmmig.ts', import.meta.url));
+const TSX = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
+
+export interface CliResult {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
 export const topology: Topology = loadTopology(fileURLToPath(new URL('../../cdk.json', import.meta.url)));
 
 export interface TestCloud {
@@ -22,6 +33,11 @@ export interface TestCloud {
   readonly admin: ApiClient;
   readonly ports: LocalPorts;
   agent(dataCenterId: string): ApiClient;
+  /**
+   * Runs `vmmig ARGS` as a separate process the way an operator would: it finds this cloud and its admin token
+   * through VMMIG_DATA_DIR. Resolves with the exit code and output (never rejects on a non-zero exit).
+   */
+  vmmig(args: readonly string[], env?: Record<string, string>): Promise<CliResult>;
   /** Stops the cloud, keeping the data directory (for restart tests). */
   stop(): Promise<void>;
   /** Starts it again on the same data directory and ports. */
@@ -31,7 +47,9 @@ export interface TestCloud {
 }
 
 export interface TestCloudOptions
-  extends Partial<Pick<LocalCloudOptions, 'agents' | 'wrapFunction' | 'retryIntervalScale'>> {
+  extends Partial<
+    Pick<LocalCloudOptions, 'agents' | 'wrapFunction' | 'retryIntervalScale' | 'policyTickMs'>
+  > {
   readonly dataDir?: string;
   readonly ports?: LocalPorts;
 }
@@ -49,6 +67,7 @@ export async function startTestCloud(options: TestCloudOptions = {}): Promise<Te
     agents: options.agents ?? false,
     retryIntervalScale: options.retryIntervalScale ?? 0.01,
     ...(options.wrapFunction ? { wrapFunction: options.wrapFunction } : {}),
+    ...(options.policyTickMs !== undefined ? { policyTickMs: options.policyTickMs } : {}),
     log: (component, line) => {
       const text = `${new Date().toISOString()} ${component.padEnd(12)} ${line}\n`;
       appendFileSync(logFile, text);
@@ -69,6 +88,19 @@ export async function startTestCloud(options: TestCloudOptions = {}): Promise<Te
     ports,
     admin: new ApiClient(cloud.endpoints.api, cloud.tokens.adminToken, { retries: 0 }),
     agent: (dc) => new ApiClient(cloud.endpoints.api, cloud.agentToken(dc), { retries: 0 }),
+    vmmig: (args, env = {}) =>
+      new Promise((resolve) => {
+        const { VMMIG_ENDPOINT: _e, VMMIG_TOKEN: _t, ...inherited } = process.env;
+        execFile(
+          process.execPath,
+          ['--import', TSX, CLI, ...args],
+          { env: { ...inherited, VMMIG_DATA_DIR: dataDir, ...env }, timeout: 120_000 },
+          (err, stdout, stderr) => {
+            const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
+            resolve({ code, stdout, stderr });
+          },
+        );
+      }),
     stop: () => cloud.stop(),
     restart: () => startTestCloud({ ...options, dataDir, ports }),
     async dispose() {

@@ -99,14 +99,21 @@ describe('suggestAlternative', () => {
     // A data center near Osaka would use nrt as well: it is no way around nrt.
     const kobe = dc('dc-kobe', 'Kobe DC', 34.69, 135.19);
     const all = nodes({ nrt: { used: 2 } });
-    const alt = suggestAlternative(congestedAt(all, OSA, 'nrt'), new Set(['dc-osa', 'dc-gz']), [...DCS, kobe], all);
+    const alt = suggestAlternative(
+      congestedAt(all, OSA, 'nrt'),
+      new Set(['dc-osa', 'dc-gz']),
+      [...DCS, kobe],
+      all,
+    );
     expect(alt?.dataCenterId).toBe('dc-sh');
   });
 
   it('has no alternative when no other data center can be reached through a node with room', () => {
     const all = nodes({ nrt: { used: 2 }, hkg: { status: 'down' }, sin: { used: 2 } });
     expect(suggestAlternative(congestedAt(all, OSA, 'nrt'), new Set(['dc-osa']), DCS, all)).toBeUndefined();
-    expect(suggestAlternative(congestedAt(all, OSA, 'nrt'), new Set(['dc-osa']), [OSA], nodes())).toBeUndefined();
+    expect(
+      suggestAlternative(congestedAt(all, OSA, 'nrt'), new Set(['dc-osa']), [OSA], nodes()),
+    ).toBeUndefined();
   });
 
   it('breaks distance ties by data center id, so the suggestion is stable', () => {
