@@ -203,6 +203,18 @@ connection(
     .requiredOption('--every <interval>', 'e.g. 30m, 6h, 1d')
     .option('--first-run <time>', 'first run (ISO 8601; default now)')
     .option('--host <id>', 'host id', 'default')
+    .addOption(
+      new Option('--on-congestion <what>', 'when a destination cache node is full').choices([
+        'wait',
+        'suggest',
+        'redirect',
+      ]),
+    )
+    .option(
+      '--queue-timeout <seconds>',
+      'how long a run waits for a free slot',
+      int('queue-timeout', 0, 7 * 86400),
+    )
     .option('--disabled', 'create it disabled')
     .option('--json', 'JSON output'),
 ).action(

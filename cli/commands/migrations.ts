@@ -89,11 +89,15 @@ export async function migrate(client: ApiClient, opts: MigrateFlags): Promise<nu
   if ((opts.to?.length ?? 0) === 0 && !opts.near)
     throw new UsageError('give --to DC (repeatable) or --near LAT,LON');
   if (opts.to?.length && opts.near) throw new UsageError('give either --to or --near, not both');
+  const startAt = opts.startAt === undefined ? undefined : new Date(opts.startAt);
+  if (startAt && Number.isNaN(startAt.getTime())) {
+    throw new UsageError(`--start-at ${opts.startAt}: expected an ISO 8601 time, e.g. 2026-05-01T02:00:00Z`);
+  }
   const options = {
     ...(opts.mode ? { mode: opts.mode } : {}),
     ...(opts.onCongestion ? { onCongestion: opts.onCongestion } : {}),
     ...(opts.queueTimeout !== undefined ? { queueTimeoutSeconds: opts.queueTimeout } : {}),
-    ...(opts.startAt ? { startAt: new Date(opts.startAt).toISOString() } : {}),
+    ...(startAt ? { startAt: startAt.toISOString() } : {}),
     ...(opts.application ? { application: opts.application } : {}),
   };
   const destinations = opts.to?.map(parseDestination);

@@ -18,6 +18,8 @@ export async function putPolicyCmd(
     to: string[];
     every: string;
     firstRun?: string;
+    onCongestion?: string;
+    queueTimeout?: number;
     disabled?: boolean;
     json?: boolean;
   },
@@ -40,6 +42,8 @@ export async function putPolicyCmd(
       intervalMinutes: parseInterval(opts.every),
       ...(firstRun ? { firstRunAt: firstRun.toISOString() } : {}),
       enabled: !opts.disabled,
+      ...(opts.onCongestion ? { onCongestion: opts.onCongestion } : {}),
+      ...(opts.queueTimeout !== undefined ? { queueTimeoutSeconds: opts.queueTimeout } : {}),
     },
   });
   process.stdout.write(

@@ -78,6 +78,7 @@ export function parseInterval(text: string): number {
   if (!m) throw new UsageError(`"${text}" is not an interval: use e.g. 30m, 6h, 1d`);
   const n = Number(m[1]);
   const minutes = { s: n / 60, m: n, h: n * 60, d: n * 1440, '': n }[m[2] as 's' | 'm' | 'h' | 'd' | ''];
-  if (minutes < 1) throw new UsageError(`interval ${text} is below one minute`);
-  return Math.round(minutes);
+  if (!Number.isInteger(minutes) || minutes < 1)
+    throw new UsageError(`interval ${text}: policies run every whole number of minutes (1m or more)`);
+  return minutes;
 }

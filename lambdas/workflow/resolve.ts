@@ -19,9 +19,12 @@ export const handler = task(async (deps, event: { migrationId: string }): Promis
   if (isTerminal(m.status)) throw new MigrationTerminatedError(`migration ${m.id} is already ${m.status}`);
 
   const nodes = await deps.registry.allCacheNodes();
+  // An earlier choice stands while its node is active, or draining with this migration already holding a slot
+  // there (a draining node finishes its work but takes no new work).
   const usable = (id: string | undefined): id is string => {
     const node = nodes.find((n) => n.id === id);
-    return node !== undefined && node.status !== 'down';
+    if (!node || id === undefined) return false;
+    return node.status === 'active' || (node.status === 'draining' && m.reservedCacheNodes.includes(id));
   };
   const dcs = new Map<string, DataCenterRecord>();
   for (const id of new Set([m.sourceDataCenterId, ...m.destinations])) {

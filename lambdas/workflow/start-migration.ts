@@ -112,6 +112,13 @@ export async function createAndStart(deps: ServiceDeps, record: MigrationRecord)
     if (notes.length > 0) await deps.migrations.addHistory(record.id, 'requested', notes.join('; '));
   }
   const m = await deps.migrations.require(record.id);
+  // Hold the data centers from now on, not from when the workflow reaches them: a migration scheduled for
+  // tomorrow must keep its data centers from being removed today.
+  for (const dc of new Set([m.sourceDataCenterId, ...m.destinations])) {
+    if (!(await deps.slots.addActiveMigration(dc, m.id))) {
+      throw conflict(`data center "${dc}" was removed while the migration was being created`);
+    }
+  }
   return m.executionArn ? m : startExecution(deps, m);
 }
 

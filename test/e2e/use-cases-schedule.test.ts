@@ -94,6 +94,12 @@ describe('scheduled migrations and backup policies', { timeout: 180_000 }, () =>
     const created = JSON.parse(cli.stdout) as Migration;
     expect(created).toMatchObject({ status: 'PENDING', startAt, application: 'hr-portal' });
 
+    // The migration holds its data centers from the start: removing one is refused while it waits.
+    const removal = await t.admin
+      .call(deleteDataCenter, { params: { dataCenterId: 'dc-osa' } })
+      .catch((err: { status: number; message: string }) => err);
+    expect(removal).toMatchObject({ status: 409, message: expect.stringContaining(created.id) });
+
     // Nothing happens before the start time.
     while (Date.now() < Date.parse(startAt) - 500) {
       const m = await getOne(t.admin, created.id);
