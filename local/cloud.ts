@@ -10,16 +10,24 @@ import { serve } from '@hono/node-server';
 import { ENV } from '../lambdas/config.ts';
 import type { Topology } from '../protocol/topology.ts';
 import { AgentSupervisor } from './agents.ts';
+import { DEFAULT_RATE_LIMIT, type RateLimit, withRateLimit } from './api-rate-limit.ts';
 import { startDynamoDbLocal } from './dynamodb.ts';
 import { startEdge } from './edge/server.ts';
 import { loadOrCreateEdgeKeys } from './edge-keys.ts';
 import { LOCAL_NAMES, localEnv } from './env.ts';
 import { assertPortFree, findFreePort, LOOPBACK } from './ports.ts';
+import { type FaultProxy, type FaultProxyOptions, startFaultProxy } from './s3/fault-proxy.ts';
 import { startS3Server } from './s3/server.ts';
 import { claimDataDir, clearState, type LocalEndpoints, writeState } from './state-file.ts';
 import { startLocalStepFunctions } from './stepfunctions/index.ts';
 import { ensureTables } from './tables.ts';
-import { agentToken, bearerAuthenticate, type LocalTokens, loadOrCreateTokens } from './tokens.ts';
+import {
+  agentToken,
+  bearerAuthenticate,
+  type LocalTokens,
+  loadOrCreateTokens,
+  principalOfRequest,
+} from './tokens.ts';
 
 export interface LocalPorts {
   readonly api: number;
@@ -63,6 +71,13 @@ export interface LocalCloudOptions {
   readonly retryIntervalScale?: number;
   /** How often due backup policies are run (EventBridge Scheduler's job on AWS). Default 15 s; 0 = never. */
   readonly policyTickMs?: number;
+  /**
+   * Storage faults (tests): a fault-injecting proxy in front of the S3 server, which then serves the API, the
+   * workflow, presigned URLs and the edge. `endpoints.s3` stays the S3 server itself (for inspection).
+   */
+  readonly s3Faults?: Omit<FaultProxyOptions, 'upstream'>;
+  /** Per-principal API rate limit, answered with 429 and Retry-After. Default DEFAULT_RATE_LIMIT; false: none. */
+  readonly rateLimit?: RateLimit | false;
   readonly log?: (component: string, line: string) => void;
 }
 
@@ -77,6 +92,8 @@ export interface LocalCloud {
   /** The directory of a data center's agent (images under `images/`). */
   dataCenterDir(dataCenterId: string): string;
   readonly agents: AgentSupervisor | undefined;
+  /** The fault proxy every S3 client goes through, when `s3Faults` was given. */
+  readonly s3Proxy: FaultProxy | undefined;
   stop(): Promise<void>;
 }
 
@@ -132,6 +149,16 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
       );
     }
 
+    // With `s3Faults`, everything that talks to S3 (API, workflow, presigned URLs, edge) goes through the proxy.
+    const s3Proxy = options.s3Faults
+      ? await startFaultProxy({ ...options.s3Faults, upstream: s3.endpoint })
+      : undefined;
+    if (s3Proxy) {
+      stops.push(() => s3Proxy.stop());
+      log('cloud', `S3 fault proxy on ${s3Proxy.endpoint} (seed ${s3Proxy.seed})`);
+    }
+    const s3Endpoint = s3Proxy?.endpoint ?? s3.endpoint;
+
     const keys = loadOrCreateEdgeKeys(dataDir);
     const edgeBase = `http://${LOOPBACK}:${ports.edge}`;
     const sfnEndpoint = `http://${LOOPBACK}:${ports.stepFunctions}`;
@@ -143,7 +170,7 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
       localEnv({
         topology,
         dynamodb: ddb.endpoint,
-        s3: s3.endpoint,
+        s3: s3Endpoint,
         stepFunctions: sfnEndpoint,
         edge: edgeBase,
         keys,
@@ -166,7 +193,7 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
       port: ports.edge,
       publicKeyPem: keys.publicKeyPem,
       keyPairId: keys.keyPairId,
-      s3: { endpoint: s3.endpoint },
+      s3: { endpoint: s3Endpoint },
       resolveBucket: (id) => (/^[a-z0-9-]{1,32}$/.test(id) ? LOCAL_NAMES.cacheBucket(id) : undefined),
     });
     stops.push(() => edge.stop());
@@ -198,10 +225,20 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
     const { createApp } = await import('../lambdas/api/app.ts');
     const { apiDepsFromEnv } = await import('../lambdas/api/deps.ts');
     const app = createApp(apiDepsFromEnv(bearerAuthenticate(tokens)));
+    // Per-principal throttling (the HTTP API's job on AWS); callers without valid credentials share one bucket.
+    const limit = options.rateLimit ?? DEFAULT_RATE_LIMIT;
+    const serveApi =
+      limit === false
+        ? app.fetch
+        : withRateLimit(
+            app.fetch,
+            limit,
+            (request) => principalOfRequest(tokens, request)?.id ?? 'anonymous',
+          );
     // Requests in flight are tracked so a stop lets them finish before the servers behind them go away.
     const inFlight = new Set<Promise<Response>>();
     const fetch = (request: Request, env: unknown) => {
-      const answer = Promise.resolve(app.fetch(request, env));
+      const answer = Promise.resolve(serveApi(request, env));
       inFlight.add(answer);
       void answer.finally(() => inFlight.delete(answer)).catch(() => {});
       return answer;
@@ -268,13 +305,7 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
       // Every registered data center gets its agent — including ones registered at runtime, which are then
       // usable at once — and a removed data center's agent stops.
       const reconcile = async () => {
-        const ids = new Set<string>();
-        let cursor: string | undefined;
-        do {
-          const page = await deps.registry.listDataCenters(1000, cursor);
-          for (const dc of page.items) ids.add(dc.id);
-          cursor = page.nextCursor;
-        } while (cursor);
+        const ids = new Set((await deps.registry.allDataCenters()).map((dc) => dc.id));
         for (const id of ids) if (!supervisor.has(id)) supervisor.start(spec(id));
         for (const id of supervisor.ids()) if (!ids.has(id)) await supervisor.stopOne(id);
       };
@@ -305,6 +336,7 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
       stateMachineArn,
       warnings,
       agents,
+      s3Proxy,
       agentToken: (id) => agentToken(tokens, id),
       dataCenterDir,
       stop: stopAll,

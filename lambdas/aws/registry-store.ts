@@ -110,6 +110,17 @@ export class RegistryStore {
     return out;
   }
 
+  async allDataCenters(): Promise<DataCenterRecord[]> {
+    const out: DataCenterRecord[] = [];
+    let cursor: string | undefined;
+    do {
+      const page = await this.listDataCenters(1000, cursor);
+      out.push(...page.items);
+      cursor = page.nextCursor;
+    } while (cursor);
+    return out;
+  }
+
   async getCacheNode(id: string): Promise<CacheNodeRecord | undefined> {
     const item = await this.get(CACHE_NODE, id);
     return item && toCacheNode(item);

@@ -85,7 +85,7 @@ async function congested(deps: ServiceDeps, m: MigrationRecord, nodeId: string):
       deps.registry.requireDataCenter(leg.dataCenterId),
       deps.registry.requireCacheNode(nodeId),
       deps.registry.allCacheNodes(),
-      allDataCenters(deps),
+      deps.registry.allDataCenters(),
     ]);
     const excluded = new Set([m.sourceDataCenterId, ...m.destinations]);
     const alt = suggestAlternative({ dataCenter, cacheNode }, excluded, dcs, nodes);
@@ -164,15 +164,4 @@ async function queue(deps: ServiceDeps, m: MigrationRecord, nodeId: string): Pro
     );
   }
   return NOT_ADMITTED;
-}
-
-async function allDataCenters(deps: ServiceDeps) {
-  const out = [];
-  let cursor: string | undefined;
-  do {
-    const page = await deps.registry.listDataCenters(1000, cursor);
-    out.push(...page.items);
-    cursor = page.nextCursor;
-  } while (cursor);
-  return out;
 }

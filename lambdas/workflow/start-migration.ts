@@ -27,7 +27,7 @@ export async function buildMigration(
   let placement: MigrationRecord['placement'];
   if (req.near) {
     // A desktop near its user (draft §4.3): the nearest data center that a usable cache node serves.
-    const [dcs, nodes] = await Promise.all([allDataCenters(deps), deps.registry.allCacheNodes()]);
+    const [dcs, nodes] = await Promise.all([deps.registry.allDataCenters(), deps.registry.allCacheNodes()]);
     const candidates = dcs
       .filter((dc) => chooseCacheNode(dc, nodes) !== null)
       .map((dc) => ({ dc, km: greatCircleKm(req.near as { lat: number; lon: number }, dc.location) }))
@@ -83,17 +83,6 @@ export async function buildMigration(
     createdAt: at,
     updatedAt: at,
   };
-}
-
-async function allDataCenters(deps: ServiceDeps) {
-  const out = [];
-  let cursor: string | undefined;
-  do {
-    const page = await deps.registry.listDataCenters(1000, cursor);
-    out.push(...page.items);
-    cursor = page.nextCursor;
-  } while (cursor);
-  return out;
 }
 
 /** Creates the migration unless it exists, and starts its current attempt unless started. */
