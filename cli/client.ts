@@ -98,7 +98,11 @@ export class ApiClient {
       }
       if (RETRYABLE.has(res.status) && attempt < retries) {
         await res.body?.cancel();
-        await backoff(attempt);
+        // Rate limited: wait as long as the server asks (capped), else back off.
+        const after = Number(res.headers.get('retry-after'));
+        if (res.status === 429 && Number.isFinite(after) && after > 0) {
+          await new Promise((r) => setTimeout(r, Math.min(after, 30) * 1000));
+        } else await backoff(attempt);
         continue;
       }
       const text = await res.text();

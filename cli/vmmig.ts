@@ -61,6 +61,11 @@ program
   .option('--on-migrated <command>', 'hook the agents run at the source once every destination has the VM')
   .option('--topology <cdk.json>', 'read the topology from another cdk.json')
   .option('--quiet', 'log only what agents say')
+  .option(
+    '--rate-limit <n>',
+    'API requests per second each principal may send, bursts of twice that; over it: 429 (default 500; 0: no limit)',
+    int('rate-limit', 0, 1_000_000),
+  )
   .action(run((o: Parameters<typeof runLocal>[0]) => runLocal(o)));
 
 connection(

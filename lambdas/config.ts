@@ -33,6 +33,8 @@ export const ENV = {
   edgeKeyPairId: 'EDGE_KEY_PAIR_ID',
   edgePrivateKeyPem: 'EDGE_PRIVATE_KEY_PEM',
   edgePrivateKeySecretArn: 'EDGE_PRIVATE_KEY_SECRET_ARN',
+  /** CloudFront distribution whose cached chunks a repair invalidates (absent locally). */
+  edgeDistributionId: 'EDGE_DISTRIBUTION_ID',
   s3ForcePathStyle: 'S3_FORCE_PATH_STYLE',
   adminPrincipalArns: 'ADMIN_PRINCIPAL_ARNS',
   agentRolePrefix: 'AGENT_ROLE_PREFIX',

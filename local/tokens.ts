@@ -46,10 +46,13 @@ export function principalForToken(tokens: LocalTokens, token: string): Principal
     : undefined;
 }
 
+/** The principal of a request's bearer token; undefined without one, or with one that is not valid. */
+export function principalOfRequest(tokens: LocalTokens, request: Request): Principal | undefined {
+  const header = request.headers.get('authorization');
+  const match = header ? /^Bearer\s+(\S+)$/i.exec(header) : null;
+  return match?.[1] ? principalForToken(tokens, match[1]) : undefined;
+}
+
 export function bearerAuthenticate(tokens: LocalTokens): Authenticate {
-  return (request) => {
-    const header = request.headers.get('authorization');
-    const match = header ? /^Bearer\s+(\S+)$/i.exec(header) : null;
-    return match?.[1] ? principalForToken(tokens, match[1]) : undefined;
-  };
+  return (request) => principalOfRequest(tokens, request);
 }

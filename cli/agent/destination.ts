@@ -11,13 +11,15 @@ import {
   getDownloadPlan,
   type WorkItem,
 } from '../../protocol/api/agent.ts';
+import { repairChunk } from '../../protocol/api/repair.ts';
 import type { ImageFormat } from '../../protocol/image-format.ts';
+import { ApiError } from '../client.ts';
 import { type AgentOptions, JobFailure, paths } from './context.ts';
 import { convertImage } from './convert.ts';
 import { type HookEnv, runHook } from './hooks.ts';
 import { Journal } from './journal.ts';
 import { ProgressReporter } from './progress.ts';
-import { getChunk, UrlExpired } from './transfer.ts';
+import { ChunkNotFound, getChunk, UrlExpired } from './transfer.ts';
 
 interface PlanChunk {
   readonly index: number;
@@ -70,9 +72,15 @@ export async function deliver(opts: AgentOptions, work: WorkItem, abort: AbortCo
   };
   try {
     // Already written (and converted) by an earlier run that stopped before reporting? Then only the rest is left.
+    // The marker is written before the rename: it counts only once the partial file is gone.
     let delivered = await readMarker(marker);
     if (
-      !(delivered && delivered.sha256 === image.sha256 && (await stat(delivered.path).catch(() => undefined)))
+      !(
+        delivered &&
+        delivered.sha256 === image.sha256 &&
+        !(await exists(p.incoming(work.migrationId))) &&
+        (await exists(delivered.path))
+      )
     ) {
       await download(opts, work, first.body, abort);
       delivered = (await readMarker(marker)) as Delivered;
@@ -113,6 +121,12 @@ export function hookEnv(opts: AgentOptions, work: WorkItem, path: string, format
   };
 }
 
+const exists = (path: string) =>
+  stat(path).then(
+    () => true,
+    () => false,
+  );
+
 const readMarker = (path: string) =>
   readFile(path, 'utf8').then(
     (t) => JSON.parse(t) as Delivered,
@@ -148,6 +162,25 @@ async function download(
     abort,
     image.size,
   );
+  /** Chunks fetched by this run (a chunk fetched again after a crash counts again). */
+  let fetched = 0;
+  const repair = async (chunk: PlanChunk, what: string): Promise<string> => {
+    try {
+      const res = await client.call<{ status: string; repairedFrom?: string; url: string }>(repairChunk, {
+        params,
+        json: { sha256: chunk.sha256 },
+        signal: abort.signal,
+      });
+      opts.log(
+        `${work.migrationId}: ${what} ${res.body.status === 'repaired' ? `copied again from cache node ${res.body.repairedFrom}` : 'is intact at the cache node: damaged on the way'}; fetching it again`,
+      );
+      return res.body.url;
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 409)
+        throw new JobFailure(`chunk ${chunk.index} cannot be repaired: ${err.message}`);
+      throw err;
+    }
+  };
   try {
     // A sparse file of the final size: chunks that are all zeros are never written, they stay holes.
     await file.truncate(image.size);
@@ -161,30 +194,34 @@ async function download(
           return;
         }
         if (!chunk.zero) {
-          let attempt = 0;
-          for (;;) {
-            let bytes: Uint8Array;
+          let url = chunk.url as string;
+          for (let attempt = 1; ; attempt++) {
+            let problem: string;
             try {
               await opts.limits?.download?.take(chunk.length, abort.signal);
-              bytes = await getChunk(chunk.url as string, abort.signal);
+              const bytes = await getChunk(url, abort.signal);
+              fetched++;
+              const digest = createHash('sha256').update(bytes).digest('hex');
+              if (bytes.length === chunk.length && digest === chunk.sha256) {
+                await file.write(bytes, 0, bytes.length, chunk.offset);
+                break;
+              }
+              problem = `failed verification (${bytes.length} bytes hashing to ${digest})`;
             } catch (err) {
               if (err instanceof UrlExpired) {
                 retryWithFreshUrls.push(chunk);
                 return;
               }
-              throw err;
+              if (!(err instanceof ChunkNotFound)) throw err;
+              problem = 'is not at the cache node';
             }
-            const digest = createHash('sha256').update(bytes).digest('hex');
-            if (bytes.length === chunk.length && digest === chunk.sha256) {
-              await file.write(bytes, 0, bytes.length, chunk.offset);
-              break;
-            }
-            // A corrupted chunk never reaches the image: fetch it again, then give up with the cause.
-            if (++attempt >= MAX_CHUNK_ATTEMPTS) {
-              throw new JobFailure(
-                `chunk ${chunk.index} (offset ${chunk.offset}) failed verification ${attempt} times: expected ${chunk.sha256}, got ${digest}`,
-              );
-            }
+            // A corrupted chunk never reaches the image: the cache node's copy is checked (and copied again from
+            // another node if it is bad) before the next fetch; give up with the cause.
+            const what = `chunk ${chunk.index} (offset ${chunk.offset}, sha256 ${chunk.sha256})`;
+            if (attempt >= MAX_CHUNK_ATTEMPTS)
+              throw new JobFailure(`${what} ${problem}; still wrong after ${attempt} fetches`);
+            opts.log(`${work.migrationId}: ${what} ${problem}; asking for a repair`);
+            url = await repair(chunk, what);
           }
           progress.add(chunk.length);
         }
@@ -218,7 +255,7 @@ async function download(
     }
     const target = p.image(work.imageId);
     await mkdir(dirname(target), { recursive: true });
-    await rename(part, target);
+    // Marker first, then the rename: a crash in between finds the part still there and only renames it.
     await mkdir(dirname(p.delivered(work.migrationId)), { recursive: true });
     await writeFile(
       p.delivered(work.migrationId),
@@ -229,7 +266,9 @@ async function download(
         hookDone: false,
       } satisfies Delivered),
     );
+    await rename(part, target);
     await log.remove();
+    opts.log(`${work.migrationId}: download complete (${fetched} chunks fetched by this run)`);
   } finally {
     progress.stop();
     await file.close().catch(() => {});

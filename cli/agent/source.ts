@@ -19,7 +19,7 @@ import { type AgentOptions, JobFailure, paths } from './context.ts';
 import { Journal } from './journal.ts';
 import { inspectImage } from './local-jobs.ts';
 import { ProgressReporter } from './progress.ts';
-import { putChunk, UrlExpired } from './transfer.ts';
+import { putChunk, putObject, UrlExpired } from './transfer.ts';
 
 interface CachedManifest {
   readonly size: number;
@@ -101,14 +101,8 @@ export async function provideManifest(
         json: { sha256, size },
       },
     );
-    const res = await fetch(target.body.url, {
-      method: 'PUT',
-      headers: target.body.headers,
-      body,
-      signal: abort.signal,
-    });
-    if (!res.ok)
-      throw new Error(`manifest upload returned ${res.status}: ${(await res.text()).slice(0, 300)}`);
+    // Retried with backoff like a chunk: a storage hiccup must not fail the job (and chunk the image again).
+    await putObject('manifest upload', target.body.url, target.body.headers, Buffer.from(body), abort.signal);
     const accepted = await client.call<{ chunks: number; uniqueChunks: number }>(submitManifest, {
       params: { migrationId: work.migrationId },
       json: { sha256, size },
@@ -129,10 +123,14 @@ interface UploadUrl {
   readonly headers: Record<string, string>;
 }
 
+/** At most this long between a chunk being stored and its report (so a takeover or restart sees it indexed). */
+const REPORT_INTERVAL_MS = 2000;
+
 /** Reports stored chunks in batches, so the server verifies and indexes them while the upload goes on. */
 class StoredReporter {
   private pending: string[] = [];
   private flushing: Promise<void> = Promise.resolve();
+  private timer: NodeJS.Timeout | undefined;
   constructor(
     private readonly client: ApiClient,
     private readonly migrationId: string,
@@ -140,8 +138,14 @@ class StoredReporter {
   add(sha256: string): void {
     this.pending.push(sha256);
     if (this.pending.length >= 100) void this.flush();
+    else this.timer ??= setTimeout(() => void this.flush(), REPORT_INTERVAL_MS);
+  }
+  stop(): void {
+    clearTimeout(this.timer);
   }
   flush(): Promise<void> {
+    clearTimeout(this.timer);
+    this.timer = undefined;
     const batch = this.pending.splice(0, 1000);
     if (batch.length === 0) return this.flushing;
     this.flushing = this.flushing.then(async () => {
@@ -212,11 +216,11 @@ export async function uploadMissing(
         throw new JobFailure(`image ${work.imageId} was modified during the upload`);
       // The server checks every planned chunk is stored intact; 202 = still checking, 409 = some are not.
       for (;;) {
-        const res = await client.call<{ status?: string; remaining?: number; error?: { missing: string[] } }>(
-          completeUpload,
-          { params: { migrationId: work.migrationId } },
-          [409],
-        );
+        const res = await client.call<{
+          status?: string;
+          remaining?: number;
+          error?: { message?: string; missing?: string[] };
+        }>(completeUpload, { params: { migrationId: work.migrationId } }, [409]);
         if (res.status === 200) {
           opts.log(`${work.migrationId}: upload complete (${sent} chunks sent by this run)`);
           return;
@@ -225,7 +229,15 @@ export async function uploadMissing(
           await new Promise((r) => setTimeout(r, 1000));
           continue;
         }
-        const missing = res.body.error?.missing ?? [];
+        const missing = res.body.error?.missing;
+        if (!missing) {
+          // A 409 without a list: the workflow is not waiting for this upload any more (it moved on, or the
+          // migration ended). Nothing to send; the next poll says what is wanted now.
+          opts.log(
+            `${work.migrationId}: upload no longer awaited (${res.body.error?.message ?? 'conflict'})`,
+          );
+          return;
+        }
         if (round >= 5)
           throw new JobFailure(`${missing.length} chunks still not stored after ${round + 1} rounds`);
         opts.log(`${work.migrationId}: ${missing.length} chunks not stored; sending them again`);
@@ -234,6 +246,7 @@ export async function uploadMissing(
       }
     }
   } finally {
+    stored.stop();
     progress.stop();
     await file.close();
     await journal.close();

@@ -1,5 +1,6 @@
 // `vmmig local` (npm start): run the local cloud in the foreground until Ctrl-C.
 import { fileURLToPath } from 'node:url';
+import { DEFAULT_RATE_LIMIT } from '../../local/api-rate-limit.ts';
 import { DEFAULT_PORT_BASE, portsFrom, startLocalCloud } from '../../local/cloud.ts';
 import { loadTopology } from '../../protocol/topology.ts';
 import { defaultDataDir } from '../config.ts';
@@ -14,6 +15,8 @@ export interface LocalFlags {
   readonly onMigrated?: string;
   readonly topology?: string;
   readonly quiet?: boolean;
+  /** Requests per second per principal on the API (bursts of twice that); 0: no limit. */
+  readonly rateLimit?: number;
 }
 
 const COLORS = [36, 33, 35, 32, 34, 31];
@@ -33,6 +36,13 @@ export async function runLocal(flags: LocalFlags): Promise<number> {
     const tag = component.padEnd(12);
     process.stdout.write(`${tty ? `\x1b[${color}m${tag}\x1b[0m` : tag} ${line}\n`);
   };
+  // --rate-limit N: N requests/s per principal, bursts of 2N; 0 turns the limit off.
+  const rateLimit =
+    flags.rateLimit === undefined
+      ? DEFAULT_RATE_LIMIT
+      : flags.rateLimit === 0
+        ? (false as const)
+        : { requestsPerSecond: flags.rateLimit, burst: 2 * flags.rateLimit };
   const cloud = await startLocalCloud({
     dataDir,
     topology,
@@ -44,6 +54,7 @@ export async function runLocal(flags: LocalFlags): Promise<number> {
             ...(flags.onReady ? { onReady: flags.onReady } : {}),
             ...(flags.onMigrated ? { onMigrated: flags.onMigrated } : {}),
           },
+    rateLimit,
     log,
   });
   const e = cloud.endpoints;
@@ -56,6 +67,9 @@ export async function runLocal(flags: LocalFlags): Promise<number> {
     `  Step Functions   ${e.stepFunctions}        state machine ${cloud.stateMachineArn}`,
     `  S3 (cache nodes) ${e.s3}        buckets vmmig-control, ${topology.cacheNodes.map((n) => `vmmig-cache-${n.id}`).join(', ')}`,
     `  DynamoDB         ${e.dynamodb}        tables Registry, ContentMap, LocationMap, Migrations, ContentIndex`,
+    rateLimit
+      ? `  API rate limit   ${rateLimit.requestsPerSecond} requests/s per principal, bursts of ${rateLimit.burst} (--rate-limit)`
+      : '  API rate limit   none (--rate-limit 0)',
     '',
     'Tokens (Authorization: Bearer <token>)',
     `  admin            ${cloud.tokens.adminToken}`,

@@ -1,13 +1,14 @@
 // The CVMM front end: one platform-neutral Hono app. Lambda (lambdas/api/lambda.ts) and the local cloud
 // (@hono/node-server) both serve exactly this app; only `deps` differ.
-import { bodyLimit } from 'hono/body-limit';
 import { health } from '../../protocol/api/common.ts';
 import { AppError } from '../domain/errors.ts';
+import { bodyCap } from './body-cap.ts';
 import type { ApiDeps } from './deps.ts';
 import { router } from './env.ts';
 import { errorResponse } from './errors.ts';
 import { unauthorized } from './principal.ts';
 import { agentDestinationRoutes } from './routes/agent-destination.ts';
+import { agentRepairRoutes } from './routes/agent-repair.ts';
 import { agentSourceRoutes } from './routes/agent-source.ts';
 import { batchRoutes } from './routes/batches.ts';
 import { estimateRoutes } from './routes/estimate.ts';
@@ -44,10 +45,9 @@ export function createApp(deps: ApiDeps) {
 
   app.use(
     '/v1/*',
-    bodyLimit({
-      maxSize: MAX_BODY_BYTES,
-      onError: (c) => errorResponse(c, new AppError('limit', `request body over ${MAX_BODY_BYTES} bytes`)),
-    }),
+    bodyCap(MAX_BODY_BYTES, (c) =>
+      errorResponse(c, new AppError('limit', `request body over ${MAX_BODY_BYTES} bytes`)),
+    ),
   );
   app.use('/v1/*', async (c, next) => {
     const principal = await deps.authenticate(c.req.raw, c.env);
@@ -64,6 +64,7 @@ export function createApp(deps: ApiDeps) {
   app.route('/', policyRoutes(deps));
   app.route('/', agentSourceRoutes(deps));
   app.route('/', agentDestinationRoutes(deps));
+  app.route('/', agentRepairRoutes(deps));
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', {
     type: 'http',

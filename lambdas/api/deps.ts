@@ -2,6 +2,7 @@
 // sign edge URLs.
 
 import { type ServiceDeps, serviceDeps } from '../aws/deps.ts';
+import { type EdgeCache, edgeCache } from '../aws/edge-cache.ts';
 import { EdgeSigner } from '../aws/edge-signer.ts';
 import { ENV, optionalEnv, requireEnv } from '../config.ts';
 import type { Authenticate } from './principal.ts';
@@ -10,6 +11,7 @@ export interface ApiDeps extends ServiceDeps {
   readonly authenticate: Authenticate;
   readonly stateMachineArn: string;
   readonly edgeSigner: EdgeSigner;
+  readonly edgeCache: EdgeCache;
 }
 
 export function apiDepsFromEnv(authenticate: Authenticate, env: NodeJS.ProcessEnv = process.env): ApiDeps {
@@ -17,6 +19,7 @@ export function apiDepsFromEnv(authenticate: Authenticate, env: NodeJS.ProcessEn
     ...serviceDeps(env),
     authenticate,
     stateMachineArn: requireEnv(ENV.stateMachineArn, env),
+    edgeCache: edgeCache(optionalEnv(ENV.edgeDistributionId, env)),
     edgeSigner: new EdgeSigner(requireEnv(ENV.edgeBaseUrl, env), requireEnv(ENV.edgeKeyPairId, env), () =>
       loadEdgePrivateKey(env),
     ),

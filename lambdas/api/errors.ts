@@ -3,6 +3,7 @@ import type { Context } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import type { z } from 'zod';
 import type { ErrorBody } from '../../protocol/api/common.ts';
+import { MigrationTerminatedError } from '../aws/migration-store.ts';
 import { AppError, type ErrorKind } from '../domain/errors.ts';
 
 const STATUS: Record<
@@ -26,6 +27,10 @@ export function errorResponse(c: Context, err: unknown): Response {
     };
     return c.json(body, status);
   }
+  // A migration that ended between a route's read and its write (e.g. cancelled meanwhile): a conflict, not a crash.
+  if (err instanceof MigrationTerminatedError) {
+    return c.json({ error: { code: 'Conflict', message: err.message } } satisfies ErrorBody, 409);
+  }
   if (err instanceof HTTPException) {
     const status = err.status;
     const code =
@@ -38,6 +43,14 @@ export function errorResponse(c: Context, err: unknown): Response {
             : status === 415
               ? 'UnsupportedMediaType'
               : 'ValidationError';
+    // @hono/zod-openapi refuses a body sent without `content-type: application/json`: say which header to fix.
+    if (status === 415) {
+      const reason = 'must be application/json (the body is JSON)';
+      return c.json(
+        { error: { code, message: `content-type: ${reason}`, issues: [{ field: 'content-type', reason }] } },
+        status,
+      );
+    }
     const message = err.message || 'request rejected';
     // Hono's validators throw these for a body that cannot be parsed at all (malformed JSON): the field is the body.
     const issues = status === 400 ? { issues: [{ field: 'body', reason: message }] } : {};
@@ -51,7 +64,12 @@ export function errorResponse(c: Context, err: unknown): Response {
 
 /** Formats zod issues from request validation as a 400 naming each field. */
 export function validationResponse(c: Context, error: z.ZodError, target: string): Response {
-  const field = (path: readonly PropertyKey[]) => (path.length > 0 ? path.map(String).join('.') : target);
+  // An issue with the whole JSON body (not an object, a cross-field rule) names `body`, as a malformed body does.
+  const whole = target === 'json' ? 'body' : target;
+  // A key that is empty or has a dot or blank in it is quoted, so the field names the key unambiguously.
+  const segment = (s: PropertyKey) =>
+    typeof s === 'string' && (s === '' || /[.\s"]/.test(s)) ? JSON.stringify(s) : String(s);
+  const field = (path: readonly PropertyKey[]) => (path.length > 0 ? path.map(segment).join('.') : whole);
   // An unknown key is reported at its parent object; name the key itself, which is what the caller must remove.
   const issues = error.issues.flatMap((issue) =>
     issue.code === 'unrecognized_keys'

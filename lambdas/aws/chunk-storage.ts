@@ -1,8 +1,10 @@
 // S3 adapter for cache node buckets (chunks) and the control bucket (manifests, plans). Chunks are stored once
 // per cache node under a digest-derived key with S3's SHA-256 checksum, so S3 itself rejects corrupted bytes and
 // vouches for what it holds.
+import { createHash } from 'node:crypto';
 import {
   CopyObjectCommand,
+  DeleteObjectCommand,
   GetObjectCommand,
   HeadObjectCommand,
   PutObjectCommand,
@@ -18,6 +20,9 @@ export interface BucketRef {
 
 export type ChunkState = 'present' | 'missing' | 'mismatch';
 
+/** What a chunk's stored bytes are, read back and hashed (HEAD only sees the checksum recorded at upload). */
+export type ChunkContent = 'intact' | 'corrupt' | 'missing';
+
 export interface PresignedPut {
   readonly url: string;
   readonly headers: Record<string, string>;
@@ -27,6 +32,10 @@ const statusOf = (err: unknown) =>
   (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
 const isNotFound = (err: unknown) =>
   statusOf(err) === 404 || ['NotFound', 'NoSuchKey'].includes((err as Error).name);
+/** The SDK checks a GET's bytes against the stored checksum and throws this when they differ. */
+const isChecksumMismatch = (err: unknown) => /checksum mismatch/i.test((err as Error).message ?? '');
+/** Reading a body can fail after the SDK returned (a dropped connection): the SDK does not retry that. */
+const BODY_READ_ATTEMPTS = 3;
 
 export class ChunkStorage {
   constructor(private readonly client: (region: string) => S3Client) {}
@@ -84,6 +93,44 @@ export class ChunkStorage {
     );
   }
 
+  /** Reads a chunk back and hashes it: the only way to see bytes that changed after they were stored. */
+  async inspectChunk(node: BucketRef, sha256: string, length: number): Promise<ChunkContent> {
+    return this.readWithRetries(async () => {
+      let bytes: Uint8Array;
+      try {
+        const out = await this.client(node.region).send(
+          new GetObjectCommand({ Bucket: node.bucket, Key: chunkKey(sha256) }),
+        );
+        bytes = (await out.Body?.transformToByteArray()) ?? new Uint8Array();
+      } catch (err) {
+        if (isNotFound(err)) return 'missing';
+        if (isChecksumMismatch(err)) return 'corrupt';
+        throw err;
+      }
+      const ok = bytes.length === length && createHash('sha256').update(bytes).digest('hex') === sha256;
+      return ok ? 'intact' : 'corrupt';
+    });
+  }
+
+  async deleteChunk(node: BucketRef, sha256: string): Promise<void> {
+    await this.client(node.region).send(
+      new DeleteObjectCommand({ Bucket: node.bucket, Key: chunkKey(sha256) }),
+    );
+  }
+
+  /** Runs a read again when its body broke off midway (the SDK retries only until the answer's headers). */
+  private async readWithRetries<T>(read: () => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await read();
+      } catch (err) {
+        if (attempt >= BODY_READ_ATTEMPTS || statusOf(err) !== undefined || err instanceof RangeError)
+          throw err;
+        await new Promise((r) => setTimeout(r, 100 * 2 ** attempt * (0.5 + Math.random() / 2)));
+      }
+    }
+  }
+
   // ---- control bucket
 
   /** A presigned PUT for a control object whose SHA-256 is known: storage refuses any other bytes. */
@@ -112,19 +159,32 @@ export class ChunkStorage {
 
   /** Reads an object fully, refusing more than `maxBytes`; undefined when absent. */
   async getBytes(target: BucketRef, key: string, maxBytes: number): Promise<Uint8Array | undefined> {
-    try {
-      const out = await this.client(target.region).send(
-        new GetObjectCommand({ Bucket: target.bucket, Key: key }),
-      );
-      if ((out.ContentLength ?? 0) > maxBytes) {
-        out.Body?.transformToWebStream().cancel();
-        throw new RangeError(`object ${key} is ${out.ContentLength} bytes, over the ${maxBytes}-byte limit`);
+    return this.readWithRetries(async () => {
+      try {
+        const out = await this.client(target.region).send(
+          new GetObjectCommand({ Bucket: target.bucket, Key: key }),
+        );
+        if ((out.ContentLength ?? 0) > maxBytes) {
+          out.Body?.transformToWebStream().cancel();
+          throw new RangeError(
+            `object ${key} is ${out.ContentLength} bytes, over the ${maxBytes}-byte limit`,
+          );
+        }
+        const bytes = (await out.Body?.transformToByteArray()) ?? new Uint8Array();
+        if (out.ContentLength !== undefined && bytes.length !== out.ContentLength) {
+          throw Object.assign(
+            new Error(`object ${key}: read ${bytes.length} of ${out.ContentLength} bytes`),
+            {
+              code: 'ERR_STREAM_PREMATURE_CLOSE',
+            },
+          );
+        }
+        return bytes;
+      } catch (err) {
+        if (isNotFound(err)) return undefined;
+        throw err;
       }
-      return (await out.Body?.transformToByteArray()) ?? new Uint8Array();
-    } catch (err) {
-      if (isNotFound(err)) return undefined;
-      throw err;
-    }
+    });
   }
 
   async putJson(target: BucketRef, key: string, value: unknown): Promise<void> {

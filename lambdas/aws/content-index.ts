@@ -3,6 +3,7 @@
 import {
   BatchGetCommand,
   BatchWriteCommand,
+  DeleteCommand,
   type DynamoDBDocumentClient,
   PutCommand,
 } from '@aws-sdk/lib-dynamodb';
@@ -82,6 +83,11 @@ export class ContentIndex {
         pending = out.UnprocessedItems?.[this.table] ?? [];
       }
     });
+  }
+
+  /** Forgets a chunk at a cache node (its copy there turned out corrupt and was deleted); idempotent. */
+  async remove(cacheNodeId: string, sha256: string): Promise<void> {
+    await this.doc.send(new DeleteCommand({ TableName: this.table, Key: { cacheNodeId, sha256 } }));
   }
 
   /**

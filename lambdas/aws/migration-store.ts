@@ -17,7 +17,7 @@ import { conflict, notFound } from '../domain/errors.ts';
 import type { HistoryEntry, MigrationRecord, MigrationStatus } from '../domain/migration.ts';
 import { decodeCursor, encodeCursor, type Page } from './pagination.ts';
 import { INDEX } from './tables.ts';
-import { ExpressionBuilder, type UpdateSpec } from './update-expression.ts';
+import { ExpressionBuilder, type Path, type UpdateSpec } from './update-expression.ts';
 
 const metaKey = (id: string) => ({ pk: `MIG#${id}`, sk: 'META' });
 const LIST_PK = 'MIGRATION';
@@ -47,6 +47,14 @@ export interface UpdateOptions {
   /** Only when the status is one of these. */
   readonly expectStatus?: readonly MigrationStatus[];
   readonly history?: { readonly event: string; readonly message: string };
+  /**
+   * Only when each attribute holds the value (`undefined`: the attribute is absent). Two concurrent callbacks for
+   * one step then change the migration once: the second finds the condition false (a conflict) and can answer
+   * from what the first wrote.
+   */
+  readonly expect?: ReadonlyArray<readonly [Path, unknown]>;
+  /** Only when none of these attributes holds its value (an absent attribute holds none). */
+  readonly expectNot?: ReadonlyArray<readonly [Path, unknown]>;
 }
 
 type Item = Record<string, unknown>;
@@ -143,6 +151,14 @@ export class MigrationStore {
     if (options.expectStatus) {
       conditions.push(`${b.path(['status'])} IN (${options.expectStatus.map((s) => b.value(s)).join(', ')})`);
     }
+    for (const [path, value] of options.expect ?? []) {
+      conditions.push(
+        value === undefined ? `attribute_not_exists(${b.path(path)})` : `${b.path(path)} = ${b.value(value)}`,
+      );
+    }
+    for (const [path, value] of options.expectNot ?? []) {
+      conditions.push(`(attribute_not_exists(${b.path(path)}) OR ${b.path(path)} <> ${b.value(value)})`);
+    }
     const update = {
       TableName: this.table,
       Key: metaKey(id),
@@ -168,6 +184,14 @@ export class MigrationStore {
       if (!current) throw notFound('migration', id);
       if (TERMINAL_STATUSES.includes(current.status) && (options.requireActive ?? true)) {
         throw new MigrationTerminatedError(`migration ${id} is already ${current.status}`);
+      }
+      if (options.expect || options.expectNot) {
+        throw conflict(
+          `migration ${id} was changed by another request meanwhile (status ${current.status})`,
+          {
+            status: current.status,
+          },
+        );
       }
       throw conflict(
         `migration ${id} is ${current.status}; expected ${options.expectStatus?.join(' or ') ?? 'an active status'}`,

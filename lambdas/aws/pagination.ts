@@ -20,6 +20,7 @@ export function decodeCursor(
   shape?: CursorShape,
 ): Record<string, unknown> | undefined {
   if (cursor === undefined) return undefined;
+  if (cursor.length > 4096) throw invalid('cursor', 'is not a cursor returned by this API');
   try {
     const value: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
     if (
@@ -40,7 +41,10 @@ function fits(key: Record<string, unknown>, shape: CursorShape | undefined): boo
   const names = Object.keys(key);
   return (
     names.length === new Set(shape.attributes).size &&
-    shape.attributes.every((a) => typeof key[a] === 'string' && key[a] !== '') &&
+    // DynamoDB caps a partition key at 2048 bytes and a sort key at 1024: a forged giant value is no cursor.
+    shape.attributes.every(
+      (a) => typeof key[a] === 'string' && key[a] !== '' && Buffer.byteLength(key[a]) <= 1024,
+    ) &&
     Object.entries(shape.fixed ?? {}).every(([a, v]) => key[a] === v)
   );
 }

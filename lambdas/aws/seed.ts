@@ -38,8 +38,14 @@ export async function seedRegistry(
     marks.push(mark);
     if (await registry.getDataCenter(d.id)) continue;
     // A home node removed at runtime is not re-created; the data center then uses the nearest active node.
-    const home = d.homeCacheNode && (await registry.getCacheNode(d.homeCacheNode)) ? d.homeCacheNode : undefined;
-    await registry.putDataCenter(d.id, { name: d.name, address: d.address, location: d.location, homeCacheNode: home });
+    const home =
+      d.homeCacheNode && (await registry.getCacheNode(d.homeCacheNode)) ? d.homeCacheNode : undefined;
+    await registry.putDataCenter(d.id, {
+      name: d.name,
+      address: d.address,
+      location: d.location,
+      homeCacheNode: home,
+    });
     result.createdDataCenters.push(d.id);
   }
   await registry.markSeeded(marks);

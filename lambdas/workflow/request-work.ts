@@ -2,6 +2,7 @@
 // the source agent (manifest, upload, release) or one destination agent (download, or handover for a local
 // destination). The API sends the token back when the agent reports; the step then completes.
 import type { WorkItem } from '../../protocol/api/agent.ts';
+import { taskSucceeded } from '../aws/callbacks.ts';
 import { TaskFailure, task } from './task.ts';
 
 export interface RequestWorkEvent {
@@ -27,18 +28,41 @@ export const handler = task(async (deps, event: RequestWorkEvent): Promise<void>
     throw new TaskFailure('BadTaskInput', `no destination ${event.dataCenterId} in migration ${m.id}`);
   }
   const leg = toDestination ? m.legs[dataCenterId] : undefined;
-  if (toDestination) {
-    await deps.migrations.update(
-      m.id,
-      { set: [[['legs', dataCenterId, 'status'], 'DOWNLOADING']] },
-      {
-        history: { event: `awaiting-${event.action}`, message: `${dataCenterId}: ${MESSAGES[event.action]}` },
-      },
-    );
-  } else {
-    await deps.migrations.update(m.id, event.action === 'release' ? {} : { status: 'UPLOADING' }, {
-      history: { event: `awaiting-${event.action}`, message: MESSAGES[event.action] },
-    });
+  // Already done (a re-run after a restart, or a report that raced this step): answer the step at once.
+  const done =
+    (toDestination && leg?.status === 'COMPLETED') ||
+    (event.action === 'manifest' && m.image !== undefined) ||
+    (event.action === 'release' && m.sourceReleased);
+  if (done) {
+    await taskSucceeded(deps.sfn, event.taskToken);
+    return;
+  }
+  try {
+    if (toDestination) {
+      await deps.migrations.update(
+        m.id,
+        { set: [[['legs', dataCenterId, 'status'], 'DOWNLOADING']] },
+        {
+          // Never move a finished destination back.
+          expectNot: [[['legs', dataCenterId, 'status'], 'COMPLETED']],
+          history: {
+            event: `awaiting-${event.action}`,
+            message: `${dataCenterId}: ${MESSAGES[event.action]}`,
+          },
+        },
+      );
+    } else {
+      await deps.migrations.update(m.id, event.action === 'release' ? {} : { status: 'UPLOADING' }, {
+        history: { event: `awaiting-${event.action}`, message: MESSAGES[event.action] },
+      });
+    }
+  } catch (err) {
+    // The destination completed between our read and this write: nothing left to wait for.
+    if (toDestination && (await deps.migrations.require(m.id)).legs[dataCenterId]?.status === 'COMPLETED') {
+      await taskSucceeded(deps.sfn, event.taskToken);
+      return;
+    }
+    throw err;
   }
   await deps.migrations.putWork({
     migrationId: m.id,

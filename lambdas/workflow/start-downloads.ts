@@ -17,10 +17,7 @@ export const handler = task(async (deps, event: { migrationId: string }): Promis
   );
   await deps.migrations.update(
     m.id,
-    {
-      status: 'DOWNLOADING',
-      set: open.map((d) => [['legs', d, 'status'], 'DOWNLOADING'] as const),
-    },
+    { status: 'DOWNLOADING' },
     {
       history: {
         event: 'downloading',
@@ -28,6 +25,18 @@ export const handler = task(async (deps, event: { migrationId: string }): Promis
       },
     },
   );
+  // One guarded write per destination: a destination that completed meanwhile is never moved back.
+  for (const d of open) {
+    await deps.migrations
+      .update(
+        m.id,
+        { set: [[['legs', d, 'status'], 'DOWNLOADING']] },
+        { expectNot: [[['legs', d, 'status'], 'COMPLETED']] },
+      )
+      .catch((err: Error) => {
+        if (err.name !== 'AppError') throw err;
+      });
+  }
   return {
     legs: m.destinations.map((d) => ({
       dataCenterId: d,

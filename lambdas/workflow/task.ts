@@ -19,11 +19,17 @@ export class TaskFailure extends Error {
 const TRANSIENT_CODES = new Set([
   'ECONNRESET',
   'ECONNREFUSED',
+  'ECONNABORTED',
   'ETIMEDOUT',
   'EPIPE',
   'EAI_AGAIN',
   'ENOTFOUND',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
   'UND_ERR_SOCKET',
+  'UND_ERR_CLOSED',
+  // A response body that broke off after the SDK returned (the SDK retries only up to the headers).
+  'ERR_STREAM_PREMATURE_CLOSE',
 ]);
 const THROTTLING = new Set([
   'ThrottlingException',
@@ -36,6 +42,9 @@ const THROTTLING = new Set([
   'InternalServerError',
   'ServiceUnavailable',
   'TransactionConflictException',
+  // S3: "Your socket connection to the server was not read from or written to within the timeout period".
+  'RequestTimeout',
+  'TimeoutError',
 ]);
 
 export function isTransient(err: unknown): boolean {

@@ -73,6 +73,8 @@ export interface ObjectAccess {
   readonly read?: boolean;
   /** PutObject (presigned PUTs and the target side of CopyObject). */
   readonly write?: boolean;
+  /** DeleteObject (removing a corrupted chunk before it is copied again). */
+  readonly delete?: boolean;
 }
 
 export class BaseFunction extends Construct implements iam.IGrantable {
@@ -224,7 +226,11 @@ export class BaseFunction extends Construct implements iam.IGrantable {
   }
 
   private grantObjects(bucketArn: string, access: ObjectAccess, keyPrefix: string, reason: string): void {
-    const actions = [...(access.read ? ['s3:GetObject'] : []), ...(access.write ? ['s3:PutObject'] : [])];
+    const actions = [
+      ...(access.read ? ['s3:GetObject'] : []),
+      ...(access.write ? ['s3:PutObject'] : []),
+      ...(access.delete ? ['s3:DeleteObject'] : []),
+    ];
     if (actions.length === 0) return;
     const objects = `${bucketArn}/${keyPrefix}*`;
     this.role.addToPrincipalPolicy(new iam.PolicyStatement({ actions, resources: [objects] }));

@@ -5,6 +5,7 @@ import { AccessLogFormat } from 'aws-cdk-lib/aws-apigateway';
 import * as apigw from 'aws-cdk-lib/aws-apigatewayv2';
 import { HttpIamAuthorizer } from 'aws-cdk-lib/aws-apigatewayv2-authorizers';
 import { HttpLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
+import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
@@ -22,6 +23,9 @@ export interface MigrationApiProps {
   /** ADMIN_PRINCIPAL_ARNS. */
   readonly adminPrincipalArns: readonly string[];
   readonly agentRolePrefix: string;
+  /** The CloudFront distribution: a chunk repair invalidates the chunk's cached copy. */
+  readonly edgeDistributionId: string;
+  readonly edgeDistributionArn: string;
   /** Fixed so the edge stack can let only this role read the signing key. */
   readonly roleName: string;
   readonly throttle: { readonly rateLimit: number; readonly burstLimit: number };
@@ -50,10 +54,17 @@ export class MigrationApi extends Construct {
       .bindStateMachine(ENV.stateMachineArn, props.stateMachine, API_ACCESS.executions ?? {})
       .bindSecret(ENV.edgePrivateKeySecretArn, props.edgePrivateKey)
       .setEnvironment(ENV.edgeKeyPairId, props.edgeKeyPairId)
+      .setEnvironment(ENV.edgeDistributionId, props.edgeDistributionId)
       .setEnvironment(ENV.adminPrincipalArns, props.adminPrincipalArns.join(','))
       .setEnvironment(ENV.agentRolePrefix, props.agentRolePrefix)
       // Agent roles are accepted from this deployment's account only.
       .setEnvironment(ENV.agentAccountId, Stack.of(this).account);
+    this.handler.role.addToPolicy(
+      new iam.PolicyStatement({
+        actions: ['cloudfront:CreateInvalidation'],
+        resources: [props.edgeDistributionArn],
+      }),
+    );
 
     const integration = new HttpLambdaIntegration('Hono', this.handler.function);
     this.httpApi = new apigw.HttpApi(this, 'HttpApi', {

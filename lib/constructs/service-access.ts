@@ -89,7 +89,8 @@ export const SCHEDULED_FUNCTIONS: readonly ScheduledFunction[] = [
     // The local cloud ticks every 15 s; EventBridge Scheduler's finest rate is one minute.
     everyMinutes: 1,
     access: {
-      tables: { Registry: 'read', Migrations: 'readWrite' },
+      // Registry write: a started backup holds its data centers (activeMigrations) from creation.
+      tables: { Registry: 'readWrite', Migrations: 'readWrite' },
       executions: { start: true },
       timeout: Duration.minutes(5),
     },
@@ -106,7 +107,8 @@ export const API_ACCESS: ServiceAccess = {
     ContentIndex: 'readWrite',
   },
   control: { read: true, write: true },
-  chunks: { read: true, write: true },
+  // Delete: the repair route removes a corrupted chunk before copying an intact one over it.
+  chunks: { read: true, write: true, delete: true },
   headCacheBuckets: true,
   executions: { start: true, stop: true, taskResponse: true },
 };

@@ -83,6 +83,16 @@ export class ControlPlaneStack extends Stack {
       resources,
       stateMachine: this.workflow.stateMachine,
       edgeKeyPairId: props.edge.keyPairId,
+      edgeDistributionId: props.edge.distributionId,
+      edgeDistributionArn: Arn.format(
+        {
+          service: 'cloudfront',
+          region: '',
+          resource: 'distribution',
+          resourceName: props.edge.distributionId,
+        },
+        this,
+      ),
       edgePrivateKey: props.edge.privateKey,
       adminPrincipalArns: [adminRoleArn, ...settings.adminPrincipalArns],
       agentRolePrefix: names.agentRolePrefix,

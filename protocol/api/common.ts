@@ -13,7 +13,7 @@ export const ErrorBody = z
           'NotFound',
           'Conflict',
           'LimitExceeded',
-        'UnsupportedMediaType',
+          'UnsupportedMediaType',
           'InternalError',
         ]),
         message: z.string(),

@@ -12,7 +12,9 @@ export const CacheNodeInput = z
     region: awsRegionSchema,
     location: Location,
     capacity: z.int().min(1).max(10_000).describe('maximum concurrent transfers'),
-    status: CacheNodeStatus.optional().describe('default: active for a new node, unchanged for an existing one'),
+    status: CacheNodeStatus.optional().describe(
+      'default: active for a new node, unchanged for an existing one',
+    ),
   })
   .openapi('CacheNodeInput');
 

@@ -201,6 +201,24 @@ describe('Lambda functions', () => {
     }
   });
 
+  it('let only the API repair chunks: delete a corrupted one and invalidate its cached copy', () => {
+    const repairers = Object.keys(functions).filter((id) =>
+      statementsOf(roleOf(id)).some((s) => actions(s).includes('s3:DeleteObject')),
+    );
+    expect(repairers.map((id) => String(functions[id]?.Properties['Description']))).toEqual([
+      'Migration API (the Hono app of lambdas/api)',
+    ]);
+    const api = repairers[0] as string;
+    const invalidation = statementsOf(roleOf(api)).filter((s) =>
+      actions(s).includes('cloudfront:CreateInvalidation'),
+    );
+    expect(invalidation).toHaveLength(1);
+    expect(JSON.stringify(invalidation[0]?.Resource)).toMatch(/distribution/);
+    expect(JSON.stringify(invalidation[0]?.Resource)).not.toContain('*');
+    const deletes = statementsOf(roleOf(api)).filter((s) => actions(s).includes('s3:DeleteObject'));
+    for (const d of deletes) expect(JSON.stringify(d.Resource)).toContain('/chunks/*');
+  });
+
   it('let only the API read the edge private key', () => {
     const readers = Object.keys(functions).filter((id) =>
       statementsOf(roleOf(id)).some((s) => actions(s).includes('secretsmanager:GetSecretValue')),

@@ -53,7 +53,7 @@ function reachableCode(module: string, seen = new Set<string>()): string {
   return code;
 }
 
-type Need = 'read' | 'write';
+type Need = 'read' | 'write' | 'delete';
 interface Needs {
   readonly tables: Map<string, Need>;
   control?: Set<Need>;
@@ -80,6 +80,8 @@ const STORAGE: Record<string, ['control' | 'chunks', Need[]]> = {
   chunkState: ['chunks', ['read']],
   presignChunkPut: ['chunks', ['write']],
   copyChunk: ['chunks', ['read', 'write']],
+  inspectChunk: ['chunks', ['read']],
+  deleteChunk: ['chunks', ['delete']],
 };
 
 /** `deps.<adapter>.<method>(` calls, and calls on adapters taken out of deps (`const { policies } = deps;`). */
@@ -132,6 +134,8 @@ function needsOf(code: string): Needs {
       needs.headBuckets = true;
     } else if (adapter === 'cacheNodes' && (method === 'address' || method === 'bucketFor')) {
       // Pure: derived from the environment.
+    } else if (adapter === 'edgeCache' && method === 'invalidate') {
+      // Granted by MigrationApi itself: cloudfront:CreateInvalidation on the distribution (checked in control-plane.test.ts).
     } else {
       needs.other.add(`${adapter}.${method}`);
     }

@@ -48,7 +48,10 @@ export interface TestCloud {
 
 export interface TestCloudOptions
   extends Partial<
-    Pick<LocalCloudOptions, 'agents' | 'wrapFunction' | 'retryIntervalScale' | 'policyTickMs'>
+    Pick<
+      LocalCloudOptions,
+      'agents' | 'wrapFunction' | 'retryIntervalScale' | 'policyTickMs' | 's3Faults' | 'rateLimit'
+    >
   > {
   readonly dataDir?: string;
   readonly ports?: LocalPorts;
@@ -68,6 +71,8 @@ export async function startTestCloud(options: TestCloudOptions = {}): Promise<Te
     retryIntervalScale: options.retryIntervalScale ?? 0.01,
     ...(options.wrapFunction ? { wrapFunction: options.wrapFunction } : {}),
     ...(options.policyTickMs !== undefined ? { policyTickMs: options.policyTickMs } : {}),
+    ...(options.s3Faults ? { s3Faults: options.s3Faults } : {}),
+    ...(options.rateLimit !== undefined ? { rateLimit: options.rateLimit } : {}),
     log: (component, line) => {
       const text = `${new Date().toISOString()} ${component.padEnd(12)} ${line}\n`;
       appendFileSync(logFile, text);

@@ -5,17 +5,20 @@ import { chunkKey } from '../../../protocol/chunk-key.ts';
 import { isZeroChunk } from '../../../protocol/manifest.ts';
 import { taskFailed, taskHeartbeat, taskSucceeded } from '../../aws/callbacks.ts';
 import { MigrationTerminatedError } from '../../aws/migration-store.ts';
-import { conflict, invalid } from '../../domain/errors.ts';
+import { conflict, forbidden, invalid } from '../../domain/errors.ts';
 import type { ApiDeps } from '../deps.ts';
 import { router } from '../env.ts';
 import { requireAdmin } from '../principal.ts';
 import {
+  answerWaitingStep,
+  byThisCall,
   cachedManifest,
   migrationFor,
   positionCursor,
   requireActive,
   requireWork,
   URL_TTL_SECONDS,
+  workUnlessTwinDone,
 } from './agent-common.ts';
 
 /** How often a long poll looks for work. */
@@ -31,7 +34,7 @@ export function agentDestinationRoutes(deps: ApiDeps) {
       let dc: string;
       if (p.kind === 'agent') {
         if (asked !== undefined && asked !== p.dataCenterId)
-          throw invalid('dataCenterId', `must be ${p.dataCenterId} or absent`);
+          throw forbidden(`the agent of "${p.dataCenterId}" may read only its own work`);
         dc = p.dataCenterId;
       } else {
         requireAdmin(p);
@@ -123,7 +126,10 @@ export function agentDestinationRoutes(deps: ApiDeps) {
         dataCenterId,
       });
       const leg = m.legs[dataCenterId];
-      if (leg?.status === 'COMPLETED') return c.json({ status: 'complete' as const }, 200);
+      if (leg?.status === 'COMPLETED') {
+        await answerWaitingStep(deps, m, dataCenterId, leg.local ? 'handover' : 'download');
+        return c.json({ status: 'complete' as const }, 200);
+      }
       requireActive(m);
       // A local handover needs no manifest; whenever there is one, the digest must match it.
       if (!leg?.local && !m.image) throw conflict(`migration ${m.id} has no image yet`);
@@ -133,32 +139,47 @@ export function agentDestinationRoutes(deps: ApiDeps) {
           `the image received hashes to ${sha256}, but the source image is ${m.image.sha256}`,
         );
       }
-      const work = await requireWork(deps, m, dataCenterId, leg?.local ? 'handover' : 'download');
-      await migrations.update(
-        m.id,
-        {
-          set: [
-            [['legs', dataCenterId, 'status'], 'COMPLETED'],
-            [['legs', dataCenterId, 'completedAt'], new Date().toISOString()],
-            ...(m.image && !leg?.local
-              ? [
-                  [['legs', dataCenterId, 'chunksDownloaded'], m.image.chunks] as const,
-                  [['legs', dataCenterId, 'bytesDownloaded'], m.image.size - m.image.zeroBytes] as const,
-                ]
-              : []),
-            ...(path ? [[['legs', dataCenterId, 'deliveredPath'], path] as const] : []),
-            ...(format ? [[['legs', dataCenterId, 'deliveredFormat'], format] as const] : []),
-          ],
-        },
-        {
-          history: {
-            event: 'destination-completed',
-            message:
-              `${dataCenterId}: ${leg?.local ? 'handed over locally' : 'image verified'} (sha256 ${sha256.slice(0, 12)}…)` +
-              `${format ? `, ${format} at ${path ?? 'its image store'}` : ''}, VM ready`,
-          },
-        },
+      const completedByTwin = async () =>
+        (await migrations.get(m.id))?.legs[dataCenterId]?.status === 'COMPLETED';
+      const work = await workUnlessTwinDone(
+        deps,
+        m,
+        dataCenterId,
+        leg?.local ? 'handover' : 'download',
+        completedByTwin,
       );
+      if (!work) return c.json({ status: 'complete' as const }, 200);
+      const recorded = await byThisCall(
+        migrations.update(
+          m.id,
+          {
+            set: [
+              [['legs', dataCenterId, 'status'], 'COMPLETED'],
+              [['legs', dataCenterId, 'completedAt'], new Date().toISOString()],
+              ...(m.image && !leg?.local
+                ? [
+                    [['legs', dataCenterId, 'chunksDownloaded'], m.image.chunks] as const,
+                    [['legs', dataCenterId, 'bytesDownloaded'], m.image.size - m.image.zeroBytes] as const,
+                  ]
+                : []),
+              ...(path ? [[['legs', dataCenterId, 'deliveredPath'], path] as const] : []),
+              ...(format ? [[['legs', dataCenterId, 'deliveredFormat'], format] as const] : []),
+            ],
+          },
+          {
+            history: {
+              event: 'destination-completed',
+              message:
+                `${dataCenterId}: ${leg?.local ? 'handed over locally' : 'image verified'} (sha256 ${sha256.slice(0, 12)}…)` +
+                `${format ? `, ${format} at ${path ?? 'its image store'}` : ''}, VM ready`,
+            },
+            // The same report twice at once completes the leg once; the second answers like a repeat.
+            expectNot: [[['legs', dataCenterId, 'status'], 'COMPLETED']],
+          },
+        ),
+        completedByTwin,
+      );
+      if (!recorded) return c.json({ status: 'complete' as const }, 200);
       if (format) await deps.mapping.setFormat(m.id, [{ status: 'DEST', dataCenterId }], format);
       await taskSucceeded(deps.sfn, work.taskToken);
       await migrations.deleteWork(work);

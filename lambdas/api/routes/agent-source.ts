@@ -11,7 +11,16 @@ import { AppError, conflict, invalid } from '../../domain/errors.ts';
 import type { MigrationRecord } from '../../domain/migration.ts';
 import type { ApiDeps } from '../deps.ts';
 import { router } from '../env.ts';
-import { migrationFor, positionCursor, requireActive, requireWork, URL_TTL_SECONDS } from './agent-common.ts';
+import {
+  answerWaitingStep,
+  byThisCall,
+  migrationFor,
+  positionCursor,
+  requireActive,
+  requireWork,
+  URL_TTL_SECONDS,
+  workUnlessTwinDone,
+} from './agent-common.ts';
 
 /** 500,000 chunks of JSON stay under this. */
 export const MAX_MANIFEST_BYTES = 96 * 1024 * 1024;
@@ -72,13 +81,25 @@ export function agentSourceRoutes(deps: ApiDeps) {
       const body = c.req.valid('json');
       const m = await migrationFor(deps, c.get('principal'), migrationId, { role: 'source' });
       requireActive(m);
-      if (m.image) {
-        if (m.image.manifestSha256 !== body.sha256)
+      const repeat = (image: NonNullable<MigrationRecord['image']>) => {
+        if (image.manifestSha256 !== body.sha256)
           throw conflict(`migration ${m.id} already has a different manifest`);
-        const { size, chunks, uniqueChunks, format } = m.image;
+        const { size, chunks, uniqueChunks, format } = image;
         return c.json({ size, chunks, uniqueChunks, format }, 200);
+      };
+      if (m.image) {
+        await answerWaitingStep(deps, m, m.sourceDataCenterId, 'manifest');
+        return repeat(m.image);
       }
-      const work = await requireWork(deps, m, m.sourceDataCenterId, 'manifest');
+      const work = await workUnlessTwinDone(
+        deps,
+        m,
+        m.sourceDataCenterId,
+        'manifest',
+        async () => (await migrations.get(m.id))?.image !== undefined,
+      );
+      if (!work)
+        return repeat((await migrations.require(m.id)).image as NonNullable<MigrationRecord['image']>);
       if (body.size > MAX_MANIFEST_BYTES)
         throw invalid('size', `manifests are limited to ${MAX_MANIFEST_BYTES} bytes`);
       let bytes: Uint8Array | undefined;
@@ -113,16 +134,28 @@ export function agentSourceRoutes(deps: ApiDeps) {
         zeroBytes: zeroBytes(manifest),
         manifestSha256: digest,
       };
-      await migrations.update(
-        m.id,
-        { set: [[['image'], image]] },
-        {
-          history: {
-            event: 'manifest',
-            message: `${image.format} image of ${image.size} bytes in ${image.chunks} chunks (${image.uniqueChunks} distinct, ${distinctNonZeroChunks(manifest).length} non-zero)`,
+      const accepted = {
+        size: image.size,
+        chunks: image.chunks,
+        uniqueChunks: image.uniqueChunks,
+        format: image.format,
+      };
+      // The same manifest submitted twice at once is recorded once; the twin answers as to a repeat.
+      const recorded = await byThisCall(
+        migrations.update(
+          m.id,
+          { set: [[['image'], image]] },
+          {
+            history: {
+              event: 'manifest',
+              message: `${image.format} image of ${image.size} bytes in ${image.chunks} chunks (${image.uniqueChunks} distinct, ${distinctNonZeroChunks(manifest).length} non-zero)`,
+            },
+            expect: [[['image'], undefined]],
           },
-        },
+        ),
+        async () => (await migrations.get(m.id))?.image?.manifestSha256 === digest,
       );
+      if (!recorded) return c.json(accepted, 200);
       await deps.mapping.setFormat(
         m.id,
         [{ status: 'SRC', dataCenterId: m.sourceDataCenterId }],
@@ -133,10 +166,7 @@ export function agentSourceRoutes(deps: ApiDeps) {
         throw conflict('the workflow stopped waiting for this manifest; it will ask again');
       }
       await migrations.deleteWork(work);
-      return c.json(
-        { size: image.size, chunks: image.chunks, uniqueChunks: image.uniqueChunks, format: image.format },
-        200,
-      );
+      return c.json(accepted, 200);
     })
     .openapi(api.listUploadUrls, async (c) => {
       const { migrationId } = c.req.valid('param');
@@ -210,22 +240,38 @@ export function agentSourceRoutes(deps: ApiDeps) {
       const { migrationId } = c.req.valid('param');
       const { hook } = c.req.valid('json');
       const m = await migrationFor(deps, c.get('principal'), migrationId, { role: 'source' });
-      if (m.sourceReleased) return c.json({ status: 'released' as const }, 200);
+      if (m.sourceReleased) {
+        await answerWaitingStep(deps, m, m.sourceDataCenterId, 'release');
+        return c.json({ status: 'released' as const }, 200);
+      }
       requireActive(m);
-      const work = await requireWork(deps, m, m.sourceDataCenterId, 'release');
-      await migrations.update(
-        m.id,
-        { set: [[['sourceReleased'], true]] },
-        {
-          history: {
-            event: 'source-released',
-            message:
-              hook === 'ran'
-                ? 'the source agent ran its on-migrated hook'
-                : 'the source agent has no on-migrated hook',
-          },
-        },
+      const work = await workUnlessTwinDone(
+        deps,
+        m,
+        m.sourceDataCenterId,
+        'release',
+        async () => (await migrations.get(m.id))?.sourceReleased === true,
       );
+      if (!work) return c.json({ status: 'released' as const }, 200);
+      // Reported twice at once, the release is recorded once; the twin answers as to a repeat.
+      const recorded = await byThisCall(
+        migrations.update(
+          m.id,
+          { set: [[['sourceReleased'], true]] },
+          {
+            history: {
+              event: 'source-released',
+              message:
+                hook === 'ran'
+                  ? 'the source agent ran its on-migrated hook'
+                  : 'the source agent has no on-migrated hook',
+            },
+            expectNot: [[['sourceReleased'], true]],
+          },
+        ),
+        async () => (await migrations.get(m.id))?.sourceReleased === true,
+      );
+      if (!recorded) return c.json({ status: 'released' as const }, 200);
       await taskSucceeded(deps.sfn, work.taskToken);
       await migrations.deleteWork(work);
       return c.json({ status: 'released' as const }, 200);

@@ -44,6 +44,15 @@ export function batchRoutes(deps: ApiDeps) {
       const body = c.req.valid('json');
       const key = c.req.valid('header')['idempotency-key'];
       let id = newBatchId();
+      const now = new Date();
+      const { vms, ...options } = body;
+      // Every member is checked against the registry before the key is claimed or anything is created, so a bad
+      // VM entry leaves nothing behind and the same key can carry the corrected request.
+      const built = await Promise.all(
+        vms.map((vm, i) =>
+          buildMigration(deps, batchMigrationId(id, i), { ...options, ...vm, batchId: id }, now),
+        ),
+      );
       if (key) {
         const requestHash = canonicalHash(body);
         const held = await migrations.claimIdempotencyKey(principal.id, `batch:${key}`, id, requestHash);
@@ -54,15 +63,10 @@ export function batchRoutes(deps: ApiDeps) {
         }
         id = held.migrationId;
       }
-      const now = new Date();
-      const { vms, ...options } = body;
-      // Validate every member before creating any, so a bad VM entry leaves nothing behind.
       const records = await Promise.all(
-        vms.map(async (vm, i) => {
+        built.map(async (record, i) => {
           const mid = batchMigrationId(id, i);
-          return (
-            (await migrations.get(mid)) ?? buildMigration(deps, mid, { ...options, ...vm, batchId: id }, now)
-          );
+          return (await migrations.get(mid)) ?? { ...record, id: mid, batchId: id };
         }),
       );
       const batch: BatchRecord = {

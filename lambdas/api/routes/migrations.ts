@@ -17,6 +17,7 @@ import type { ApiDeps } from '../deps.ts';
 import { router } from '../env.ts';
 import { migrationView } from '../migration-view.ts';
 import { type Principal, requireAdmin } from '../principal.ts';
+import { byThisCall } from './agent-common.ts';
 
 export function canonicalHash(value: unknown): string {
   const canonical = (v: unknown): unknown =>
@@ -51,6 +52,9 @@ export function migrationRoutes(deps: ApiDeps) {
       const body = c.req.valid('json');
       const key = c.req.valid('header')['idempotency-key'];
       let id = newMigrationId();
+      // Checked against the registry before the key is claimed: a refused request leaves no trace, and the same
+      // key can carry the corrected request.
+      const record = await buildMigration(deps, id, body, new Date());
       if (key) {
         const requestHash = canonicalHash(body);
         const held = await migrations.claimIdempotencyKey(principal.id, key, id, requestHash);
@@ -62,7 +66,7 @@ export function migrationRoutes(deps: ApiDeps) {
         id = held.migrationId;
       }
       const existing = await migrations.get(id);
-      const m = await createAndStart(deps, existing ?? (await buildMigration(deps, id, body, new Date())));
+      const m = await createAndStart(deps, existing ?? { ...record, id });
       c.header('Location', `/v1/migrations/${id}`);
       return c.json(migrationView(m, c.req.url), 202);
     })
@@ -94,16 +98,21 @@ export function migrationRoutes(deps: ApiDeps) {
       if (m.status === 'CANCELLED') return c.json(migrationView(m, c.req.url), 200);
       if (isTerminal(m.status))
         throw conflict(`migration ${m.id} is already ${m.status}`, { status: m.status });
-      await migrations.update(
-        m.id,
-        {
-          status: 'CANCELLED',
-          set: m.destinations
-            .filter((d) => m.legs[d]?.status !== 'COMPLETED')
-            .map((d) => [['legs', d, 'status'], 'CANCELLED'] as const),
-        },
-        { history: { event: 'cancelled', message: 'cancelled by an admin' } },
+      // Cancelled twice at once: one call records it and stops the workflow, the twin answers as to a repeat.
+      const cancelled = await byThisCall(
+        migrations.update(
+          m.id,
+          {
+            status: 'CANCELLED',
+            set: m.destinations
+              .filter((d) => m.legs[d]?.status !== 'COMPLETED')
+              .map((d) => [['legs', d, 'status'], 'CANCELLED'] as const),
+          },
+          { history: { event: 'cancelled', message: 'cancelled by an admin' } },
+        ),
+        async () => (await migrations.get(m.id))?.status === 'CANCELLED',
       );
+      if (!cancelled) return c.json(migrationView(await migrations.require(m.id), c.req.url), 200);
       if (m.executionArn) {
         try {
           await deps.sfn.send(
@@ -206,6 +215,8 @@ export function migrationRoutes(deps: ApiDeps) {
           },
           {
             expectStatus: ['AWAITING_DECISION'],
+            // Two answers at once: the first takes the token, the second is refused (409) and changes nothing.
+            expect: [[['decisionToken'], m.decisionToken]],
             history: {
               event: 'decision',
               message: `accepted: ${d.suggestedDataCenterId} instead of ${d.congestedDataCenterId}`,
@@ -220,6 +231,7 @@ export function migrationRoutes(deps: ApiDeps) {
           { set: [[['onCongestion'], 'wait']], remove: [['decision'], ['decisionToken']] },
           {
             expectStatus: ['AWAITING_DECISION'],
+            expect: [[['decisionToken'], m.decisionToken]],
             history: {
               event: 'decision',
               message: `rejected: keep ${d.congestedDataCenterId} and wait for a slot`,

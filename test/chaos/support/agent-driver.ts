@@ -1,0 +1,232 @@
+// Plays a data center's agent by hand with the ApiClient, exactly the calls cli/agent/*.ts makes, so a test can
+// stop a migration at any step of the protocol (waiting for the manifest, the upload, a download, the release).
+import { createHash, randomBytes } from 'node:crypto';
+import type { z } from 'zod';
+import type { ApiClient } from '../../../cli/client.ts';
+import type { PlanChunk as PlanChunkSchema } from '../../../protocol/api/agent.ts';
+import {
+  completeDestination,
+  completeUpload,
+  createManifestUploadUrl,
+  getDownloadPlan,
+  getWork,
+  listUploadUrls,
+  releaseSource,
+  reportStoredChunks,
+  submitManifest,
+  type WorkItem,
+} from '../../../protocol/api/agent.ts';
+import { type Migration, TERMINAL_STATUSES } from '../../../protocol/api/migrations.ts';
+import { CHUNKING_ALGORITHM } from '../../../protocol/chunker.ts';
+import { type Manifest, serializeManifest } from '../../../protocol/manifest.ts';
+import type { TestCloud } from '../../support/local-cloud.ts';
+import { getOne, startMigration, waitForMigration } from '../../support/migrations.ts';
+
+/** Small chunking parameters, so a test image is a few KiB (the server checks ranges, not the cut points). */
+export const TINY_CHUNKING = {
+  algorithm: CHUNKING_ALGORITHM,
+  minSize: 256,
+  avgSize: 1024,
+  maxSize: 4096,
+} as const;
+
+export interface TinyImage {
+  readonly bytes: Buffer;
+  readonly manifest: Manifest;
+  /** The manifest file as the agent uploads it. */
+  readonly file: string;
+  readonly fileSha256: string;
+}
+
+type PlanChunk = z.infer<typeof PlanChunkSchema>;
+
+const sha = (b: Uint8Array | string) => createHash('sha256').update(b).digest('hex');
+
+/** An image of random chunks (distinct content per call, so nothing is cached yet) and its manifest. */
+export function tinyImage(lengths: readonly number[] = [1000, 2000, 1500]): TinyImage {
+  const parts = lengths.map((n) => randomBytes(n));
+  const bytes = Buffer.concat(parts);
+  let offset = 0;
+  const chunks = parts.map((p) => {
+    const c = { offset, length: p.length, sha256: sha(p) };
+    offset += p.length;
+    return c;
+  });
+  const manifest: Manifest = {
+    version: 1,
+    format: 'raw',
+    size: bytes.length,
+    sha256: sha(bytes),
+    chunking: TINY_CHUNKING,
+    chunks,
+  };
+  const file = serializeManifest(manifest);
+  return { bytes, manifest, file, fileSha256: sha(file) };
+}
+
+/** Long-polls the agent's work list until `action` for `migrationId` appears. */
+export async function waitForWork(
+  agent: ApiClient,
+  migrationId: string,
+  action: WorkItem['action'],
+  timeoutMs = 60_000,
+): Promise<WorkItem> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const { body } = await agent.call<{ items: WorkItem[] }>(getWork, { query: { waitSeconds: 2 } });
+    const hit = body.items.find((w) => w.migrationId === migrationId && w.action === action);
+    if (hit) return hit;
+    if (Date.now() > deadline) {
+      throw new Error(`no ${action} work for ${migrationId}; work: ${JSON.stringify(body.items)}`);
+    }
+  }
+}
+
+/** PUTs a manifest file to the presigned URL (as the source agent does) without submitting it. */
+export async function putManifestFile(agent: ApiClient, migrationId: string, file: string | Buffer) {
+  const fileSha256 = sha(file);
+  const size = Buffer.byteLength(file);
+  const target = await agent.call<{ url: string; headers: Record<string, string> }>(createManifestUploadUrl, {
+    params: { migrationId },
+    json: { sha256: fileSha256, size },
+  });
+  const res = await fetch(target.body.url, { method: 'PUT', headers: target.body.headers, body: file });
+  if (!res.ok) throw new Error(`manifest PUT: ${res.status} ${await res.text()}`);
+  return { sha256: fileSha256, size };
+}
+
+export async function sendManifest(agent: ApiClient, migrationId: string, image: TinyImage) {
+  const ref = await putManifestFile(agent, migrationId, image.file);
+  await agent.call(submitManifest, { params: { migrationId }, json: ref });
+}
+
+interface UploadUrl {
+  readonly sha256: string;
+  readonly offset: number;
+  readonly length: number;
+  readonly url: string;
+  readonly headers: Record<string, string>;
+}
+
+/** Uploads every chunk the server asks for and reports them stored (without completing the upload). */
+export async function storeAll(agent: ApiClient, migrationId: string, image: TinyImage): Promise<void> {
+  let cursor: string | undefined;
+  const sent: string[] = [];
+  do {
+    const page = await agent.call<{ items: UploadUrl[]; nextCursor?: string }>(listUploadUrls, {
+      params: { migrationId },
+      query: { limit: 200, ...(cursor ? { cursor } : {}) },
+    });
+    for (const u of page.body.items) {
+      const res = await fetch(u.url, {
+        method: 'PUT',
+        headers: u.headers,
+        body: image.bytes.subarray(u.offset, u.offset + u.length),
+      });
+      if (!res.ok) throw new Error(`chunk PUT: ${res.status} ${await res.text()}`);
+      sent.push(u.sha256);
+    }
+    cursor = page.body.nextCursor;
+  } while (cursor);
+  if (sent.length > 0) {
+    await agent.call(reportStoredChunks, { params: { migrationId }, json: { sha256: sent } });
+  }
+}
+
+/** Uploads every chunk the server asks for, reports them and completes the upload. */
+export async function uploadAll(agent: ApiClient, migrationId: string, image: TinyImage): Promise<void> {
+  await storeAll(agent, migrationId, image);
+  for (;;) {
+    const done = await agent.call<{ status: string }>(completeUpload, { params: { migrationId } });
+    if (done.status === 200) return;
+  }
+}
+
+/** Every page of a destination's download plan. */
+export async function downloadPlan(
+  agent: ApiClient,
+  migrationId: string,
+  dataCenterId: string,
+): Promise<PlanChunk[]> {
+  const items: PlanChunk[] = [];
+  let cursor: string | undefined;
+  do {
+    const page = await agent.call<{ items: PlanChunk[]; nextCursor?: string }>(getDownloadPlan, {
+      params: { migrationId, dataCenterId },
+      query: cursor ? { cursor } : {},
+    });
+    items.push(...page.body.items);
+    cursor = page.body.nextCursor;
+  } while (cursor);
+  return items;
+}
+
+/** Downloads every chunk through the edge, checks the image, and reports the destination complete. */
+export async function downloadAndComplete(
+  agent: ApiClient,
+  migrationId: string,
+  dataCenterId: string,
+  image: TinyImage,
+): Promise<void> {
+  const plan = await downloadPlan(agent, migrationId, dataCenterId);
+  const out = Buffer.alloc(image.bytes.length);
+  for (const c of plan) {
+    if (c.zero || !c.url) continue;
+    const res = await fetch(c.url);
+    if (!res.ok) throw new Error(`edge GET ${c.sha256}: ${res.status}`);
+    Buffer.from(await res.arrayBuffer()).copy(out, c.offset);
+  }
+  if (sha(out) !== image.manifest.sha256) throw new Error('downloaded image differs');
+  await agent.call(completeDestination, {
+    params: { migrationId, dataCenterId },
+    json: { sha256: image.manifest.sha256 },
+  });
+}
+
+export async function release(agent: ApiClient, migrationId: string): Promise<void> {
+  await agent.call(releaseSource, { params: { migrationId }, json: { hook: 'none' } });
+}
+
+/** Where a driven migration stops: it waits there for the agent (or the admin) until the test acts. */
+export type Stage = 'manifest' | 'upload' | 'download' | 'release' | 'completed';
+
+export interface Driven {
+  readonly migration: Migration;
+  readonly image: TinyImage;
+  readonly from: string;
+  readonly to: string;
+}
+
+/** Starts a migration `from` → `to` and plays both agents until it waits at `stage`. */
+export async function migrationAt(
+  t: TestCloud,
+  stage: Stage,
+  o: { from?: string; to?: string; vmId?: string; image?: TinyImage } = {},
+): Promise<Driven> {
+  const from = o.from ?? 'dc-gz';
+  const to = o.to ?? 'dc-osa';
+  const image = o.image ?? tinyImage();
+  const m = await startMigration(t.admin, {
+    imageId: 'tiny.img',
+    from,
+    to: [to],
+    vmId: o.vmId ?? `vm-${randomBytes(4).toString('hex')}`,
+  });
+  const src = t.agent(from);
+  const dst = t.agent(to);
+  const done = async (): Promise<Driven> => ({ migration: await getOne(t.admin, m.id), image, from, to });
+  await waitForWork(src, m.id, 'manifest');
+  if (stage === 'manifest') return done();
+  await sendManifest(src, m.id, image);
+  await waitForWork(src, m.id, 'upload');
+  if (stage === 'upload') return done();
+  await uploadAll(src, m.id, image);
+  await waitForWork(dst, m.id, 'download');
+  if (stage === 'download') return done();
+  await downloadAndComplete(dst, m.id, to, image);
+  await waitForWork(src, m.id, 'release');
+  if (stage === 'release') return done();
+  await release(src, m.id);
+  await waitForMigration(t.admin, m.id, (x) => TERMINAL_STATUSES.includes(x.status));
+  return done();
+}
