@@ -1,6 +1,6 @@
 // The image manifest (version 1): format, size, whole-image digest, chunking parameters and the ordered chunk
 // list. The server validates untrusted manifests here; the agent builds them from the chunker's output.
-import { createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import { z } from 'zod';
 import {
   CHUNKING_ALGORITHM,
@@ -235,18 +235,29 @@ export function uniqueChunks(manifest: Pick<Manifest, 'chunks'>): UniqueChunk[] 
 
 const ZERO_BLOCK = new Uint8Array(64 * 1024);
 const zeroDigests = new Map<number, string>();
-const MAX_ZERO_DIGESTS = 256;
+const MAX_ZERO_DIGESTS = 65_536;
+/**
+ * SHA-256 states after 0, 64 KiB, 128 KiB… of zeros (up to the 8 MiB chunk limit), so the digest of any length
+ * costs at most one 64 KiB update instead of hashing `length` zero bytes: every distinct chunk length of a
+ * manifest is checked on every pass over it.
+ */
+const zeroStates: Hash[] = [createHash('sha256')];
+
+function zeroStateAt(blocks: number): Hash {
+  while (zeroStates.length <= blocks) {
+    zeroStates.push((zeroStates.at(-1) as Hash).copy().update(ZERO_BLOCK));
+  }
+  return zeroStates[blocks] as Hash;
+}
 
 /** SHA-256 of `length` zero bytes, memoized per length. */
 export function zeroChunkSha256(length: number): string {
   let digest = zeroDigests.get(length);
   if (digest === undefined) {
-    const hash = createHash('sha256');
-    for (let left = length; left > 0; left -= ZERO_BLOCK.length) {
-      hash.update(left >= ZERO_BLOCK.length ? ZERO_BLOCK : ZERO_BLOCK.subarray(0, left));
-    }
+    const blocks = Math.floor(length / ZERO_BLOCK.length);
+    const hash = zeroStateAt(blocks).copy();
+    hash.update(ZERO_BLOCK.subarray(0, length - blocks * ZERO_BLOCK.length));
     digest = hash.digest('hex');
-    // Zero chunks nearly all have maxSize; a bound keeps odd lengths from growing the memo forever.
     if (zeroDigests.size >= MAX_ZERO_DIGESTS) zeroDigests.clear();
     zeroDigests.set(length, digest);
   }

@@ -253,7 +253,7 @@ describe('building from the chunker', () => {
 
 describe('zero chunks', () => {
   it('recognises the digest of zeros of the same length only', () => {
-    for (const length of [1, 65536, 65537, 8 * MiB]) {
+    for (const length of [1, 65535, 65536, 65537, 131071, 4 * MiB + 12345, 8 * MiB]) {
       const zeros = sha256(new Uint8Array(length));
       expect(zeroChunkSha256(length)).toBe(zeros);
       expect(isZeroChunk(zeros, length)).toBe(true);
