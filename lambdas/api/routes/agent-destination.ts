@@ -21,8 +21,9 @@ import {
   workUnlessTwinDone,
 } from './agent-common.ts';
 
-/** How often a long poll looks for work. */
-const WORK_POLL_MS = 250;
+/** A long poll looks for work soon after the agent asks (work often follows its last report), then less often. */
+const WORK_POLL_FIRST_MS = 100;
+const WORK_POLL_MAX_MS = 1000;
 
 export function agentDestinationRoutes(deps: ApiDeps) {
   const { migrations } = deps;
@@ -51,9 +52,13 @@ export function agentDestinationRoutes(deps: ApiDeps) {
       const deadline = Date.now() + waitSeconds * 1000;
       let work = await migrations.listWork(dc);
       // Stop waiting when the agent hangs up.
-      while (work.length === 0 && Date.now() < deadline && !c.req.raw.signal.aborted) {
-        await new Promise((r) => setTimeout(r, WORK_POLL_MS));
+      for (
+        let pause = WORK_POLL_FIRST_MS;
+        work.length === 0 && Date.now() < deadline && !c.req.raw.signal.aborted;
+      ) {
+        await new Promise((r) => setTimeout(r, pause));
         work = await migrations.listWork(dc);
+        pause = Math.min(WORK_POLL_MAX_MS, pause * 2);
       }
       const items = work.map(({ taskToken: _, ...w }) => w);
       return c.json({ items }, 200);
