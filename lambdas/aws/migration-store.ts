@@ -208,6 +208,33 @@ export class MigrationStore {
     );
   }
 
+  /**
+   * The migration and its latest history in one Query: `META` sorts after every `H#…` item, so reading the
+   * partition backwards gives the record first, then the newest entries.
+   */
+  async getWithHistory(
+    id: string,
+    limit = 200,
+  ): Promise<{ migration: MigrationRecord; history: HistoryEntry[] } | undefined> {
+    const out = await this.doc.send(
+      new QueryCommand({
+        TableName: this.table,
+        KeyConditionExpression: 'pk = :pk',
+        ExpressionAttributeValues: { ':pk': `MIG#${id}` },
+        ScanIndexForward: false,
+        Limit: limit + 1,
+        ConsistentRead: true,
+      }),
+    );
+    const [meta, ...entries] = out.Items ?? [];
+    if (meta?.['sk'] !== 'META') return undefined;
+    const history = (entries as (HistoryEntry & Item)[])
+      .filter((e) => String(e['sk']).startsWith('H#'))
+      .reverse()
+      .map(({ at, event, message, status }) => ({ at, event, message, ...(status ? { status } : {}) }));
+    return { migration: toRecord(meta), history };
+  }
+
   async history(id: string, limit = 200): Promise<HistoryEntry[]> {
     const out = await this.doc.send(
       new QueryCommand({

@@ -71,9 +71,11 @@ export function migrationRoutes(deps: ApiDeps) {
       return c.json(migrationView(m, c.req.url), 202);
     })
     .openapi(api.getMigration, async (c) => {
-      const m = await migrations.require(c.req.valid('param').migrationId);
-      requireMigrationAccess(c.get('principal'), m);
-      return c.json(migrationView(m, c.req.url, await migrations.history(m.id)), 200);
+      const { migrationId } = c.req.valid('param');
+      const found = await migrations.getWithHistory(migrationId);
+      if (!found) throw notFound('migration', migrationId);
+      requireMigrationAccess(c.get('principal'), found.migration);
+      return c.json(migrationView(found.migration, c.req.url, found.history), 200);
     })
     .openapi(api.listMigrations, async (c) => {
       const { limit, cursor, status, dataCenterId, vmId } = c.req.valid('query');
