@@ -22,7 +22,6 @@ export async function buildMigration(
   req: MigrationRequest,
   now: Date,
 ): Promise<MigrationRecord> {
-  const source = await deps.registry.requireDataCenter(req.sourceDataCenterId);
   let destinations = req.destinations ?? [];
   let placement: MigrationRecord['placement'];
   if (req.near) {
@@ -41,8 +40,13 @@ export async function buildMigration(
     };
     destinations = [{ dataCenterId: best.dc.id, ...(req.near.format ? { format: req.near.format } : {}) }];
   }
+  // The registry reads are independent: one round trip instead of one per data center.
+  const [source, ...destinationDcs] = await Promise.all([
+    deps.registry.requireDataCenter(req.sourceDataCenterId),
+    ...destinations.map((d) => deps.registry.getDataCenter(d.dataCenterId)),
+  ]);
   for (const [i, d] of destinations.entries()) {
-    const dc = await deps.registry.getDataCenter(d.dataCenterId);
+    const dc = destinationDcs[i];
     if (!dc) throw invalid(`destinations.${i}.dataCenterId`, `unknown data center "${d.dataCenterId}"`);
     // Cross-hypervisor delivery converts with qemu-img at the destination: refuse now, not after the transfer.
     if (d.format && dc.agent && !dc.agent.qemuImg) {
@@ -100,14 +104,14 @@ export async function createAndStart(deps: ServiceDeps, record: MigrationRecord)
     ].filter((n): n is string => n !== undefined);
     if (notes.length > 0) await deps.migrations.addHistory(record.id, 'requested', notes.join('; '));
   }
-  const m = await deps.migrations.require(record.id);
+  // Created by this call: the record is what was written. Otherwise (a retry) read what is there.
+  const m = created ? record : await deps.migrations.require(record.id);
   // Hold the data centers from now on, not from when the workflow reaches them: a migration scheduled for
   // tomorrow must keep its data centers from being removed today.
-  for (const dc of new Set([m.sourceDataCenterId, ...m.destinations])) {
-    if (!(await deps.slots.addActiveMigration(dc, m.id))) {
-      throw conflict(`data center "${dc}" was removed while the migration was being created`);
-    }
-  }
+  const dcs = [...new Set([m.sourceDataCenterId, ...m.destinations])];
+  const held = await Promise.all(dcs.map((dc) => deps.slots.addActiveMigration(dc, m.id)));
+  const removed = dcs.find((_, i) => !held[i]);
+  if (removed) throw conflict(`data center "${removed}" was removed while the migration was being created`);
   return m.executionArn ? m : startExecution(deps, m);
 }
 

@@ -51,7 +51,8 @@ export function migrationRoutes(deps: ApiDeps) {
       requireAdmin(principal);
       const body = c.req.valid('json');
       const key = c.req.valid('header')['idempotency-key'];
-      let id = newMigrationId();
+      const fresh = newMigrationId();
+      let id = fresh;
       // Checked against the registry before the key is claimed: a refused request leaves no trace, and the same
       // key can carry the corrected request.
       const record = await buildMigration(deps, id, body, new Date());
@@ -65,7 +66,8 @@ export function migrationRoutes(deps: ApiDeps) {
         }
         id = held.migrationId;
       }
-      const existing = await migrations.get(id);
+      // A key held by an earlier request names a migration that may exist already: continue that one.
+      const existing = id === fresh ? undefined : await migrations.get(id);
       const m = await createAndStart(deps, existing ?? { ...record, id });
       c.header('Location', `/v1/migrations/${id}`);
       return c.json(migrationView(m, c.req.url), 202);
