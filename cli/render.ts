@@ -40,7 +40,9 @@ export function describe(m: Migration): string[] {
   }
   const u = m.upload;
   const from = `from ${m.sourceDataCenterId}${m.sourceCacheNodeId ? ` to ${m.sourceCacheNodeId}` : ''}`;
-  if (!m.image) {
+  if (isLocalOnly(m)) {
+    lines.push(`  upload   none: the image stays in ${m.sourceDataCenterId}, no cache node is involved`);
+  } else if (!m.image) {
     lines.push(`  upload   waiting for the source's manifest`);
   } else if (u.bytesTotal === 0) {
     lines.push(`  upload   nothing to upload ${from}: ${formatBytes(u.bytesCached)} already cached`);
@@ -69,6 +71,9 @@ export function describe(m: Migration): string[] {
   if (m.error) lines.push(`  error    ${m.error.code}: ${m.error.message}`);
   return lines;
 }
+
+/** Every destination is the source's own data center: a local handover (draft §3.1 step 2), nothing moves. */
+export const isLocalOnly = (m: Migration): boolean => m.legs.length > 0 && m.legs.every((l) => l.local);
 
 /** Lines describing a batch: the roll-up, then one line per VM. */
 export function describeBatch(b: Batch): string[] {

@@ -14,7 +14,7 @@ import {
 import type { ApiClient } from '../client.ts';
 import { UsageError } from '../config.ts';
 import { EXIT } from '../exit-codes.ts';
-import { describe, describeBatch, formatBytes, LiveView, summaryLine } from '../render.ts';
+import { describe, describeBatch, formatBytes, isLocalOnly, LiveView, summaryLine } from '../render.ts';
 import { parseDestination, parseNear, parseVms } from './request.ts';
 
 export interface OutputFlags {
@@ -152,9 +152,11 @@ export async function migrate(client: ApiClient, opts: MigrateFlags): Promise<nu
   if (!useJson(opts)) {
     const seconds = (Date.now() - started) / 1000;
     process.stdout.write(
-      `${final.status} in ${seconds.toFixed(1)} s: image ${formatBytes(final.image?.size ?? 0)}, uploaded ${formatBytes(final.upload.bytesDone)}, ` +
-        `replicated ${formatBytes(final.legs.reduce((n, l) => n + l.bytesReplicated, 0))}, ` +
-        `downloaded ${formatBytes(final.legs.reduce((n, l) => n + l.bytesDownloaded, 0))}\n`,
+      isLocalOnly(final)
+        ? `${final.status} in ${seconds.toFixed(1)} s: local handover within ${final.sourceDataCenterId}, nothing transferred\n`
+        : `${final.status} in ${seconds.toFixed(1)} s: image ${formatBytes(final.image?.size ?? 0)}, uploaded ${formatBytes(final.upload.bytesDone)}, ` +
+            `replicated ${formatBytes(final.legs.reduce((n, l) => n + l.bytesReplicated, 0))}, ` +
+            `downloaded ${formatBytes(final.legs.reduce((n, l) => n + l.bytesDownloaded, 0))}\n`,
     );
   }
   return exitFor(final.status);
