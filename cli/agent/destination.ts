@@ -19,7 +19,7 @@ import { convertImage } from './convert.ts';
 import { type HookEnv, runHook } from './hooks.ts';
 import { Journal } from './journal.ts';
 import { ProgressReporter } from './progress.ts';
-import { ChunkNotFound, getChunk, UrlExpired } from './transfer.ts';
+import { ChunkNotFound, getChunk, UrlExpired, WrongLength } from './transfer.ts';
 
 interface PlanChunk {
   readonly index: number;
@@ -199,9 +199,9 @@ async function download(
             let problem: string;
             try {
               await opts.limits?.download?.take(chunk.length, abort.signal);
-              const bytes = await getChunk(url, abort.signal);
+              // Hashed as it streamed in: no second pass over the bytes.
+              const { bytes, sha256: digest } = await getChunk(url, chunk.length, abort.signal);
               fetched++;
-              const digest = createHash('sha256').update(bytes).digest('hex');
               if (bytes.length === chunk.length && digest === chunk.sha256) {
                 await file.write(bytes, 0, bytes.length, chunk.offset);
                 break;
@@ -212,8 +212,11 @@ async function download(
                 retryWithFreshUrls.push(chunk);
                 return;
               }
-              if (!(err instanceof ChunkNotFound)) throw err;
-              problem = 'is not at the cache node';
+              if (err instanceof WrongLength) {
+                fetched++;
+                problem = `failed verification (${err.message})`;
+              } else if (err instanceof ChunkNotFound) problem = 'is not at the cache node';
+              else throw err;
             }
             // A corrupted chunk never reaches the image: the cache node's copy is checked (and copied again from
             // another node if it is bad) before the next fetch; give up with the cause.

@@ -1,0 +1,414 @@
+// The agent's chunk transfers against a real HTTP server started here: digests computed as the body streams in,
+// retries on 5xx, resets and bodies cut off midway, bodies of the wrong length never passed off as the chunk,
+// expired URLs and missing chunks reported as such, the stall timeout counting idle time only, the caller's abort,
+// and connections reused through the keep-alive agent (over http and https).
+import { execFileSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import {
+  createServer as createHttpServer,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import {
+  ATTEMPT_TIMEOUT_MS,
+  ChunkNotFound,
+  getChunk,
+  httpsAgent,
+  MAX_ATTEMPTS,
+  putChunk,
+  putObject,
+  stall,
+  UrlExpired,
+  WrongLength,
+} from '../../../cli/agent/transfer.ts';
+
+type Handler = (req: IncomingMessage, res: ServerResponse, body: Buffer) => void;
+
+/** A server answering each request with the next scripted handler (then the default), counting connections. */
+class TestServer {
+  readonly script: Handler[] = [];
+  readonly requests: { method: string; url: string; headers: IncomingMessage['headers']; body: Buffer }[] =
+    [];
+  connections = 0;
+  url = '';
+  constructor(
+    readonly server: Server,
+    public fallback: Handler,
+  ) {
+    server.on('connection', () => {
+      this.connections++;
+    });
+    server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+      const pieces: Buffer[] = [];
+      req.on('data', (p: Buffer) => pieces.push(p));
+      req.on('end', () => {
+        const body = Buffer.concat(pieces);
+        this.requests.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, body });
+        (this.script.shift() ?? this.fallback)(req, res, body);
+      });
+      // A client that goes away mid-request (abort) must not crash the server.
+      req.on('error', () => {});
+    });
+  }
+  async listen(scheme: 'http' | 'https'): Promise<this> {
+    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
+    this.url = `${scheme}://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+    return this;
+  }
+  close(): Promise<void> {
+    this.server.closeAllConnections();
+    return new Promise((resolve) => this.server.close(() => resolve()));
+  }
+}
+
+const CHUNK = randomBytes(3 * 1024 * 1024 + 17);
+const DIGEST = createHash('sha256').update(CHUNK).digest('hex');
+const sendChunk: Handler = (_req, res) => {
+  res.writeHead(200, { 'content-length': CHUNK.length });
+  res.end(CHUNK);
+};
+const answer =
+  (status: number, text = '') =>
+  (_req: IncomingMessage, res: ServerResponse) => {
+    res.writeHead(status, { 'content-type': 'application/xml', 'content-length': Buffer.byteLength(text) });
+    res.end(text);
+  };
+/** Headers announcing the whole chunk, half the body, then the connection is destroyed. */
+const cutOff: Handler = (_req, res) => {
+  res.writeHead(200, { 'content-length': CHUNK.length });
+  res.write(CHUNK.subarray(0, CHUNK.length >> 1), () => setTimeout(() => res.socket?.destroy(), 20));
+};
+const signal = () => new AbortController().signal;
+
+describe('chunk transfers over node:http', () => {
+  let s: TestServer;
+  beforeAll(async () => {
+    s = await new TestServer(createHttpServer(), sendChunk).listen('http');
+  });
+  afterAll(() => s.close());
+  beforeEach(() => {
+    s.script.length = 0;
+    s.requests.length = 0;
+    s.fallback = sendChunk;
+    stall.timeoutMs = ATTEMPT_TIMEOUT_MS;
+  });
+
+  describe('getChunk', () => {
+    it('returns the bytes and their SHA-256, computed as they arrived', async () => {
+      const out = await getChunk(`${s.url}/c`, CHUNK.length, signal());
+      expect(out.sha256).toBe(DIGEST);
+      expect(Buffer.from(out.bytes).equals(CHUNK)).toBe(true);
+      expect(s.requests).toHaveLength(1);
+    });
+
+    it("writes into the caller's buffer when given one (reused from chunk to chunk)", async () => {
+      const into = Buffer.alloc(CHUNK.length + 4096, 7);
+      const out = await getChunk(`${s.url}/c`, CHUNK.length, signal(), into);
+      expect(out.sha256).toBe(DIGEST);
+      expect(out.bytes.length).toBe(CHUNK.length);
+      expect(out.bytes.buffer).toBe(into.buffer);
+      expect(into.subarray(0, CHUNK.length).equals(CHUNK)).toBe(true);
+      expect(into[CHUNK.length]).toBe(7); // nothing written past the chunk
+      await expect(getChunk(`${s.url}/c`, CHUNK.length, signal(), into.subarray(0, 10))).rejects.toThrow(
+        RangeError,
+      );
+    });
+
+    it('retries a 5xx, a 429 and a 408, then succeeds', async () => {
+      s.script.push(answer(503, '<Error><Code>SlowDown</Code></Error>'), answer(429), answer(408));
+      const out = await getChunk(`${s.url}/c`, CHUNK.length, signal());
+      expect(out.sha256).toBe(DIGEST);
+      expect(s.requests).toHaveLength(4);
+    });
+
+    it('retries a connection reset midway through the body, then succeeds', async () => {
+      s.script.push(cutOff, (req) => req.socket.destroy());
+      const out = await getChunk(`${s.url}/c`, CHUNK.length, signal());
+      expect(out.sha256).toBe(DIGEST);
+      expect(Buffer.from(out.bytes).equals(CHUNK)).toBe(true);
+      expect(s.requests).toHaveLength(3);
+    });
+
+    it('retries a chunked body cut off before its last chunk', async () => {
+      s.script.push((_req, res) => {
+        res.writeHead(200); // no Content-Length: chunked
+        res.write(CHUNK.subarray(0, 1000), () => setTimeout(() => res.socket?.destroy(), 20));
+      });
+      const out = await getChunk(`${s.url}/c`, CHUNK.length, signal());
+      expect(out.sha256).toBe(DIGEST);
+      expect(s.requests).toHaveLength(2);
+    });
+
+    it('gives up after MAX_ATTEMPTS with the last cause', async () => {
+      s.fallback = answer(500, 'InternalError');
+      await expect(getChunk(`${s.url}/c`, CHUNK.length, signal())).rejects.toThrow(
+        `download: gave up after ${MAX_ATTEMPTS} attempts (GET returned 500)`,
+      );
+      expect(s.requests).toHaveLength(MAX_ATTEMPTS);
+    }, 20_000);
+
+    it('rejects a complete body shorter than the chunk as WrongLength, without retrying', async () => {
+      s.script.push((_req, res) => {
+        res.writeHead(200, { 'content-length': 100 });
+        res.end(CHUNK.subarray(0, 100));
+      });
+      const err = await getChunk(`${s.url}/c`, CHUNK.length, signal()).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(WrongLength);
+      expect(err).toMatchObject({ expected: CHUNK.length, actual: 100 });
+      expect(s.requests).toHaveLength(1);
+    });
+
+    it('rejects a short chunked body (no Content-Length) as WrongLength', async () => {
+      s.script.push((_req, res) => {
+        res.writeHead(200);
+        res.end(CHUNK.subarray(0, 5000));
+      });
+      const err = await getChunk(`${s.url}/c`, CHUNK.length, signal()).catch((e: unknown) => e);
+      expect(err).toMatchObject({ name: 'WrongLength', actual: 5000 });
+    });
+
+    it('rejects a body announced longer than the chunk without reading it', async () => {
+      s.script.push((_req, res) => {
+        res.writeHead(200, { 'content-length': CHUNK.length + 1 });
+        res.end(Buffer.concat([CHUNK, Buffer.from([0])]));
+      });
+      const err = await getChunk(`${s.url}/c`, CHUNK.length, signal()).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(WrongLength);
+      expect(err).toMatchObject({ actual: CHUNK.length + 1 });
+    });
+
+    it('stops reading a chunked body that runs past the chunk length', async () => {
+      let written = 0;
+      s.script.push((_req, res) => {
+        res.writeHead(200); // chunked, and endless: the client must stop it
+        const more = () => {
+          if (res.destroyed || written > 64 * CHUNK.length) return;
+          written += CHUNK.length;
+          if (res.write(CHUNK)) setImmediate(more);
+          else res.once('drain', more);
+        };
+        more();
+      });
+      const err = await getChunk(`${s.url}/c`, CHUNK.length, signal()).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(WrongLength);
+      expect((err as WrongLength).atLeast).toBe(true);
+      expect((err as Error).message).toBe(`a body of more than ${CHUNK.length} bytes, not ${CHUNK.length}`);
+      expect(written).toBeLessThan(16 * CHUNK.length);
+    });
+
+    it('reports 403 as UrlExpired and 404 as ChunkNotFound, without retrying', async () => {
+      s.script.push(answer(403, 'Access denied: expired'), answer(404, 'NoSuchKey'));
+      await expect(getChunk(`${s.url}/c`, CHUNK.length, signal())).rejects.toBeInstanceOf(UrlExpired);
+      await expect(getChunk(`${s.url}/c`, CHUNK.length, signal())).rejects.toBeInstanceOf(ChunkNotFound);
+      expect(s.requests).toHaveLength(2);
+    });
+
+    it('fails at once on another 4xx, with the status and the body', async () => {
+      s.script.push(answer(400, 'InvalidArgument: bad signature'));
+      await expect(getChunk(`${s.url}/c`, CHUNK.length, signal())).rejects.toThrow(
+        'GET returned 400: InvalidArgument: bad signature',
+      );
+      expect(s.requests).toHaveLength(1);
+    });
+
+    it('follows a redirect', async () => {
+      s.script.push((_req, res) => {
+        res.writeHead(307, { location: '/elsewhere' });
+        res.end();
+      });
+      const out = await getChunk(`${s.url}/c`, CHUNK.length, signal());
+      expect(out.sha256).toBe(DIGEST);
+      expect(s.requests.map((r) => r.url)).toEqual(['/c', '/elsewhere']);
+    });
+
+    it('abandons an attempt that makes no progress for the stall timeout, and retries', async () => {
+      stall.timeoutMs = 300;
+      s.script.push((_req, res) => {
+        res.writeHead(200, { 'content-length': CHUNK.length });
+        res.write(CHUNK.subarray(0, 1000)); // then nothing
+      });
+      const t0 = Date.now();
+      const out = await getChunk(`${s.url}/c`, CHUNK.length, signal());
+      expect(out.sha256).toBe(DIGEST);
+      expect(s.requests).toHaveLength(2);
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(300);
+    });
+
+    it('lets a slow body that keeps moving take longer than the stall timeout', async () => {
+      stall.timeoutMs = 300;
+      s.script.push((_req, res) => {
+        res.writeHead(200, { 'content-length': CHUNK.length });
+        const pieces = 8;
+        const size = Math.ceil(CHUNK.length / pieces);
+        let i = 0;
+        const timer = setInterval(() => {
+          res.write(CHUNK.subarray(i * size, (i + 1) * size));
+          if (++i === pieces) {
+            clearInterval(timer);
+            res.end();
+          }
+        }, 100);
+      });
+      const t0 = Date.now();
+      const out = await getChunk(`${s.url}/c`, CHUNK.length, signal());
+      expect(out.sha256).toBe(DIGEST);
+      expect(s.requests).toHaveLength(1);
+      expect(Date.now() - t0).toBeGreaterThan(600);
+    });
+
+    it("honours the caller's abort: the request is destroyed and the reason thrown", async () => {
+      let closed = false;
+      s.script.push((_req, res) => {
+        res.on('close', () => {
+          closed = true;
+        });
+        res.writeHead(200, { 'content-length': CHUNK.length });
+        res.write(CHUNK.subarray(0, 1000));
+      });
+      const abort = new AbortController();
+      const reason = new Error('agent stopping');
+      setTimeout(() => abort.abort(reason), 100);
+      await expect(getChunk(`${s.url}/c`, CHUNK.length, abort.signal)).rejects.toBe(reason);
+      await expect.poll(() => closed).toBe(true);
+      expect(s.requests).toHaveLength(1);
+      // Already aborted: nothing is sent.
+      await expect(getChunk(`${s.url}/c`, CHUNK.length, abort.signal)).rejects.toBe(reason);
+      expect(s.requests).toHaveLength(1);
+    });
+
+    it('reuses one keep-alive connection for successive requests', async () => {
+      const before = s.connections;
+      for (let i = 0; i < 5; i++) await getChunk(`${s.url}/c${i}`, CHUNK.length, signal());
+      // An error answer read to its end leaves the connection reusable too.
+      s.script.push(answer(404, 'NoSuchKey'));
+      await expect(getChunk(`${s.url}/gone`, CHUNK.length, signal())).rejects.toBeInstanceOf(ChunkNotFound);
+      await getChunk(`${s.url}/c`, CHUNK.length, signal());
+      expect(s.connections - before).toBeLessThanOrEqual(1);
+    });
+  });
+
+  describe('putObject', () => {
+    const headers = { 'x-amz-checksum-sha256': 'abc=', 'content-type': 'application/octet-stream' };
+
+    it('sends the body as is, with Content-Length and the signed headers', async () => {
+      s.fallback = answer(200);
+      await putChunk(`${s.url}/up?sig=1`, headers, CHUNK, signal());
+      const [req] = s.requests;
+      expect(req?.method).toBe('PUT');
+      expect(req?.url).toBe('/up?sig=1');
+      expect(req?.headers['content-length']).toBe(String(CHUNK.length));
+      expect(req?.headers['x-amz-checksum-sha256']).toBe('abc=');
+      expect(req?.headers['transfer-encoding']).toBeUndefined();
+      expect(req?.body.equals(CHUNK)).toBe(true);
+    });
+
+    it('sends a Uint8Array view at an offset (not a Buffer) as is', async () => {
+      s.fallback = answer(200);
+      const view = new Uint8Array(CHUNK.buffer, CHUNK.byteOffset + 10, 1000);
+      await putObject('manifest upload', `${s.url}/m`, {}, view, signal());
+      expect(s.requests[0]?.body.equals(CHUNK.subarray(10, 1010))).toBe(true);
+    });
+
+    it('retries 503 SlowDown, a reset and BadDigest, then succeeds; reuses the connection', async () => {
+      s.fallback = answer(200);
+      s.script.push(
+        answer(503, '<Code>SlowDown</Code>'),
+        (req) => req.socket.destroy(),
+        answer(400, '<Code>BadDigest</Code>'),
+      );
+      const before = s.connections;
+      await putChunk(`${s.url}/up`, headers, CHUNK, signal());
+      expect(s.requests).toHaveLength(4);
+      for (const r of s.requests) expect(r.body.equals(CHUNK)).toBe(true);
+      // A new connection only after the reset.
+      expect(s.connections - before).toBeLessThanOrEqual(2);
+    });
+
+    it('reports 403 "expired" as UrlExpired; another 403 or 4xx fails with the status and the body', async () => {
+      s.script.push(
+        answer(403, '<Message>Request has expired</Message>'),
+        answer(403, 'SignatureDoesNotMatch'),
+      );
+      await expect(putChunk(`${s.url}/up`, headers, CHUNK, signal())).rejects.toBeInstanceOf(UrlExpired);
+      await expect(putChunk(`${s.url}/up`, headers, CHUNK, signal())).rejects.toThrow(
+        'PUT returned 403: SignatureDoesNotMatch',
+      );
+      expect(s.requests).toHaveLength(2);
+    });
+
+    it("honours the caller's abort while the server holds the answer back", async () => {
+      s.script.push(() => {}); // never answers
+      const abort = new AbortController();
+      setTimeout(() => abort.abort(new Error('stop')), 100);
+      await expect(putChunk(`${s.url}/up`, headers, CHUNK, abort.signal)).rejects.toThrow('stop');
+    });
+  });
+});
+
+describe('chunk transfers over node:https', () => {
+  let s: TestServer | undefined;
+  let dir = '';
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'transfer-tls-'));
+    try {
+      execFileSync(
+        'openssl',
+        [
+          'req',
+          '-x509',
+          '-newkey',
+          'ec',
+          '-pkeyopt',
+          'ec_paramgen_curve:prime256v1',
+          '-nodes',
+          '-days',
+          '1',
+          '-subj',
+          '/CN=127.0.0.1',
+          '-addext',
+          'subjectAltName=IP:127.0.0.1',
+          '-keyout',
+          join(dir, 'key.pem'),
+          '-out',
+          join(dir, 'cert.pem'),
+        ],
+        { stdio: 'ignore' },
+      );
+    } catch {
+      return; // no openssl: the https case is skipped
+    }
+    const cert = readFileSync(join(dir, 'cert.pem'));
+    s = await new TestServer(
+      createHttpsServer({ key: readFileSync(join(dir, 'key.pem')), cert }),
+      sendChunk,
+    ).listen('https');
+    // Trust the test's own certificate (the agent's options are merged into each connection's).
+    httpsAgent.options.ca = cert;
+  });
+  afterEach(() => {
+    if (s) s.requests.length = 0;
+  });
+  afterAll(async () => {
+    delete httpsAgent.options.ca;
+    await s?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('downloads and uploads over TLS, reusing the connection', async (ctx) => {
+    if (!s) return ctx.skip();
+    s.script.push(answer(502, 'Bad Gateway'));
+    const out = await getChunk(`${s.url}/c`, CHUNK.length, signal());
+    expect(out.sha256).toBe(DIGEST);
+    s.script.push(answer(200));
+    await putChunk(`${s.url}/up`, {}, CHUNK, signal());
+    expect(s.requests.map((r) => r.method)).toEqual(['GET', 'GET', 'PUT']);
+    expect(s.connections).toBe(1);
+  });
+});
