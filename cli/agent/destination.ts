@@ -181,6 +181,18 @@ async function download(
       throw err;
     }
   };
+  // Download buffers, reused from chunk to chunk (one per transfer in flight): a new buffer for every chunk costs
+  // page faults and garbage collection on every chunk. Each is as long as the longest chunk of the page it was
+  // made for, so it fits the chunks after it.
+  const spare: Buffer[] = [];
+  let longest = 0;
+  const takeBuffer = (length: number): Buffer => {
+    const i = spare.findIndex((b) => b.length >= length);
+    return i >= 0 ? (spare.splice(i, 1)[0] as Buffer) : Buffer.allocUnsafe(Math.max(length, longest));
+  };
+  const giveBack = (buf: Buffer) => {
+    if (spare.length < opts.concurrency) spare.push(buf);
+  };
   try {
     // A sparse file of the final size: chunks that are all zeros are never written, they stay holes.
     await file.truncate(image.size);
@@ -188,6 +200,7 @@ async function download(
     while (page) {
       const items: PlanChunk[] = page.items;
       const retryWithFreshUrls: PlanChunk[] = [];
+      for (const chunk of items) if (!chunk.zero && chunk.length > longest) longest = chunk.length;
       await mapLimit(items, opts.concurrency, async (chunk) => {
         if (log.has(String(chunk.index))) {
           progress.add(chunk.zero ? 0 : chunk.length);
@@ -195,12 +208,14 @@ async function download(
         }
         if (!chunk.zero) {
           let url = chunk.url as string;
+          // Back to the pool once written, or handed over for a fresh URL (a failed job drops it).
+          const buf = takeBuffer(chunk.length);
           for (let attempt = 1; ; attempt++) {
             let problem: string;
             try {
               await opts.limits?.download?.take(chunk.length, abort.signal);
               // Hashed as it streamed in: no second pass over the bytes.
-              const { bytes, sha256: digest } = await getChunk(url, chunk.length, abort.signal);
+              const { bytes, sha256: digest } = await getChunk(url, chunk.length, abort.signal, buf);
               fetched++;
               if (bytes.length === chunk.length && digest === chunk.sha256) {
                 await file.write(bytes, 0, bytes.length, chunk.offset);
@@ -209,6 +224,7 @@ async function download(
               problem = `failed verification (${bytes.length} bytes hashing to ${digest})`;
             } catch (err) {
               if (err instanceof UrlExpired) {
+                giveBack(buf);
                 retryWithFreshUrls.push(chunk);
                 return;
               }
@@ -226,6 +242,7 @@ async function download(
             opts.log(`${work.migrationId}: ${what} ${problem}; asking for a repair`);
             url = await repair(chunk, what);
           }
+          giveBack(buf);
           progress.add(chunk.length);
         }
         await log.add(String(chunk.index));
