@@ -1,5 +1,7 @@
 // The CMN content index (table ContentIndex: pk cacheNodeId, sk sha256): which cache node holds which verified
-// chunk. Lookups are batched at DynamoDB's limit of 100 keys per call.
+// chunk. Lookups are batched at DynamoDB's limit of 100 keys per call. The same table holds the claims that let
+// concurrent migrations share work: upload claims (`#upload-claims`) and copy claims per destination cache node
+// (`#copy-claims#<node>`), each with its owner migration and an expiry (`expiresAt`, also the table's TTL).
 import {
   BatchGetCommand,
   BatchWriteCommand,
@@ -7,13 +9,24 @@ import {
   type DynamoDBDocumentClient,
   PutCommand,
 } from '@aws-sdk/lib-dynamodb';
-import { mapLimit } from '../domain/concurrency.ts';
+import { mapLimit, settleAll } from '../domain/concurrency.ts';
 
 export const BATCH_GET_LIMIT = 100;
-/** Claims live under this pseudo cache node id: a chunk some migration is uploading right now. */
-const CLAIMS = '#upload-claims';
-/** A claim outlives any sane upload; a failed uploader's claims are also taken over at once (see check-shared). */
+/** Upload claims live under this pseudo cache node id: a chunk some migration is uploading right now. */
+const UPLOAD_CLAIMS = '#upload-claims';
+/** An upload claim outlives any sane upload; a failed uploader's claims are also taken over at once (see check-shared). */
 export const CLAIM_TTL_SECONDS = 6 * 3600;
+/**
+ * Copy claims of a destination cache node live under `#copy-claims#<node>` (cache node ids never contain '#'): a
+ * chunk some migration's CopyBatch is copying into that node right now.
+ */
+export const copyClaimsOf = (cacheNodeId: string) => `#copy-claims#${cacheNodeId}`;
+/**
+ * A copy claim lasts as long as the CopyBatch task that takes it can run (TimeoutSeconds 900 in the ASL; the Lambda
+ * itself stops at 890 s): once it has expired, the invocation that took it has certainly ended.
+ */
+export const COPY_CLAIM_TTL_SECONDS = 900;
+const CLAIM_CONCURRENCY = 16;
 const BATCH_WRITE_LIMIT = 25;
 
 export interface IndexedChunk {
@@ -100,29 +113,108 @@ export class ContentIndex {
     migrationId: string,
     takeOverFrom: ReadonlySet<string> = new Set(),
   ): Promise<{ mine: Set<string>; others: Map<string, string> }> {
+    const takeOver = [...takeOverFrom];
+    const { mine, others, failure } = await this.claim(
+      UPLOAD_CLAIMS,
+      CLAIM_TTL_SECONDS,
+      digests.map((sha256) => ({ sha256, takeOver })),
+      migrationId,
+    );
+    if (failure) throw failure.error;
+    return { mine, others };
+  }
+
+  /** Who holds the upload claims of these chunks (expired claims are not returned). */
+  async claimHolders(digests: readonly string[]): Promise<Map<string, string>> {
+    return this.liveClaims(UPLOAD_CLAIMS, digests);
+  }
+
+  /**
+   * Claims the copy of each chunk into a cache node for a migration, so that migrations copying the same chunk
+   * to the same node at once (clones of one base, a batch) copy it once: one conditional put per chunk, which
+   * succeeds when nobody holds the claim, this migration does, it expired, or it is held by the migration
+   * `takeOverFrom` names for that chunk (one that ended). All puts settle before an error is thrown, and the
+   * claims taken by then are released, so a failure leaves none behind.
+   */
+  async claimCopies(
+    cacheNodeId: string,
+    digests: readonly string[],
+    migrationId: string,
+    takeOverFrom: ReadonlyMap<string, string> = new Map(),
+  ): Promise<{ mine: Set<string>; others: Map<string, string> }> {
+    const pk = copyClaimsOf(cacheNodeId);
+    const { mine, others, failure } = await this.claim(
+      pk,
+      COPY_CLAIM_TTL_SECONDS,
+      digests.map((sha256) => {
+        const owner = takeOverFrom.get(sha256);
+        return { sha256, takeOver: owner === undefined ? [] : [owner] };
+      }),
+      migrationId,
+    );
+    if (failure) {
+      await this.releaseCopies(cacheNodeId, [...mine], migrationId).catch(() => {
+        // They expire on their own (COPY_CLAIM_TTL_SECONDS); the claim error is the one to report.
+      });
+      throw failure.error;
+    }
+    return { mine, others };
+  }
+
+  /** Who holds the copy claims of these chunks at a cache node (expired claims are not returned). */
+  async copyClaimHolders(cacheNodeId: string, digests: readonly string[]): Promise<Map<string, string>> {
+    return this.liveClaims(copyClaimsOf(cacheNodeId), digests);
+  }
+
+  /** Gives up this migration's copy claims (a claim another migration took over in the meantime stays). */
+  async releaseCopies(cacheNodeId: string, digests: readonly string[], migrationId: string): Promise<void> {
+    const pk = copyClaimsOf(cacheNodeId);
+    const results = await settleAll(digests, CLAIM_CONCURRENCY, async (sha256) => {
+      try {
+        await this.doc.send(
+          new DeleteCommand({
+            TableName: this.table,
+            Key: { cacheNodeId: pk, sha256 },
+            ConditionExpression: 'migrationId = :me',
+            ExpressionAttributeValues: { ':me': migrationId },
+          }),
+        );
+      } catch (err) {
+        if ((err as Error).name !== 'ConditionalCheckFailedException') throw err;
+      }
+    });
+    const failed = results.find((r) => r.status === 'rejected');
+    if (failed) throw failed.reason;
+  }
+
+  /**
+   * One conditional put per chunk under the claims partition `pk`; every put settles. `failure` is the first
+   * error other than a failed condition (the claims in `mine` were taken all the same).
+   */
+  private async claim(
+    pk: string,
+    ttlSeconds: number,
+    claims: readonly { readonly sha256: string; readonly takeOver: readonly string[] }[],
+    migrationId: string,
+  ): Promise<{ mine: Set<string>; others: Map<string, string>; failure?: { error: unknown } }> {
     const now = Math.floor(this.now().getTime() / 1000);
     const mine = new Set<string>();
     const others = new Map<string, string>();
-    await mapLimit(digests, 16, async (sha256) => {
+    const results = await settleAll(claims, CLAIM_CONCURRENCY, async ({ sha256, takeOver }) => {
       try {
         await this.doc.send(
           new PutCommand({
             TableName: this.table,
-            Item: { cacheNodeId: CLAIMS, sha256, migrationId, expiresAt: now + CLAIM_TTL_SECONDS },
+            Item: { cacheNodeId: pk, sha256, migrationId, expiresAt: now + ttlSeconds },
             ConditionExpression:
               'attribute_not_exists(sha256) OR migrationId = :me OR expiresAt < :now' +
-              (takeOverFrom.size > 0
-                ? ' OR migrationId IN (:t0' +
-                  [...takeOverFrom]
-                    .slice(1)
-                    .map((_, i) => `, :t${i + 1}`)
-                    .join('') +
-                  ')'
+              (takeOver.length > 0
+                ? ` OR migrationId IN (${takeOver.map((_, i) => `:t${i}`).join(', ')})`
                 : ''),
             ExpressionAttributeValues: {
               ':me': migrationId,
               ':now': now,
-              ...Object.fromEntries([...takeOverFrom].map((m, i) => [`:t${i}`, m])),
+              ...Object.fromEntries(takeOver.map((m, i) => [`:t${i}`, m])),
             },
             ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
           }),
@@ -135,20 +227,21 @@ export class ContentIndex {
         others.set(sha256, (typeof old === 'string' ? old : old?.S) ?? 'unknown');
       }
     });
-    return { mine, others };
+    const failed = results.find((r) => r.status === 'rejected');
+    return { mine, others, ...(failed ? { failure: { error: failed.reason } } : {}) };
   }
 
-  /** Who holds the upload claims of these chunks (expired claims are not returned). */
-  async claimHolders(digests: readonly string[]): Promise<Map<string, string>> {
+  /** The unexpired claims under `pk` of these chunks, and who holds them (consistent reads, 100 keys a call). */
+  private async liveClaims(pk: string, digests: readonly string[]): Promise<Map<string, string>> {
     const now = Math.floor(this.now().getTime() / 1000);
     const out = new Map<string, string>();
     const batches: string[][] = [];
     for (let i = 0; i < digests.length; i += BATCH_GET_LIMIT)
       batches.push(digests.slice(i, i + BATCH_GET_LIMIT));
     await mapLimit(batches, 8, async (batch) => {
-      let pending = batch.map((sha256) => ({ cacheNodeId: CLAIMS, sha256 }));
+      let pending = batch.map((sha256) => ({ cacheNodeId: pk, sha256 }));
       for (let attempt = 0; pending.length > 0; attempt++) {
-        if (attempt > 8) throw new Error('DynamoDB kept returning unprocessed keys for upload claims');
+        if (attempt > 8) throw new Error(`DynamoDB kept returning unprocessed keys for ${pk} claims`);
         if (attempt > 0) await new Promise((r) => setTimeout(r, 25 * 2 ** attempt));
         const res = await this.doc.send(
           new BatchGetCommand({ RequestItems: { [this.table]: { Keys: pending, ConsistentRead: true } } }),

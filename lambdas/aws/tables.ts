@@ -75,14 +75,15 @@ export const TABLE_DEFINITIONS: readonly TableDefinition[] = [
     indexes: [{ name: INDEX.migrationsByCreated, partitionKey: s('gsi1pk'), sortKey: s('gsi1sk') }],
     ttlAttribute: 'expiresAt',
   },
-  // CMN content index: which cache node holds which verified chunk.
+  // CMN content index: which cache node holds which verified chunk; also the upload claims (`#upload-claims`) and
+  // the copy claims of each destination node (`#copy-claims#<node>`) that concurrent migrations share work by.
   {
     id: 'ContentIndex',
     envVar: ENV.tableContentIndex,
     partitionKey: s('cacheNodeId'),
     sortKey: s('sha256'),
     indexes: [],
-    // Only upload claims carry expiresAt; index entries never expire.
+    // Only claims carry expiresAt; index entries never expire.
     ttlAttribute: 'expiresAt',
   },
 ];

@@ -23,3 +23,23 @@ export async function mapLimit<T, R>(
   await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
   return results;
 }
+
+export type Settled<R> = { status: 'fulfilled'; value: R } | { status: 'rejected'; reason: unknown };
+
+/**
+ * Runs `fn` over `items` with at most `limit` in flight and lets every call settle, failures included (results keep
+ * the input order): for work that must not be abandoned midway, e.g. before giving up claims it holds.
+ */
+export async function settleAll<T, R>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T, index: number) => Promise<R>,
+): Promise<Settled<R>[]> {
+  return mapLimit(items, limit, async (item, i): Promise<Settled<R>> => {
+    try {
+      return { status: 'fulfilled', value: await fn(item, i) };
+    } catch (reason) {
+      return { status: 'rejected', reason };
+    }
+  });
+}

@@ -71,7 +71,7 @@ const ADAPTER_TABLES: Record<string, string[]> = {
   mapping: ['ContentMap', 'LocationMap'],
   contentIndex: ['ContentIndex'],
 };
-const READ_METHOD = /^(get|require|all|list|query|holders|claimHolders|history)/;
+const READ_METHOD = /^(get|require|all|list|query|holders|claimHolders|copyClaimHolders|history)/;
 const STORAGE: Record<string, ['control' | 'chunks', Need[]]> = {
   getJson: ['control', ['read']],
   getBytes: ['control', ['read']],
