@@ -1,13 +1,39 @@
-// CMN copy task: server-side copies of one batch of chunks into destination cache nodes, bounded in
-// parallel. A chunk already present (with the right checksum) is skipped; every copy is checked before it is
-// recorded in the content index.
+// CMN copy task: server-side copies of one batch of chunks into destination cache nodes, bounded in parallel.
+//
+// Migrations that copy the same chunk into the same cache node at once (clones of one base, a batch) copy it once.
+// Before copying, the task takes a copy claim per (node, chunk) in the content index. A chunk another live
+// migration has claimed is awaited: it counts once it is stored at the node and verified, as our own copies are
+// (HEAD: length and SHA-256 checksum), and is then recorded in the content index here too. A claim is taken over
+// when it is released without the chunk, expires (COPY_CLAIM_TTL_SECONDS: the claiming invocation has certainly
+// ended), or belongs to a migration that ended. Past COPY_WAIT_MS the task fails with CopiesPending and the state
+// machine runs the batch again, so nothing depends on the other migration finishing.
+//
+// A chunk the content index already places at its node is skipped without a request to S3. Any other chunk is
+// looked at (HEAD) after its claim is taken and before it is copied: a copy that landed before the claim (the
+// previous holder's, a standing replication's) is not made again. Every copy is verified before it is recorded.
 import type { S3ServiceException } from '@aws-sdk/client-s3';
+import { TERMINAL_STATUSES } from '../../protocol/api/migrations.ts';
 import { bucketRef } from '../aws/cache-nodes.ts';
-import { mapLimit } from '../domain/concurrency.ts';
+import type { ServiceDeps } from '../aws/deps.ts';
+import { mapLimit, settleAll } from '../domain/concurrency.ts';
 import { type CopyItem, replicationBatchKey } from '../domain/control-keys.ts';
 import { TaskFailure, TransientError, task } from './task.ts';
 
 export const COPY_CONCURRENCY = 16;
+/**
+ * How long one invocation waits for chunks other migrations are copying, counted from its start. The ASL gives
+ * CopyBatch 900 s and its Lambda stops at 890 s; the rest is room for the last round's own copies. The ASL retries
+ * CopiesPending on a retrier of its own (transient errors keep their budget) over a span well beyond
+ * COPY_CLAIM_TTL_SECONDS, by when every claim this invocation saw has expired and is taken over.
+ */
+export const COPY_WAIT_MS = 300_000;
+/** Between looks at awaited chunks: doubling from the first, up to the last, with jitter. */
+export const COPY_POLL_MS: readonly [number, number] = [250, 5_000];
+
+/** Chunks other migrations are still copying when this invocation's wait is over: the batch runs again. */
+export class CopiesPending extends Error {
+  override readonly name = 'CopiesPending';
+}
 
 export interface CopyBatchEvent {
   readonly migrationId: string;
@@ -15,31 +41,159 @@ export interface CopyBatchEvent {
   readonly batch: number;
 }
 
-export const handler = task(
-  async (deps, event: CopyBatchEvent): Promise<{ copied: number; skipped: number }> => {
-    const items = await deps.storage.getJson<CopyItem[]>(
-      deps.control,
-      replicationBatchKey(event.prefix, event.batch),
+export interface CopyBatchResult {
+  /** Copies this task made. */
+  readonly copied: number;
+  /** Chunks it did not copy: already at their node (indexed or found there), or copied by another migration. */
+  readonly skipped: number;
+  /** Of `skipped`: chunks another migration held the claim of, awaited until they were stored. */
+  readonly awaited: number;
+}
+
+export interface Clock {
+  now(): number;
+  sleep(ms: number): Promise<void>;
+}
+
+const realClock: Clock = {
+  now: () => Date.now(),
+  sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+};
+
+const keyOf = (i: CopyItem) => `${i.to}/${i.sha256}`;
+
+function byTarget(items: Iterable<CopyItem>): Map<string, CopyItem[]> {
+  const out = new Map<string, CopyItem[]>();
+  for (const i of items) {
+    const list = out.get(i.to) ?? [];
+    list.push(i);
+    out.set(i.to, list);
+  }
+  return out;
+}
+
+export async function copyBatch(
+  deps: ServiceDeps,
+  event: CopyBatchEvent,
+  clock: Clock = realClock,
+): Promise<CopyBatchResult> {
+  const started = clock.now();
+  const me = event.migrationId;
+  const items = await deps.storage.getJson<CopyItem[]>(
+    deps.control,
+    replicationBatchKey(event.prefix, event.batch),
+  );
+  if (!items)
+    throw new TaskFailure(
+      'PlanMissing',
+      `replication batch ${event.batch} of ${event.migrationId} is missing`,
     );
-    if (!items)
-      throw new TaskFailure(
-        'PlanMissing',
-        `replication batch ${event.batch} of ${event.migrationId} is missing`,
+  const nodes = new Map((await deps.registry.allCacheNodes()).map((n) => [n.id, bucketRef(n)]));
+  const ref = (id: string) => {
+    const node = nodes.get(id);
+    if (!node) throw new TaskFailure('CacheNodeGone', `cache node ${id} is no longer registered`);
+    return node;
+  };
+
+  const pending = new Map(items.map((i) => [keyOf(i), i]));
+  let copied = 0;
+  let skipped = 0;
+  let awaited = 0;
+  /** Migrations whose claims this task waited on, and the items they held. */
+  const awaitedFrom = new Set<string>();
+  const waitedOn = new Set<string>();
+  /** An item is at its node: copied here, or found there (copied by another migration when it held the claim). */
+  const settle = (i: CopyItem, how: 'copied' | 'found') => {
+    pending.delete(keyOf(i));
+    if (how === 'copied') copied++;
+    else {
+      skipped++;
+      if (waitedOn.has(keyOf(i))) awaited++;
+    }
+  };
+  /** Claim holders found ended (a terminal status is sticky). */
+  const ended = new Set<string>();
+
+  const endedAmong = async (owners: Iterable<string>) => {
+    const unknown = [...new Set(owners)].filter((o) => o !== me && !ended.has(o));
+    if (unknown.length === 0) return;
+    const found = new Map((await deps.migrations.getMany(unknown)).map((m) => [m.id, m]));
+    for (const o of unknown) {
+      const m = found.get(o);
+      if (!m || TERMINAL_STATUSES.includes(m.status)) ended.add(o);
+    }
+  };
+
+  for (let round = 0; ; round++) {
+    // What the content index places at its node is stored there and was verified: no request to S3.
+    for (const [to, list] of byTarget(pending.values())) {
+      const held = await deps.contentIndex.holders(
+        list.map((i) => i.sha256),
+        [to],
       );
-    const nodes = new Map((await deps.registry.allCacheNodes()).map((n) => [n.id, bucketRef(n)]));
-    const ref = (id: string) => {
-      const node = nodes.get(id);
-      if (!node) throw new TaskFailure('CacheNodeGone', `cache node ${id} is no longer registered`);
-      return node;
-    };
-    let copied = 0;
-    let skipped = 0;
-    const done = new Map<string, CopyItem[]>();
-    await mapLimit(items, COPY_CONCURRENCY, async (item) => {
-      const to = ref(item.to);
-      if ((await deps.storage.chunkState(to, item.sha256, item.length)) === 'present') {
-        skipped++;
-      } else {
+      for (const i of list) {
+        if (!held.get(i.sha256)?.has(to)) continue;
+        settle(i, 'found');
+      }
+    }
+    if (pending.size === 0) break;
+
+    /** Claims held in this round, by node; all released at its end, whatever happens. */
+    const claimed = new Map<string, string[]>();
+    /** Stored at their node and verified in this round: recorded in the content index at its end. */
+    const verified: CopyItem[] = [];
+    try {
+      const mine: CopyItem[] = [];
+      for (const [to, list] of byTarget(pending.values())) {
+        let candidates = list;
+        const takeOver = new Map<string, string>();
+        if (round > 0) {
+          // Everything still pending was claimed by another migration: has its copy landed?
+          const states = await mapLimit(list, COPY_CONCURRENCY, (i) =>
+            deps.storage.chunkState(ref(to), i.sha256, i.length),
+          );
+          const missing = list.filter((i, n) => {
+            if (states[n] !== 'present') return true;
+            verified.push(i);
+            settle(i, 'found');
+            return false;
+          });
+          // Still missing: take the claims that were released, expired or held by a migration that ended.
+          const holders = await deps.contentIndex.copyClaimHolders(
+            to,
+            missing.map((i) => i.sha256),
+          );
+          await endedAmong(holders.values());
+          candidates = missing.filter((i) => {
+            const holder = holders.get(i.sha256);
+            if (holder === undefined || holder === me) return true;
+            if (!ended.has(holder)) return false;
+            takeOver.set(i.sha256, holder);
+            return true;
+          });
+        }
+        if (candidates.length === 0) continue;
+        const { mine: taken, others } = await deps.contentIndex.claimCopies(
+          to,
+          candidates.map((i) => i.sha256),
+          me,
+          takeOver,
+        );
+        claimed.set(to, [...taken]);
+        for (const i of candidates) {
+          if (taken.has(i.sha256)) mine.push(i);
+          else {
+            awaitedFrom.add(others.get(i.sha256) ?? 'unknown');
+            waitedOn.add(keyOf(i));
+          }
+        }
+      }
+
+      // Our claims: look first (a copy may have landed before the claim), copy, verify. Every copy settles before
+      // the claims are given up, so none is still running when another migration takes one over.
+      const results = await settleAll(mine, COPY_CONCURRENCY, async (item): Promise<'present' | 'copied'> => {
+        const to = ref(item.to);
+        if ((await deps.storage.chunkState(to, item.sha256, item.length)) === 'present') return 'present';
         try {
           await deps.storage.copyChunk(ref(item.from), to, item.sha256);
         } catch (err) {
@@ -54,29 +208,72 @@ export const handler = task(
         const state = await deps.storage.chunkState(to, item.sha256, item.length);
         if (state !== 'present')
           throw new TransientError(`copy of chunk ${item.sha256} to ${item.to} is ${state}`);
-        copied++;
+        return 'copied';
+      });
+      let failure: { reason: unknown } | undefined;
+      results.forEach((r, n) => {
+        const item = mine[n] as CopyItem;
+        if (r.status === 'rejected') {
+          failure ??= { reason: r.reason };
+          return;
+        }
+        verified.push(item);
+        settle(item, r.value === 'copied' ? 'copied' : 'found');
+      });
+      if (failure) throw failure.reason;
+    } finally {
+      try {
+        for (const [to, list] of byTarget(verified)) {
+          await deps.contentIndex.record(
+            to,
+            list.map((i) => ({ sha256: i.sha256, length: i.length })),
+          );
+        }
+      } finally {
+        for (const [to, digests] of claimed) {
+          if (digests.length === 0) continue;
+          await deps.contentIndex.releaseCopies(to, digests, me).catch(() => {
+            // Not released, a claim expires on its own (COPY_CLAIM_TTL_SECONDS); others wait until then at most.
+          });
+        }
       }
-      const list = done.get(item.to) ?? [];
-      list.push(item);
-      done.set(item.to, list);
-    });
-    for (const [to, list] of done) {
-      await deps.contentIndex.record(
-        to,
-        list.map((i) => ({ sha256: i.sha256, length: i.length })),
+    }
+
+    if (pending.size === 0) break;
+    if (clock.now() - started >= COPY_WAIT_MS) {
+      throw new CopiesPending(
+        `${pending.size} chunks of batch ${event.batch} are still being copied by ` +
+          `${[...awaitedFrom].join(', ') || 'other migrations'}; the batch runs again`,
       );
     }
-    const m = await deps.migrations.require(event.migrationId);
-    const increment: (readonly [readonly string[], number])[] = [];
-    for (const leg of Object.values(m.legs)) {
-      const list = leg.cacheNodeId ? done.get(leg.cacheNodeId) : undefined;
-      if (!list || leg.status === 'COMPLETED') continue;
-      increment.push(
-        [['legs', leg.dataCenterId, 'chunksReplicated'], list.length],
-        [['legs', leg.dataCenterId, 'bytesReplicated'], list.reduce((n, i) => n + i.length, 0)],
-      );
-    }
-    if (increment.length > 0) await deps.migrations.update(m.id, { increment });
-    return { copied, skipped };
-  },
-);
+    const [first, last] = COPY_POLL_MS;
+    await clock.sleep(Math.min(last, first * 2 ** round) * (0.5 + Math.random() / 2));
+  }
+
+  // Every item is now at its node: all of it counts for the legs that go through that node.
+  const m = await deps.migrations.require(event.migrationId);
+  const perNode = byTarget(items);
+  const increment: (readonly [readonly string[], number])[] = [];
+  for (const leg of Object.values(m.legs)) {
+    const list = leg.cacheNodeId ? perNode.get(leg.cacheNodeId) : undefined;
+    if (!list || leg.status === 'COMPLETED') continue;
+    increment.push(
+      [['legs', leg.dataCenterId, 'chunksReplicated'], list.length],
+      [['legs', leg.dataCenterId, 'bytesReplicated'], list.reduce((n, i) => n + i.length, 0)],
+    );
+  }
+  const history =
+    awaited > 0
+      ? {
+          event: 'copies-shared',
+          message:
+            `batch ${event.batch}: ${awaited} chunks were being copied into the same cache node by ` +
+            `${[...awaitedFrom].join(', ')}: awaited, not copied twice`,
+        }
+      : undefined;
+  if (increment.length > 0) await deps.migrations.update(m.id, { increment }, history ? { history } : {});
+  else if (history) await deps.migrations.addHistory(m.id, history.event, history.message);
+  return { copied, skipped, awaited };
+}
+
+export const handler = task((deps, event: CopyBatchEvent) => copyBatch(deps, event));

@@ -1,0 +1,358 @@
+// CopyBatch's copy claims against an in-memory world (content index, claims with the conditional put's rules,
+// cache node objects, migration statuses) and a virtual clock: a chunk another live migration is copying is
+// awaited, verified and recorded, never copied twice; claims are taken over when released, expired or held by a
+// migration that ended; a chunk the index places at its node costs no request to S3; past the wait the task fails
+// with CopiesPending, having recorded what it verified and released its claims; progress is counted once.
+import { beforeEach, describe, expect, it } from 'vitest';
+import { COPY_CLAIM_TTL_SECONDS } from '../../../../lambdas/aws/content-index.ts';
+import type { ServiceDeps } from '../../../../lambdas/aws/deps.ts';
+import type { CopyItem } from '../../../../lambdas/domain/control-keys.ts';
+import {
+  type Clock,
+  COPY_CONCURRENCY,
+  COPY_WAIT_MS,
+  CopiesPending,
+  copyBatch,
+} from '../../../../lambdas/workflow/copy-batch.ts';
+import { TransientError } from '../../../../lambdas/workflow/task.ts';
+import type { MigrationStatus } from '../../../../protocol/api/migrations.ts';
+
+const ME = 'mig-aaaaaaaaaaaaaaaaaaaa';
+const OTHER = 'mig-bbbbbbbbbbbbbbbbbbbb';
+const THIRD = 'mig-cccccccccccccccccccc';
+const sha = (n: number) => n.toString(16).padStart(64, '0');
+const item = (n: number, to = 'nrt'): CopyItem => ({ sha256: sha(n), length: 1000 + n, from: 'hkg', to });
+const at = (node: string, digest: string) => `${node}/${digest}`;
+
+/** The shared state several copy tasks see, and what they did to it. */
+class World {
+  now = 1_000_000;
+  readonly index = new Set<string>();
+  readonly claims = new Map<string, { owner: string; expiresAt: number }>();
+  readonly objects = new Map<string, number>();
+  readonly statuses = new Map<string, MigrationStatus>();
+  readonly batches = new Map<string, CopyItem[]>();
+  readonly log: string[] = [];
+  readonly updates: { id: string; increment: unknown; history?: unknown }[] = [];
+  readonly history: { id: string; event: string; message: string }[] = [];
+  /** Run at each sleep, after the clock moved: other migrations acting meanwhile. */
+  readonly onSleep: (() => void)[] = [];
+  failCopy = new Set<string>();
+  badCopy = new Set<string>();
+  inFlight = 0;
+  maxInFlight = 0;
+
+  clock(): Clock {
+    return {
+      now: () => this.now,
+      sleep: async (ms) => {
+        this.now += ms;
+        await new Promise((r) => setImmediate(r));
+        for (const f of this.onSleep) f();
+      },
+    };
+  }
+
+  deps(): ServiceDeps {
+    const lengthOf = (digest: string) =>
+      [...this.batches.values()].flat().find((i) => i.sha256 === digest)?.length ?? 0;
+    const tick = () => new Promise((r) => setImmediate(r));
+    return {
+      control: { bucket: 'control', region: 'r' },
+      registry: {
+        allCacheNodes: async () =>
+          ['hkg', 'nrt', 'sin'].map((id) => ({ id, bucket: id, region: 'r', status: 'active' })),
+      },
+      storage: {
+        getJson: async (_: unknown, key: string) => this.batches.get(key),
+        chunkState: async (node: { bucket: string }, digest: string, length: number) => {
+          this.log.push(`head ${node.bucket} ${digest}`);
+          await tick();
+          const stored = this.objects.get(at(node.bucket, digest));
+          return stored === undefined ? 'missing' : stored === length ? 'present' : 'mismatch';
+        },
+        copyChunk: async (from: { bucket: string }, to: { bucket: string }, digest: string) => {
+          this.log.push(`copy ${from.bucket}>${to.bucket} ${digest}`);
+          this.inFlight++;
+          this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
+          await tick();
+          this.inFlight--;
+          if (this.failCopy.has(digest))
+            throw Object.assign(new Error('We encountered an internal error'), { name: 'InternalError' });
+          this.objects.set(at(to.bucket, digest), this.badCopy.has(digest) ? 1 : lengthOf(digest));
+        },
+      },
+      contentIndex: {
+        holders: async (digests: string[], nodes: string[]) => {
+          this.log.push(`index ${digests.length}`);
+          const out = new Map<string, Set<string>>();
+          for (const d of digests)
+            for (const n of nodes)
+              if (this.index.has(at(n, d))) out.set(d, new Set([...(out.get(d) ?? []), n]));
+          return out;
+        },
+        record: async (node: string, chunks: { sha256: string }[]) => {
+          for (const c of chunks) this.index.add(at(node, c.sha256));
+        },
+        claimCopies: async (node: string, digests: string[], me: string, takeOver: Map<string, string>) => {
+          const mine = new Set<string>();
+          const others = new Map<string, string>();
+          for (const d of digests) {
+            const c = this.claims.get(at(node, d));
+            if (!c || c.owner === me || c.expiresAt < this.now || takeOver.get(d) === c.owner) {
+              this.claims.set(at(node, d), {
+                owner: me,
+                expiresAt: this.now + COPY_CLAIM_TTL_SECONDS * 1000,
+              });
+              mine.add(d);
+            } else others.set(d, c.owner);
+          }
+          return { mine, others };
+        },
+        copyClaimHolders: async (node: string, digests: string[]) => {
+          const out = new Map<string, string>();
+          for (const d of digests) {
+            const c = this.claims.get(at(node, d));
+            if (c && c.expiresAt >= this.now) out.set(d, c.owner);
+          }
+          return out;
+        },
+        releaseCopies: async (node: string, digests: string[], me: string) => {
+          for (const d of digests)
+            if (this.claims.get(at(node, d))?.owner === me) this.claims.delete(at(node, d));
+        },
+      },
+      migrations: {
+        getMany: async (ids: string[]) =>
+          ids.filter((id) => this.statuses.has(id)).map((id) => ({ id, status: this.statuses.get(id) })),
+        require: async (id: string) => ({
+          id,
+          status: this.statuses.get(id) ?? 'REPLICATING',
+          legs: {
+            'dc-osa': { dataCenterId: 'dc-osa', cacheNodeId: 'nrt', status: 'REPLICATING' },
+            'dc-jkt': { dataCenterId: 'dc-jkt', cacheNodeId: 'sin', status: 'REPLICATING' },
+          },
+        }),
+        update: async (id: string, spec: { increment: unknown }, options: { history?: unknown } = {}) => {
+          this.updates.push({
+            id,
+            increment: spec.increment,
+            ...(options.history ? { history: options.history } : {}),
+          });
+        },
+        addHistory: async (id: string, event: string, message: string) => {
+          this.history.push({ id, event, message });
+        },
+      },
+    } as unknown as ServiceDeps;
+  }
+
+  run(migrationId: string, items: CopyItem[]) {
+    const prefix = `migrations/${migrationId}/a1/replication`;
+    this.batches.set(`${prefix}/0.json`, items);
+    return copyBatch(this.deps(), { migrationId, prefix, batch: 0 }, this.clock());
+  }
+
+  claimFor(owner: string, i: CopyItem, expiresIn = COPY_CLAIM_TTL_SECONDS * 1000) {
+    this.claims.set(at(i.to, i.sha256), { owner, expiresAt: this.now + expiresIn });
+  }
+
+  copies = () => this.log.filter((l) => l.startsWith('copy '));
+  heads = (digest: string) => this.log.filter((l) => l === `head nrt ${digest}`).length;
+}
+
+let w: World;
+beforeEach(() => {
+  w = new World();
+  w.statuses.set(ME, 'REPLICATING');
+  w.statuses.set(OTHER, 'REPLICATING');
+});
+
+describe('copy claims', () => {
+  it('copies what nobody else is copying, verified, recorded, and gives the claims back', async () => {
+    const items = [item(1), item(2), item(3, 'sin')];
+    expect(await w.run(ME, items)).toEqual({ copied: 3, skipped: 0, awaited: 0 });
+    expect(w.copies()).toEqual([
+      `copy hkg>nrt ${sha(1)}`,
+      `copy hkg>nrt ${sha(2)}`,
+      `copy hkg>sin ${sha(3)}`,
+    ]);
+    // Looked at before (a copy may have landed before the claim) and after (verification).
+    expect(w.heads(sha(1))).toBe(2);
+    expect([...w.index].sort()).toEqual([at('nrt', sha(1)), at('nrt', sha(2)), at('sin', sha(3))]);
+    expect(w.claims.size).toBe(0);
+    expect(w.updates).toEqual([
+      {
+        id: ME,
+        increment: [
+          [['legs', 'dc-osa', 'chunksReplicated'], 2],
+          [['legs', 'dc-osa', 'bytesReplicated'], 1001 + 1002],
+          [['legs', 'dc-jkt', 'chunksReplicated'], 1],
+          [['legs', 'dc-jkt', 'bytesReplicated'], 1003],
+        ],
+      },
+    ]);
+  });
+
+  it('a chunk the content index places at its node costs no HEAD, no claim and no copy', async () => {
+    w.index.add(at('nrt', sha(1)));
+    expect(await w.run(ME, [item(1), item(2)])).toEqual({ copied: 1, skipped: 1, awaited: 0 });
+    expect(w.heads(sha(1))).toBe(0);
+    expect(w.copies()).toEqual([`copy hkg>nrt ${sha(2)}`]);
+    // Still counted as replicated for the leg through that node.
+    expect(w.updates[0]?.increment).toContainEqual([['legs', 'dc-osa', 'chunksReplicated'], 2]);
+  });
+
+  it('awaits a chunk another live migration is copying: it counts once stored and verified, and is recorded here', async () => {
+    w.claimFor(OTHER, item(1));
+    // The other migration's copy lands while this one waits (its index record comes later).
+    w.onSleep.push(() => {
+      if (w.now > 1_000_000 + 1_000) w.objects.set(at('nrt', sha(1)), item(1).length);
+    });
+    expect(await w.run(ME, [item(1), item(2)])).toEqual({ copied: 1, skipped: 1, awaited: 1 });
+    expect(w.copies()).toEqual([`copy hkg>nrt ${sha(2)}`]);
+    expect(w.heads(sha(1))).toBeGreaterThanOrEqual(2);
+    expect(w.index.has(at('nrt', sha(1)))).toBe(true);
+    // Its claim is the other migration's to release.
+    expect(w.claims.get(at('nrt', sha(1)))?.owner).toBe(OTHER);
+    expect(w.updates[0]?.history).toEqual({
+      event: 'copies-shared',
+      message: `batch 0: 1 chunks were being copied into the same cache node by ${OTHER}: awaited, not copied twice`,
+    });
+  });
+
+  it('does not count an awaited chunk that is stored with the wrong length or checksum', async () => {
+    w.claimFor(OTHER, item(1), 5_000);
+    w.objects.set(at('nrt', sha(1)), 1); // a mismatch, e.g. a half-written object of another store
+    expect(await w.run(ME, [item(1)])).toEqual({ copied: 1, skipped: 0, awaited: 0 });
+    expect(w.copies()).toEqual([`copy hkg>nrt ${sha(1)}`]);
+    expect(w.objects.get(at('nrt', sha(1)))).toBe(item(1).length);
+  });
+
+  it('a chunk indexed meanwhile by the copier stops the wait without another HEAD', async () => {
+    w.claimFor(OTHER, item(1));
+    w.onSleep.push(() => {
+      w.objects.set(at('nrt', sha(1)), item(1).length);
+      w.index.add(at('nrt', sha(1)));
+      w.claims.delete(at('nrt', sha(1)));
+    });
+    expect(await w.run(ME, [item(1)])).toEqual({ copied: 0, skipped: 1, awaited: 1 });
+    expect(w.heads(sha(1))).toBe(0);
+    expect(w.copies()).toEqual([]);
+  });
+
+  it('takes over the claim of a migration that ended, and copies the chunk itself', async () => {
+    w.claimFor(OTHER, item(1));
+    w.statuses.set(OTHER, 'FAILED');
+    expect(await w.run(ME, [item(1)])).toEqual({ copied: 1, skipped: 0, awaited: 0 });
+    expect(w.copies()).toEqual([`copy hkg>nrt ${sha(1)}`]);
+    expect(w.claims.size).toBe(0); // taken over, then released
+  });
+
+  it('takes over a claim whose owner is unknown (its record gone)', async () => {
+    w.claimFor(THIRD, item(1));
+    expect(await w.run(ME, [item(1)])).toMatchObject({ copied: 1 });
+  });
+
+  it('takes over an expired claim of a live migration (its task has certainly ended)', async () => {
+    w.claimFor(OTHER, item(1), 3_000);
+    const started = w.now;
+    expect(await w.run(ME, [item(1)])).toEqual({ copied: 1, skipped: 0, awaited: 0 });
+    expect(w.now - started).toBeGreaterThan(3_000);
+    expect(w.now - started).toBeLessThan(15_000);
+  });
+
+  it('takes a released claim and looks before copying: a copy that landed before the claim is not made again', async () => {
+    w.claimFor(OTHER, item(1));
+    const deps = w.deps();
+    const chunkState = deps.storage.chunkState.bind(deps.storage);
+    let looks = 0;
+    (deps.storage as { chunkState: typeof chunkState }).chunkState = async (node, digest, length) => {
+      const state = await chunkState(node, digest, length);
+      // Right after this task's first look (missing), the other copy lands and its claim is given back.
+      if (digest === sha(1) && ++looks === 1) {
+        w.objects.set(at('nrt', sha(1)), item(1).length);
+        w.claims.delete(at('nrt', sha(1)));
+      }
+      return state;
+    };
+    w.batches.set('p/0.json', [item(1)]);
+    expect(await copyBatch(deps, { migrationId: ME, prefix: 'p', batch: 0 }, w.clock())).toEqual({
+      copied: 0,
+      skipped: 1,
+      awaited: 1,
+    });
+    expect(w.copies()).toEqual([]);
+    expect(w.index.has(at('nrt', sha(1)))).toBe(true);
+  });
+
+  it('a retry of its own task retakes its claims; what it copied before is recorded, not copied again', async () => {
+    w.claimFor(ME, item(1));
+    w.objects.set(at('nrt', sha(1)), item(1).length);
+    expect(await w.run(ME, [item(1)])).toEqual({ copied: 0, skipped: 1, awaited: 0 });
+    expect(w.copies()).toEqual([]);
+    expect(w.index.has(at('nrt', sha(1)))).toBe(true);
+    expect(w.claims.size).toBe(0);
+  });
+
+  it('past its wait it fails with CopiesPending, having recorded what it verified; the next run counts all once', async () => {
+    w.claimFor(OTHER, item(1), 10 * COPY_WAIT_MS);
+    const started = w.now;
+    const error = await w.run(ME, [item(1), item(2)]).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(CopiesPending);
+    expect((error as Error).name).toBe('CopiesPending');
+    expect((error as Error).message).toContain(OTHER);
+    expect(w.now - started).toBeGreaterThanOrEqual(COPY_WAIT_MS);
+    expect(w.now - started).toBeLessThan(COPY_WAIT_MS + 10_000);
+    expect(w.index.has(at('nrt', sha(2)))).toBe(true);
+    expect(w.claims.get(at('nrt', sha(2)))).toBeUndefined();
+    expect(w.updates).toEqual([]); // progress is counted when the batch is done
+
+    // The state machine runs the batch again; meanwhile the other migration's copy landed.
+    w.objects.set(at('nrt', sha(1)), item(1).length);
+    w.log.length = 0;
+    expect(await w.run(ME, [item(1), item(2)])).toEqual({ copied: 0, skipped: 2, awaited: 1 });
+    expect(w.heads(sha(2))).toBe(0); // indexed by the first run
+    expect(w.updates).toHaveLength(1);
+    expect(w.updates[0]?.increment).toContainEqual([['legs', 'dc-osa', 'chunksReplicated'], 2]);
+  });
+
+  it('a failed copy lets the others finish, records them, releases every claim, then throws', async () => {
+    const items = Array.from({ length: 40 }, (_, n) => item(n + 1));
+    w.failCopy.add(sha(5));
+    await expect(w.run(ME, items)).rejects.toMatchObject({ name: 'InternalError' });
+    expect(w.copies()).toHaveLength(40);
+    expect(w.index.size).toBe(39);
+    expect(w.claims.size).toBe(0);
+    expect(w.updates).toEqual([]);
+  });
+
+  it('a copy that does not verify is a TransientError (the state machine retries it)', async () => {
+    w.badCopy.add(sha(1));
+    await expect(w.run(ME, [item(1)])).rejects.toBeInstanceOf(TransientError);
+    expect(w.index.size).toBe(0);
+    expect(w.claims.size).toBe(0);
+  });
+
+  it('keeps at most COPY_CONCURRENCY copies in flight', async () => {
+    await w.run(
+      ME,
+      Array.from({ length: 100 }, (_, n) => item(n + 1)),
+    );
+    expect(w.maxInFlight).toBeGreaterThan(1);
+    expect(w.maxInFlight).toBeLessThanOrEqual(COPY_CONCURRENCY);
+  });
+
+  it('migrations copying the same chunks into the same node at once copy each once, and both complete', async () => {
+    const items = Array.from({ length: 60 }, (_, n) => item(n + 1));
+    w.statuses.set(THIRD, 'REPLICATING');
+    const [a, b, c] = await Promise.all([w.run(ME, items), w.run(OTHER, items), w.run(THIRD, items)]);
+    expect(w.copies()).toHaveLength(60);
+    expect(new Set(w.copies()).size).toBe(60);
+    expect((a?.copied ?? 0) + (b?.copied ?? 0) + (c?.copied ?? 0)).toBe(60);
+    for (const r of [a, b, c]) expect((r?.copied ?? 0) + (r?.skipped ?? 0)).toBe(60);
+    expect(w.index.size).toBe(60);
+    expect(w.claims.size).toBe(0);
+    expect(w.updates.map((u) => u.id).sort()).toEqual([ME, OTHER, THIRD].sort());
+  });
+});
