@@ -242,10 +242,10 @@ describe('chunk transfers over node:http', () => {
     });
 
     it('lets a slow body that keeps moving take longer than the stall timeout', async () => {
-      stall.timeoutMs = 300;
+      stall.timeoutMs = 1000;
       s.script.push((_req, res) => {
         res.writeHead(200, { 'content-length': CHUNK.length });
-        const pieces = 8;
+        const pieces = 30;
         const size = Math.ceil(CHUNK.length / pieces);
         let i = 0;
         const timer = setInterval(() => {
@@ -254,13 +254,13 @@ describe('chunk transfers over node:http', () => {
             clearInterval(timer);
             res.end();
           }
-        }, 100);
+        }, 60);
       });
       const t0 = Date.now();
       const out = await getChunk(`${s.url}/c`, CHUNK.length, signal());
       expect(out.sha256).toBe(DIGEST);
       expect(s.requests).toHaveLength(1);
-      expect(Date.now() - t0).toBeGreaterThan(600);
+      expect(Date.now() - t0).toBeGreaterThan(1500);
     });
 
     it("honours the caller's abort: the request is destroyed and the reason thrown", async () => {
