@@ -121,12 +121,12 @@ async function main(): Promise<number> {
       say(`verified: sha256 ${a.slice(0, 16)}… identical at ${target}`);
     }
     const uploaded = m.upload.bytesDone;
-    const replicated = m.legs.reduce((n, l) => n + l.bytesReplicated, 0);
+    const copied = m.replication.bytesCopied;
     const downloaded = m.legs.reduce((n, l) => n + l.bytesDownloaded, 0);
     const moved = m.image ? m.image.size : 0;
     say(
       `summary: ${m.id} ${m.status} in ${seconds.toFixed(1)} s — image ${formatBytes(moved)} (${m.image?.chunks} chunks); ` +
-        `uploaded ${formatBytes(uploaded)} to ${m.sourceCacheNodeId}, replicated ${formatBytes(replicated)} to ${m.legs[0]?.cacheNodeId}, ` +
+        `uploaded ${formatBytes(uploaded)} to ${m.sourceCacheNodeId}, copied ${formatBytes(copied)} from ${m.sourceCacheNodeId} to ${m.legs[0]?.cacheNodeId}, ` +
         `downloaded ${formatBytes(downloaded)}; ${formatBytes(moved / seconds)}/s end to end`,
     );
     return 0;

@@ -52,6 +52,12 @@ export function describe(m: Migration): string[] {
         `${formatBytes(u.bytesCached)} already cached${u.chunksShared ? `, ${u.chunksShared} chunks shared with other migrations` : ''}`,
     );
   }
+  if (m.image && !isLocalOnly(m)) {
+    const r = m.replication;
+    lines.push(
+      `  copies   ${formatBytes(r.bytesCopied)} in ${r.chunksCopied} chunks copied between cache nodes by this migration`,
+    );
+  }
   for (const leg of m.legs) {
     const dl = m.image ? m.image.size - m.image.zeroBytes : 0;
     if (leg.local) {
@@ -83,7 +89,7 @@ export function describeBatch(b: Batch): string[] {
   const lines = [
     `${b.id}  ${b.status}  ${b.total} VMs ${b.sourceDataCenterId} -> ${b.destinations.join(', ')}  (${counts})`,
     `  bytes    images ${formatBytes(b.bytes.image)}, uploaded ${formatBytes(b.bytes.uploaded)}, cached ${formatBytes(b.bytes.cached)}, ` +
-      `replicated ${formatBytes(b.bytes.replicated)}, downloaded ${formatBytes(b.bytes.downloaded)}; ${b.bytes.shared} shared chunks sent once`,
+      `copied between cache nodes ${formatBytes(b.bytes.copied)}, downloaded ${formatBytes(b.bytes.downloaded)}; ${b.bytes.shared} shared chunks sent once`,
   ];
   if (b.slowest && b.status === 'RUNNING') {
     lines.push(

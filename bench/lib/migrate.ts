@@ -23,10 +23,7 @@ export interface MigrationRun {
   readonly cachedBytes: number;
   /** Server-side copies between cache nodes planned by the workflow (read from the control bucket). */
   readonly plannedCopyBytes: number;
-  /**
-   * Bytes of the copies the copy task made: the planned bytes scaled by copied ÷ (copied + skipped) as the task
-   * reported them (a chunk another migration copied meanwhile is skipped); exact when nothing was skipped.
-   */
+  /** Bytes of the copies this migration's copy tasks made (`replication.bytesCopied` on the migration). */
   readonly copiedBytes: number;
   readonly copies: { readonly copied: number; readonly skipped: number };
   readonly downloadedBytes: number;
@@ -128,8 +125,8 @@ export async function summarize(b: BenchCloud, m: Migration, wallMs: number): Pr
   }
   const planned = await plannedCopyBytes(b, m);
   const tally = b.copies.get(m.id) ?? { copied: 0, skipped: 0 };
-  const done = tally.copied + tally.skipped;
-  const copiedBytes = done === 0 ? 0 : Math.round((planned * tally.copied) / done);
+  // Exact: the copy task counts the bytes of the copies it made on the migration (`replication.bytesCopied`).
+  const copiedBytes = m.replication.bytesCopied;
   return {
     id: m.id,
     status: m.status,

@@ -121,7 +121,7 @@ export async function migrate(client: ApiClient, opts: MigrateFlags): Promise<nu
       process.stdout.write(
         `${final.status} in ${((Date.now() - started) / 1000).toFixed(1)} s: ${formatBytes(final.bytes.image)} of images, ` +
           `uploaded ${formatBytes(final.bytes.uploaded)} (${final.bytes.shared} shared chunks sent once), ` +
-          `replicated ${formatBytes(final.bytes.replicated)}, downloaded ${formatBytes(final.bytes.downloaded)}\n`,
+          `copied between cache nodes ${formatBytes(final.bytes.copied)}, downloaded ${formatBytes(final.bytes.downloaded)}\n`,
       );
     }
     return exitFor(final.status);
@@ -155,7 +155,7 @@ export async function migrate(client: ApiClient, opts: MigrateFlags): Promise<nu
       isLocalOnly(final)
         ? `${final.status} in ${seconds.toFixed(1)} s: local handover within ${final.sourceDataCenterId}, nothing transferred\n`
         : `${final.status} in ${seconds.toFixed(1)} s: image ${formatBytes(final.image?.size ?? 0)}, uploaded ${formatBytes(final.upload.bytesDone)}, ` +
-            `replicated ${formatBytes(final.legs.reduce((n, l) => n + l.bytesReplicated, 0))}, ` +
+            `copied between cache nodes ${formatBytes(final.replication.bytesCopied)}, ` +
             `downloaded ${formatBytes(final.legs.reduce((n, l) => n + l.bytesDownloaded, 0))}\n`,
     );
   }

@@ -42,6 +42,7 @@ export function migrationView(m: MigrationRecord, baseUrl: string, history?: His
       chunksDone: Math.min(upload.chunksDone, upload.chunksTotal),
       bytesDone: Math.min(upload.bytesDone, upload.bytesTotal),
     },
+    replication: { chunksCopied: m.chunksCopied ?? 0, bytesCopied: m.bytesCopied ?? 0 },
     legs: m.destinations.flatMap((d) => {
       const leg = m.legs[d];
       if (!leg) return [];

@@ -29,6 +29,7 @@ export interface BatchRollUp {
     cached: number;
     shared: number;
     replicated: number;
+    copied: number;
     downloaded: number;
   };
   readonly slowest?: { migrationId: string; vmId: string; status: MigrationStatus; progress: number };
@@ -36,13 +37,14 @@ export interface BatchRollUp {
 
 export function rollUp(migrations: readonly MigrationRecord[]): BatchRollUp {
   const counts: Partial<Record<MigrationStatus, number>> = {};
-  const bytes = { image: 0, uploaded: 0, cached: 0, shared: 0, replicated: 0, downloaded: 0 };
+  const bytes = { image: 0, uploaded: 0, cached: 0, shared: 0, replicated: 0, copied: 0, downloaded: 0 };
   for (const m of migrations) {
     counts[m.status] = (counts[m.status] ?? 0) + 1;
     bytes.image += m.image?.size ?? 0;
     bytes.uploaded += m.upload.bytesDone;
     bytes.cached += m.upload.bytesCached;
     bytes.shared += m.upload.chunksShared;
+    bytes.copied += m.bytesCopied ?? 0;
     for (const l of Object.values(m.legs)) {
       bytes.replicated += l.bytesReplicated;
       bytes.downloaded += l.bytesDownloaded;

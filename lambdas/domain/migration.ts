@@ -88,6 +88,12 @@ export interface MigrationRecord {
   readonly legs: Readonly<Record<string, LegRecord>>;
   readonly image?: ImageSummary;
   readonly upload: UploadProgress;
+  /**
+   * Copies between cache nodes this migration made itself (over all its attempts): chunks already at the node, or
+   * copied there by another migration at the same time, are not counted. Absent until the first copy.
+   */
+  readonly chunksCopied?: number;
+  readonly bytesCopied?: number;
   /** Cache nodes where this migration holds a transfer slot. */
   readonly reservedCacheNodes: readonly string[];
   readonly executionArn?: string;

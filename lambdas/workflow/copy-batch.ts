@@ -103,10 +103,14 @@ export async function copyBatch(
   const awaitedFrom = new Set<string>();
   const waitedOn = new Set<string>();
   /** An item is at its node: copied here, or found there (copied by another migration when it held the claim). */
+  /** Copies made in the current round, recorded on the migration at its end (a failing round included). */
+  let copiedInRound: CopyItem[] = [];
   const settle = (i: CopyItem, how: 'copied' | 'found') => {
     pending.delete(keyOf(i));
-    if (how === 'copied') copied++;
-    else {
+    if (how === 'copied') {
+      copied++;
+      copiedInRound.push(i);
+    } else {
       skipped++;
       if (waitedOn.has(keyOf(i))) awaited++;
     }
@@ -236,6 +240,8 @@ export async function copyBatch(
             // Not released, a claim expires on its own (COPY_CLAIM_TTL_SECONDS); others wait until then at most.
           });
         }
+        await recordCopies(deps, me, copiedInRound);
+        copiedInRound = [];
       }
     }
 
@@ -274,6 +280,30 @@ export async function copyBatch(
   if (increment.length > 0) await deps.migrations.update(m.id, { increment }, history ? { history } : {});
   else if (history) await deps.migrations.addHistory(m.id, history.event, history.message);
   return { copied, skipped, awaited };
+}
+
+/**
+ * Counts copies on the migration as they are made (a run that fails after copying is counted too: its re-run
+ * finds those chunks indexed and skips them). Statistics only: a migration that ended meanwhile keeps its count.
+ */
+async function recordCopies(
+  deps: ServiceDeps,
+  migrationId: string,
+  copies: readonly CopyItem[],
+): Promise<void> {
+  if (copies.length === 0) return;
+  await deps.migrations
+    .update(
+      migrationId,
+      {
+        increment: [
+          [['chunksCopied'], copies.length],
+          [['bytesCopied'], copies.reduce((n, i) => n + i.length, 0)],
+        ],
+      },
+      { requireActive: false },
+    )
+    .catch(() => {});
 }
 
 export const handler = task((deps, event: CopyBatchEvent) => copyBatch(deps, event));

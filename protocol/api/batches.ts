@@ -56,7 +56,10 @@ export const Batch = z
       uploaded: z.int(),
       cached: z.int().describe('not uploaded: some cache node already held it'),
       shared: z.int().describe('chunks two VMs of the batch share: uploaded once'),
-      replicated: z.int(),
+      replicated: z
+        .int()
+        .describe('bytes the destination cache nodes hold of the images (already there or copied)'),
+      copied: z.int().describe('bytes copied between cache nodes, each chunk once per node'),
       downloaded: z.int(),
     }),
     slowest: z

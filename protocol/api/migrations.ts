@@ -131,10 +131,16 @@ export const Leg = z
     local: z.boolean(),
     format: ImageFormat.optional().describe('the format asked for at this destination'),
     status: LegStatus,
-    chunksToReplicate: z.int(),
+    chunksToReplicate: z
+      .int()
+      .describe('distinct non-zero chunks of the image this leg’s cache node must hold'),
     bytesToReplicate: z.int(),
     chunksReplicated: z.int(),
-    bytesReplicated: z.int(),
+    bytesReplicated: z
+      .int()
+      .describe(
+        'bytes of the image at this leg’s cache node: already there, or copied (by this migration or another)',
+      ),
     chunksDownloaded: z.int(),
     bytesDownloaded: z.int(),
     deliveredPath: z.string().optional().describe('where the agent put the image'),
@@ -210,6 +216,18 @@ export const Migration = z
         .describe('chunks another migration was uploading at the same time: awaited, not sent twice'),
     }),
     sourceReleased: z.boolean().describe('mode migrate: the source agent ran its --on-migrated hook'),
+    replication: z
+      .object({
+        chunksCopied: z.int(),
+        bytesCopied: z
+          .int()
+          .describe(
+            'bytes this migration copied between cache nodes; chunks a destination node already held, or that ' +
+              'another migration was copying there at the same time, are not counted (a leg’s bytesReplicated ' +
+              'counts them: it is what its node holds of the image)',
+          ),
+      })
+      .describe('copies between cache nodes (the CDN-internal transfer of draft §3.1 step 5)'),
     legs: z.array(Leg),
     error: z.object({ code: z.string(), message: z.string(), at: Timestamp }).optional(),
     history: z.array(HistoryEntry).optional().describe('oldest first; only on GET of one migration'),

@@ -133,6 +133,12 @@ describe('copies shared by concurrent migrations', () => {
     expect(copiedBytes).toBe(uniqueBytes);
     expect(reported.copied).toBe(unique.size);
     expect(reported.awaited).toBeGreaterThan(0);
+    // The migrations and the batch say the same: each counts only the copies it made.
+    expect(members.reduce((n, m) => n + m.replication.bytesCopied, 0)).toBe(uniqueBytes);
+    expect(members.reduce((n, m) => n + m.replication.chunksCopied, 0)).toBe(unique.size);
+    expect((await t.admin.call<Batch>(getBatch, { params: { batchId: body.id } })).body.bytes.copied).toBe(
+      uniqueBytes,
+    );
     // Every planned copy was made once or found made: the tasks account for all of them.
     const accounted = [...tallies.values()].reduce((n, x) => n + x.copied + x.skipped, 0);
     expect(accounted).toBe(members.reduce((n, m) => n + (m.legs[0]?.chunksToReplicate ?? 0), 0));

@@ -35,6 +35,8 @@ class World {
   readonly log: string[] = [];
   readonly updates: { id: string; increment: unknown; history?: unknown }[] = [];
   readonly history: { id: string; event: string; message: string }[] = [];
+  /** Copies counted on each migration (`chunksCopied`, `bytesCopied`), apart from the legs' progress. */
+  readonly copied = new Map<string, { chunks: number; bytes: number }>();
   /** Run at each sleep, after the clock moved: other migrations acting meanwhile. */
   readonly onSleep: (() => void)[] = [];
   failCopy = new Set<string>();
@@ -133,7 +135,17 @@ class World {
             'dc-jkt': { dataCenterId: 'dc-jkt', cacheNodeId: 'sin', status: 'REPLICATING' },
           },
         }),
-        update: async (id: string, spec: { increment: unknown }, options: { history?: unknown } = {}) => {
+        update: async (
+          id: string,
+          spec: { increment: [string[], number][] },
+          options: { history?: unknown } = {},
+        ) => {
+          const [chunks, bytes] = spec.increment;
+          if (chunks?.[0][0] === 'chunksCopied') {
+            const c = this.copied.get(id) ?? { chunks: 0, bytes: 0 };
+            this.copied.set(id, { chunks: c.chunks + chunks[1], bytes: c.bytes + (bytes?.[1] ?? 0) });
+            return;
+          }
           this.updates.push({
             id,
             increment: spec.increment,
@@ -181,6 +193,7 @@ describe('copy claims', () => {
     expect(w.heads(sha(1))).toBe(2);
     expect([...w.index].sort()).toEqual([at('nrt', sha(1)), at('nrt', sha(2)), at('sin', sha(3))]);
     expect(w.claims.size).toBe(0);
+    expect(w.copied.get(ME)).toEqual({ chunks: 3, bytes: 1001 + 1002 + 1003 });
     expect(w.updates).toEqual([
       {
         id: ME,
@@ -307,6 +320,7 @@ describe('copy claims', () => {
     expect(w.index.has(at('nrt', sha(2)))).toBe(true);
     expect(w.claims.get(at('nrt', sha(2)))).toBeUndefined();
     expect(w.updates).toEqual([]); // progress is counted when the batch is done
+    expect(w.copied.get(ME)).toEqual({ chunks: 1, bytes: 1002 }); // copies are counted as they are made
 
     // The state machine runs the batch again; meanwhile the other migration's copy landed.
     w.objects.set(at('nrt', sha(1)), item(1).length);
@@ -315,6 +329,7 @@ describe('copy claims', () => {
     expect(w.heads(sha(2))).toBe(0); // indexed by the first run
     expect(w.updates).toHaveLength(1);
     expect(w.updates[0]?.increment).toContainEqual([['legs', 'dc-osa', 'chunksReplicated'], 2]);
+    expect(w.copied.get(ME)).toEqual({ chunks: 1, bytes: 1002 }); // not counted twice
   });
 
   it('a failed copy lets the others finish, records them, releases every claim, then throws', async () => {
@@ -325,6 +340,7 @@ describe('copy claims', () => {
     expect(w.index.size).toBe(39);
     expect(w.claims.size).toBe(0);
     expect(w.updates).toEqual([]);
+    expect(w.copied.get(ME)?.chunks).toBe(39); // the copies made before the failure still count
   });
 
   it('a copy that does not verify is a TransientError (the state machine retries it)', async () => {
@@ -354,5 +370,6 @@ describe('copy claims', () => {
     expect(w.index.size).toBe(60);
     expect(w.claims.size).toBe(0);
     expect(w.updates.map((u) => u.id).sort()).toEqual([ME, OTHER, THIRD].sort());
+    expect([...w.copied.values()].reduce((n, c) => n + c.chunks, 0)).toBe(60);
   });
 });
