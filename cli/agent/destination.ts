@@ -1,7 +1,6 @@
 // The destination end (draft §3.1 step 6): download every chunk through the edge in parallel, verify each
 // digest and the whole image, write all-zero chunks as holes, hand the image to the "VM ready" hook, report.
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { mapLimit } from '../../lambdas/domain/concurrency.ts';
@@ -47,15 +46,41 @@ interface Delivered {
 
 const MAX_CHUNK_ATTEMPTS = 3;
 
+/** Bytes read per step of the whole-image pass. */
+const HASH_READ = 4 * 1024 * 1024;
+
+/**
+ * SHA-256 of a file as it is on disk, read through two buffers of HASH_READ that are reused from read to read (the
+ * next read runs while this piece is hashed). A new buffer per read would make the pass allocate the file's size:
+ * page faults for every piece, and garbage collections (external memory) every few tens of MiB.
+ */
 export async function sha256OfFile(path: string, signal?: AbortSignal): Promise<string> {
+  signal?.throwIfAborted();
   const hash = createHash('sha256');
-  for await (const piece of createReadStream(path, {
-    highWaterMark: 4 * 1024 * 1024,
-    ...(signal ? { signal } : {}),
-  })) {
-    hash.update(piece as Buffer);
+  const file = await open(path, 'r');
+  const buffers = [Buffer.allocUnsafe(HASH_READ), Buffer.allocUnsafe(HASH_READ)] as const;
+  let pending: Promise<{ bytesRead: number }> | undefined;
+  try {
+    let at = 0;
+    let turn = 0;
+    pending = file.read(buffers[0], 0, HASH_READ, at);
+    for (;;) {
+      const { bytesRead } = await pending;
+      pending = undefined;
+      signal?.throwIfAborted();
+      if (bytesRead === 0) break;
+      const piece = buffers[turn] as Buffer;
+      at += bytesRead;
+      turn ^= 1;
+      pending = file.read(buffers[turn] as Buffer, 0, HASH_READ, at);
+      hash.update(piece.subarray(0, bytesRead));
+    }
+    return hash.digest('hex');
+  } finally {
+    // A read still in flight (aborted, or the hash threw) must finish before its buffer and handle go.
+    await pending?.catch(() => {});
+    await file.close();
   }
-  return hash.digest('hex');
 }
 
 export async function deliver(opts: AgentOptions, work: WorkItem, abort: AbortController): Promise<void> {
