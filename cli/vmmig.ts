@@ -5,7 +5,7 @@ import { parseRate } from './agent/rate-limit.ts';
 import { ApiError } from './client.ts';
 import { runAgent } from './commands/agent.ts';
 import { estimate } from './commands/estimate.ts';
-import { runLocal } from './commands/local.ts';
+import type { runLocal } from './commands/local.ts';
 import { cancel, decide, list, type MigrateFlags, migrate, retry, status } from './commands/migrations.ts';
 import { listPoliciesCmd, putPolicyCmd, removePolicy } from './commands/policies.ts';
 import { addDc, listDcs, listNodes, removeDc, setNode } from './commands/registry.ts';
@@ -66,7 +66,10 @@ program
     'API requests per second each principal may send, bursts of twice that; over it: 429 (default 500; 0: no limit)',
     int('rate-limit', 0, 1_000_000),
   )
-  .action(run((o: Parameters<typeof runLocal>[0]) => runLocal(o)));
+  // Loaded on demand: the whole local cloud would otherwise sit in every agent's heap (more GC while it downloads).
+  .action(
+    run(async (o: Parameters<typeof runLocal>[0]) => (await import('./commands/local.ts')).runLocal(o)),
+  );
 
 connection(
   program
