@@ -32,6 +32,9 @@ export const paths = (dir: string) => ({
     join(dir, '.vmmig', 'journal', `${migrationId}.${kind}`),
   incoming: (migrationId: string) => join(dir, '.vmmig', 'incoming', `${migrationId}.part`),
   delivered: (migrationId: string) => join(dir, '.vmmig', 'delivered', `${migrationId}.json`),
+  /** Images delivered here whose chunks a later download may take instead of fetching (see local-index.ts). */
+  localIndex: join(dir, '.vmmig', 'index'),
+  localIndexEntry: (imageId: string) => join(dir, '.vmmig', 'index', `${imageId}.json`),
 });
 
 /** Thrown inside a job to report the failure to the API as its cause (not retried by the agent). */

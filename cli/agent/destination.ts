@@ -1,7 +1,9 @@
 // The destination end (draft §3.1 step 6): download every chunk through the edge in parallel, verify each
 // digest and the whole image, write all-zero chunks as holes, hand the image to the "VM ready" hook, report.
+// A chunk that an image delivered here earlier already holds (local-index.ts) is read from that file instead of
+// fetched, once its bytes hash to the chunk's digest.
 import { createHash } from 'node:crypto';
-import { mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { type FileHandle, mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { mapLimit } from '../../lambdas/domain/concurrency.ts';
 import {
@@ -17,6 +19,14 @@ import { type AgentOptions, JobFailure, paths } from './context.ts';
 import { convertImage } from './convert.ts';
 import { type HookEnv, runHook } from './hooks.ts';
 import { Journal } from './journal.ts';
+import {
+  forgetLocalImage,
+  type IndexedChunk,
+  type LocalSource,
+  loadLocalIndex,
+  localSources,
+  recordLocalImage,
+} from './local-index.ts';
 import { ProgressReporter } from './progress.ts';
 import { ChunkNotFound, getChunk, UrlExpired, WrongLength } from './transfer.ts';
 
@@ -189,6 +199,51 @@ async function download(
   );
   /** Chunks fetched by this run (a chunk fetched again after a crash counts again). */
   let fetched = 0;
+  /** Chunks this run read from images delivered here earlier, and those whose local bytes failed verification. */
+  let taken = 0;
+  let mismatched = 0;
+  /** The image's non-zero chunks by index, for its own index entry once it is delivered. */
+  const planned = new Map<number, IndexedChunk>();
+  const local = localSources(await loadLocalIndex(p.localIndex).catch(() => []));
+  const handles = new Map<string, Promise<FileHandle | undefined>>();
+  const localFile = (path: string) => {
+    let h = handles.get(path);
+    if (!h) {
+      h = open(path, 'r').catch(() => undefined);
+      handles.set(path, h);
+    }
+    return h;
+  };
+  const closeLocalFiles = async () => {
+    const all = [...handles.values()];
+    handles.clear();
+    await Promise.all(all.map(async (h) => (await h)?.close().catch(() => {})));
+  };
+  /**
+   * Reads the chunk from an image delivered here earlier into `buf` and writes it to the part file if, and only if,
+   * those bytes hash to the chunk's digest. False when no local copy verified (then it is fetched).
+   */
+  const takeLocal = async (chunk: PlanChunk, buf: Buffer): Promise<boolean> => {
+    const sources: LocalSource[] = local.get(chunk.sha256) ?? [];
+    for (const source of sources) {
+      if (source.length !== chunk.length) continue;
+      const fh = await localFile(source.path);
+      if (!fh) continue;
+      abort.signal.throwIfAborted();
+      const { bytesRead } = await fh
+        .read(buf, 0, chunk.length, source.offset)
+        .catch(() => ({ bytesRead: -1 }));
+      const bytes = buf.subarray(0, chunk.length);
+      if (bytesRead !== chunk.length || createHash('sha256').update(bytes).digest('hex') !== chunk.sha256) {
+        mismatched++;
+        continue;
+      }
+      await file.write(bytes, 0, chunk.length, chunk.offset);
+      taken++;
+      return true;
+    }
+    return false;
+  };
   const repair = async (chunk: PlanChunk, what: string): Promise<string> => {
     try {
       const res = await client.call<{ status: string; repairedFrom?: string; url: string }>(repairChunk, {
@@ -225,7 +280,11 @@ async function download(
     while (page) {
       const items: PlanChunk[] = page.items;
       const retryWithFreshUrls: PlanChunk[] = [];
-      for (const chunk of items) if (!chunk.zero && chunk.length > longest) longest = chunk.length;
+      for (const chunk of items) {
+        if (chunk.zero) continue;
+        if (chunk.length > longest) longest = chunk.length;
+        planned.set(chunk.index, { offset: chunk.offset, length: chunk.length, sha256: chunk.sha256 });
+      }
       await mapLimit(items, opts.concurrency, async (chunk) => {
         if (log.has(String(chunk.index))) {
           progress.add(chunk.zero ? 0 : chunk.length);
@@ -235,7 +294,9 @@ async function download(
           let url = chunk.url as string;
           // Back to the pool once written, or handed over for a fresh URL (a failed job drops it).
           const buf = takeBuffer(chunk.length);
-          for (let attempt = 1; ; attempt++) {
+          // Local reads are no network traffic: they neither wait for --limit-download nor count as fetched.
+          const fromLocal = await takeLocal(chunk, buf);
+          for (let attempt = 1; !fromLocal; attempt++) {
             let problem: string;
             try {
               await opts.limits?.download?.take(chunk.length, abort.signal);
@@ -290,6 +351,7 @@ async function download(
           ).body
         : undefined;
     }
+    await closeLocalFiles();
     await file.sync();
     progress.phase = 'verifying';
     const digest = await sha256OfFile(part, abort.signal);
@@ -313,10 +375,50 @@ async function download(
     );
     await rename(part, target);
     await log.remove();
-    opts.log(`${work.migrationId}: download complete (${fetched} chunks fetched by this run)`);
+    await indexDelivered(opts, work, firstPage, target, digest, [...planned.values()]);
+    opts.log(
+      `${work.migrationId}: download complete (${fetched} chunks fetched by this run, ${taken} taken from local images` +
+        `${mismatched > 0 ? `, ${mismatched} local copies failed verification` : ''})`,
+    );
   } finally {
+    await closeLocalFiles();
     progress.stop();
     await file.close().catch(() => {});
     await log.close().catch(() => {});
+  }
+}
+
+/**
+ * Records the delivered image in the local index, so later downloads here can take its chunks. Only a file with the
+ * manifest's bytes is indexed: one that is about to be converted to another format is not (and an older entry for
+ * the same image id, whose file was just replaced, is removed). The index is a hint: failing to write it does not
+ * fail the delivery.
+ */
+async function indexDelivered(
+  opts: AgentOptions,
+  work: WorkItem,
+  plan: PlanPage,
+  path: string,
+  sha256: string,
+  chunks: IndexedChunk[],
+): Promise<void> {
+  const dir = paths(opts.dir).localIndex;
+  try {
+    if (plan.targetFormat !== plan.image.format) {
+      await forgetLocalImage(dir, work.imageId);
+      return;
+    }
+    const st = await stat(path);
+    chunks.sort((a, b) => a.offset - b.offset);
+    await recordLocalImage(dir, {
+      imageId: work.imageId,
+      path,
+      size: st.size,
+      mtimeMs: st.mtimeMs,
+      sha256,
+      chunks,
+    });
+  } catch (err) {
+    opts.log(`${work.migrationId}: could not index ${path} for later downloads: ${(err as Error).message}`);
   }
 }

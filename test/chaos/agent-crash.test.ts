@@ -156,7 +156,7 @@ describe('agents killed with kill -9', () => {
     const lastStart = Date.now();
     const done = await waitForMigration(t.admin, migrationId, undefined, 180_000);
     expect(done.status, JSON.stringify(done.error)).toBe('COMPLETED');
-    const line = await last.waitForLine(/download complete \((\d+) chunks fetched by this run\)/);
+    const line = await last.waitForLine(/download complete \((\d+) chunks fetched by this run/);
     const fetchedByLastRun = Number(/\((\d+) chunks/.exec(line)?.[1]);
 
     const gets = proxy.records.filter(get);

@@ -1,0 +1,136 @@
+// Re-migration to a data center that already holds the image: the destination agent takes the chunks it has on
+// disk (its local index of delivered images) and fetches only the others from the edge; chunks of a delivered
+// image that was written to since (a VM running on it) fail verification and are fetched instead.
+
+import { open, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ProxyRecord } from '../../local/s3/fault-proxy.ts';
+import { seededBytes, vmLikeSpec, writeRawImage } from '../../local/sample-images.ts';
+import { isZeroChunk, type Manifest } from '../../protocol/manifest.ts';
+import { agentManifest, chunkRequest, sha256File } from '../support/chaos.ts';
+import { startTestCloud, type TestCloud } from '../support/local-cloud.ts';
+import { startMigration, waitForMigration } from '../support/migrations.ts';
+
+const SIZE = 256 << 20;
+const IMAGE = 'remig-01.raw';
+const MiB = 1 << 20;
+
+const nonZero = (m: Manifest) => m.chunks.filter((c) => !isZeroChunk(c.sha256, c.length));
+
+/** Overwrites `regions` of a file in place with seeded bytes (the size stays). */
+async function scribble(path: string, regions: readonly { offset: number; length: number }[], seed: string) {
+  const file = await open(path, 'r+');
+  try {
+    for (const r of regions) await file.write(seededBytes(seed, r.offset, r.length), 0, r.length, r.offset);
+  } finally {
+    await file.close();
+  }
+}
+
+describe('re-migration takes the chunks the destination already holds', () => {
+  let t: TestCloud;
+  const spec = vmLikeSpec(SIZE, 120 * MiB, 'remig', 12);
+  const src = () => join(t.cloud.dataCenterDir('dc-gz'), 'images', IMAGE);
+  const dst = () => join(t.cloud.dataCenterDir('dc-osa'), 'images', IMAGE);
+  const edgeGet = chunkRequest('GET', 'nrt'); // dc-osa downloads through its nearest cache node, nrt
+
+  /** Runs one migration gz → osa; returns its manifest, the edge GETs it caused and the agent's summary line. */
+  async function migrate() {
+    const proxy = t.cloud.s3Proxy;
+    if (!proxy) throw new Error('no fault proxy');
+    const before = proxy.records.length;
+    const m = await startMigration(t.admin, { imageId: IMAGE, from: 'dc-gz', to: ['dc-osa'] });
+    const done = await waitForMigration(t.admin, m.id);
+    expect(done.status, JSON.stringify(done.error)).toBe('COMPLETED');
+    const leg = done.legs.find((l) => l.dataCenterId === 'dc-osa');
+    expect(leg?.status).toBe('COMPLETED');
+    const gets = proxy.records.slice(before).filter((r: ProxyRecord) => edgeGet(r));
+    const log = await readFile(join(t.dataDir, 'test.log'), 'utf8');
+    const line = log.split('\n').find((l) => l.includes(`${m.id}: download complete`)) ?? '';
+    const summary =
+      /\((\d+) chunks fetched by this run, (\d+) taken from local images(?:, (\d+) local copies failed verification)?\)/.exec(
+        line,
+      );
+    expect(summary, line).not.toBeNull();
+    return {
+      migration: done,
+      manifest: await agentManifest(t, 'dc-gz', m.id),
+      gets: gets.length,
+      fetched: Number(summary?.[1]),
+      taken: Number(summary?.[2]),
+      mismatched: Number(summary?.[3] ?? 0),
+    };
+  }
+
+  beforeAll(async () => {
+    // A proxy that never fails, only to count the edge's reads from the cache node.
+    t = await startTestCloud({ agents: true, s3Faults: { faultRate: 0 } });
+    await writeRawImage(src(), spec);
+  });
+  afterAll(() => t?.dispose());
+
+  it('after ~1 % of the image changed, only the changed chunks come from the edge; the result is identical', async () => {
+    const first = await migrate();
+    const planned1 = nonZero(first.manifest).length;
+    expect(first.gets).toBe(planned1); // nothing to take yet: every non-zero chunk fetched
+    expect(first.taken).toBe(0);
+    expect(await sha256File(dst())).toBe(await sha256File(src()));
+
+    // ~1 % of the image (2.5 MiB of 256) rewritten in three places inside the data extents.
+    const regions = [0, 5, 10].map((i) => {
+      const e = spec.extents[i] as { offset: number; length: number };
+      return {
+        offset: e.offset + Math.floor(e.length / 3 / 4096) * 4096,
+        length: i === 5 ? MiB : 0.75 * MiB,
+      };
+    });
+    await scribble(src(), regions, 'changed');
+
+    const second = await migrate();
+    const oldDigests = new Set(first.manifest.chunks.map((c) => c.sha256));
+    const changed = nonZero(second.manifest).filter((c) => !oldDigests.has(c.sha256));
+    const planned2 = nonZero(second.manifest).length;
+    console.info(
+      `re-migration: ${planned2} non-zero chunks (all fetched from the edge before this feature), ` +
+        `${changed.length} changed; edge GETs ${second.gets}, taken locally ${second.taken}`,
+    );
+    expect(changed.length).toBeGreaterThan(0);
+    expect(changed.length).toBeLessThan(planned2 / 5);
+    expect(second.gets).toBe(changed.length);
+    expect(second.fetched).toBe(changed.length);
+    expect(second.taken).toBe(planned2 - changed.length);
+    expect(second.mismatched).toBe(0);
+    // Progress counted the local bytes as downloaded: the leg completed with every byte accounted for.
+    const leg = second.migration.legs.find((l) => l.dataCenterId === 'dc-osa');
+    expect(leg?.status).toBe('COMPLETED');
+    expect(await sha256File(dst())).toBe(await sha256File(src()));
+  }, 180_000);
+
+  it('a delivered image written to since (a VM running on it): its changed chunks fail verification and are fetched', async () => {
+    const before = await sha256File(src());
+    // A "VM" writes into the delivered image at the destination: same size, new mtime.
+    const regions = [2, 7].map((i) => {
+      const e = spec.extents[i] as { offset: number; length: number };
+      return { offset: e.offset + Math.floor(e.length / 2 / 4096) * 4096, length: 256 * 1024 };
+    });
+    await scribble(dst(), regions, 'vm-writes');
+    expect(await sha256File(dst())).not.toBe(before);
+
+    const again = await migrate();
+    const chunks = nonZero(again.manifest);
+    const hit = chunks.filter((c) =>
+      regions.some((r) => c.offset < r.offset + r.length && r.offset < c.offset + c.length),
+    );
+    console.info(
+      `re-migration over a modified image: ${chunks.length} non-zero chunks, ${hit.length} overwritten at the ` +
+        `destination; edge GETs ${again.gets}, taken locally ${again.taken}, failed local verification ${again.mismatched}`,
+    );
+    expect(hit.length).toBeGreaterThan(0);
+    expect(again.mismatched).toBe(hit.length);
+    expect(again.gets).toBe(hit.length);
+    expect(again.fetched).toBe(hit.length);
+    expect(again.taken).toBe(chunks.length - hit.length);
+    expect(await sha256File(dst())).toBe(before);
+  }, 180_000);
+});
