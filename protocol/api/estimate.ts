@@ -37,7 +37,8 @@ export const Estimate = z
     cachedAnywhere: Amount,
     toUpload: Amount.describe('held by no cache node: the source would upload these'),
     toCopy: Amount.describe(
-      'missing at the destination cache node but held elsewhere: copied between cache nodes',
+      'missing at the destination cache node: copied between cache nodes (chunks held elsewhere, and, when the ' +
+        "source's cache node is given and is another node, the chunks uploaded there)",
     ),
   })
   .openapi('Estimate');

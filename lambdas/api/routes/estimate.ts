@@ -47,7 +47,12 @@ export function estimateRoutes(deps: ApiDeps) {
         destination: { cacheNodeId: destinationNode, cached: sum((s) => held(s, destinationNode)) },
         cachedAnywhere: sum((s) => holders.has(s)),
         toUpload: sum((s) => !holders.has(s)),
-        toCopy: sum((s) => holders.has(s) && !held(s, destinationNode)),
+        // Uploads land at the source's cache node: when that is another node, they are copied too.
+        toCopy: sum(
+          (s) =>
+            !held(s, destinationNode) &&
+            (holders.has(s) || (sourceNode !== undefined && sourceNode !== destinationNode)),
+        ),
       },
       200,
     );
