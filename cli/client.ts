@@ -93,16 +93,16 @@ export class ApiClient {
       } catch (err) {
         // Network failure: the API may be restarting. Retry idempotent calls with backoff.
         if (attempt >= retries || input.signal?.aborted) throw err;
-        await backoff(attempt);
+        await backoff(attempt, undefined, undefined, input.signal);
         continue;
       }
       if (RETRYABLE.has(res.status) && attempt < retries) {
         await res.body?.cancel();
-        // Rate limited: wait as long as the server asks (capped), else back off.
+        // Rate limited or briefly unavailable: wait as long as the server asks (capped), else back off.
         const after = Number(res.headers.get('retry-after'));
-        if (res.status === 429 && Number.isFinite(after) && after > 0) {
-          await new Promise((r) => setTimeout(r, Math.min(after, 30) * 1000));
-        } else await backoff(attempt);
+        if ((res.status === 429 || res.status === 503) && Number.isFinite(after) && after > 0) {
+          await sleep(Math.min(after, 30) * 1000, input.signal);
+        } else await backoff(attempt, undefined, undefined, input.signal);
         continue;
       }
       const text = await res.text();
@@ -117,9 +117,25 @@ export class ApiClient {
   }
 }
 
-export function backoff(attempt: number, baseMs = 250, capMs = 8000): Promise<void> {
-  const ms = Math.min(capMs, baseMs * 2 ** attempt) * (0.5 + Math.random() / 2);
-  return new Promise((r) => setTimeout(r, ms));
+/** Waits BASE·2^attempt ms (capped) times a random factor in [0.5, 1]; an abort ends the wait at once (rejects). */
+export function backoff(attempt: number, baseMs = 250, capMs = 8000, signal?: AbortSignal): Promise<void> {
+  return sleep(Math.min(capMs, baseMs * 2 ** attempt) * (0.5 + Math.random() / 2), signal);
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  if (!signal) return new Promise((r) => setTimeout(r, ms));
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(signal.reason);
+    const done = () => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    };
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', done);
+      resolve();
+    }, ms);
+    signal.addEventListener('abort', done, { once: true });
+  });
 }
 
 function safeJson(text: string): unknown {

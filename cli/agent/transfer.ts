@@ -79,7 +79,7 @@ async function withRetries<T>(what: string, signal: AbortSignal, attempt: () => 
       if ((err as { fatal?: boolean }).fatal) throw err;
       lastError = (err as Error).message;
     }
-    if (n + 1 < MAX_ATTEMPTS) await backoff(n, BACKOFF_BASE_MS, BACKOFF_CAP_MS);
+    if (n + 1 < MAX_ATTEMPTS) await backoff(n, BACKOFF_BASE_MS, BACKOFF_CAP_MS, signal);
   }
   throw new Error(`${what}: gave up after ${MAX_ATTEMPTS} attempts (${lastError})`);
 }

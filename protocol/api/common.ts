@@ -14,6 +14,7 @@ export const ErrorBody = z
           'Conflict',
           'LimitExceeded',
           'UnsupportedMediaType',
+          'ServiceUnavailable',
           'InternalError',
         ]),
         message: z.string(),
@@ -55,9 +56,10 @@ export function page<T extends z.ZodType>(item: T, name: string) {
 export const pathId = (name: string, example: string) =>
   NodeId.openapi({ param: { name, in: 'path' }, example });
 
+/** The listed statuses, and 503: any route that touches storage can meet a storage service that is briefly down. */
 export const errorResponses = (...codes: (400 | 401 | 403 | 404 | 409 | 413 | 429)[]) =>
   Object.fromEntries(
-    codes.map((code) => [
+    [...codes, 503 as const].map((code) => [
       code,
       { content: { 'application/json': { schema: ErrorBody } }, description: ERROR_TEXT[code] },
     ]),
@@ -71,6 +73,7 @@ const ERROR_TEXT = {
   409: 'Conflict with the current state: the body says what to do next',
   413: 'Request too large',
   429: 'Too many requests',
+  503: 'A storage service (DynamoDB, S3) failed transiently beyond its own retries: retry after Retry-After seconds',
 } as const;
 
 export const json = <T extends z.ZodType>(schema: T, description: string) => ({
