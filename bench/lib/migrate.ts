@@ -1,6 +1,8 @@
 // Runs migrations through the API as an operator would and reads back what moved and how long each phase took,
 // from the migration record, its timestamped history and the plans the workflow wrote to the control bucket.
 import { randomUUID } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { LOCAL_NAMES } from '../../local/env.ts';
 import {
@@ -155,4 +157,19 @@ export async function migrate(
   const id = await createOne(b, input);
   const m = await waitFor(b, id, timeoutMs);
   return summarize(b, m, performance.now() - started);
+}
+
+/**
+ * How a destination agent got the chunks of a migration, from its log line in the cloud's log: fetched through the
+ * edge, or taken from an image it delivered before (its local index). Undefined when the line is not there.
+ */
+export async function destinationSources(
+  b: BenchCloud,
+  migrationId: string,
+): Promise<{ fetched: number; local: number } | undefined> {
+  const log = await readFile(join(b.dataDir, 'cloud.log'), 'utf8').catch(() => '');
+  const m = new RegExp(
+    `${migrationId}: download complete \\((\\d+) chunks fetched by this run(?:, (\\d+) taken from local images)?`,
+  ).exec(log);
+  return m ? { fetched: Number(m[1]), local: Number(m[2] ?? 0) } : undefined;
 }

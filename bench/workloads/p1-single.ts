@@ -101,10 +101,12 @@ export const p1: Workload = async (ctx) => {
       naiveCpu: naive.window,
       fileBytes,
     });
-    await rm(b.imagePath(P1_DESTINATION, imageId), { force: true });
-    // The last image stays for P4 (re-migration after changes); earlier ones go.
-    if (rep < reps - 1) await rm(source, { force: true });
-    else last = { imageId, spec, fileBytes, naive: naive.result };
+    // The last image stays at both ends for P4 (re-migration after changes, to a destination that holds the
+    // previous copy); earlier ones go.
+    if (rep < reps - 1) {
+      await rm(b.imagePath(P1_DESTINATION, imageId), { force: true });
+      await rm(source, { force: true });
+    } else last = { imageId, spec, fileBytes, naive: naive.result };
   }
   if (last) ctx.shared.set('P1', last);
 

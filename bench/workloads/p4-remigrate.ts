@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { writeRawImage } from '../../local/sample-images.ts';
 import { chunkFile, collectChunks } from '../../protocol/chunker.ts';
 import { applyChanges, changedRuns, syncDisks } from '../lib/images.ts';
-import { migrate } from '../lib/migrate.ts';
+import { destinationSources, migrate } from '../lib/migrate.ts';
 import { figure, type Workload } from '../lib/types.ts';
 import { fmtMiB, fmtS, MiB, phaseCpu, round } from '../lib/util.ts';
 import { P1_DESTINATION, P1_SOURCE, type P1Shared } from './p1-single.ts';
@@ -37,6 +37,7 @@ export const p4: Workload = async (ctx) => {
     vmId: 'vm-p1-again',
   });
   ctx.sampler.stop();
+  const fromEdge = await destinationSources(b, run.id);
   const phases = phaseCpu(run, ctx.sampler);
   await rm(b.imagePath(P1_DESTINATION, p1.imageId), { force: true });
   await rm(source, { force: true });
@@ -67,7 +68,9 @@ export const p4: Workload = async (ctx) => {
         baseline: `${fmtMiB(naiveWan)} (${fmtMiB(fileBytes)} file up and across; naive path measured in P1)`,
         note:
           `uploaded ÷ file ${round(run.uploadedBytes / fileBytes, 4)}; changed bytes ÷ file ${round(changed / fileBytes, 4)}; ` +
-          `the destination downloaded ${fmtMiB(run.downloadedBytes)} (${round(run.downloadedBytes / fileBytes, 3)} of the file): it does not reuse its previous copy`,
+          (fromEdge
+            ? `the destination fetched ${fromEdge.fetched} chunks through the edge and took ${fromEdge.local} from its previous copy`
+            : `the destination's log line was not found`),
       }),
     ],
     details: {
@@ -81,6 +84,7 @@ export const p4: Workload = async (ctx) => {
         cached: run.cachedBytes,
         copied: run.copiedBytes,
         downloaded: run.downloadedBytes,
+        ...(fromEdge ? { chunksFetched: fromEdge.fetched, chunksTakenLocally: fromEdge.local } : {}),
         phases: run.phases,
         phaseCpu: phases,
       },
