@@ -4,6 +4,7 @@ import { HTTPException } from 'hono/http-exception';
 import type { z } from 'zod';
 import type { ErrorBody } from '../../protocol/api/common.ts';
 import { MigrationTerminatedError } from '../aws/migration-store.ts';
+import { isTransientAwsError } from '../aws/transient.ts';
 import { AppError, type ErrorKind } from '../domain/errors.ts';
 
 const STATUS: Record<
@@ -56,7 +57,7 @@ export function errorResponse(c: Context, err: unknown): Response {
     const issues = status === 400 ? { issues: [{ field: 'body', reason: message }] } : {};
     return c.json({ error: { code, message, ...issues } }, status);
   }
-  if (isTransient(err)) {
+  if (isTransientAwsError(err)) {
     console.warn(JSON.stringify({ level: 'warn', msg: 'transient', error: String(err) }));
     c.header('Retry-After', '1');
     return c.json(
@@ -73,35 +74,6 @@ export function errorResponse(c: Context, err: unknown): Response {
     JSON.stringify({ level: 'error', msg: 'unhandled', error: String(err), stack: (err as Error)?.stack }),
   );
   return c.json({ error: { code: 'InternalError', message: 'internal error; see the API logs' } }, 500);
-}
-
-const TRANSIENT_NAMES = new Set([
-  'ThrottlingException',
-  'ProvisionedThroughputExceededException',
-  'RequestLimitExceeded',
-  'InternalServerError',
-  'ServiceUnavailable',
-  'SlowDown',
-  'InternalError',
-  'TimeoutError',
-]);
-const TRANSIENT_CODES = new Set(['ECONNRESET', 'ECONNREFUSED', 'ETIMEDOUT', 'EPIPE', 'ECONNABORTED']);
-
-/**
- * An AWS SDK error the SDK's own retries did not overcome, whose cause is the service's or the network's (5xx,
- * throttling, a reset or refused connection): the request may succeed if sent again. Every route is idempotent, so
- * the client retries.
- */
-export function isTransient(err: unknown): boolean {
-  if (!(err instanceof Error)) return false;
-  const e = err as Error & { $metadata?: { httpStatusCode?: number }; $retryable?: unknown; code?: string };
-  const status = e.$metadata?.httpStatusCode;
-  return (
-    (status !== undefined && (status >= 500 || status === 429)) ||
-    Boolean(e.$retryable) ||
-    TRANSIENT_NAMES.has(e.name) ||
-    (e.code !== undefined && TRANSIENT_CODES.has(e.code))
-  );
 }
 
 /** Formats zod issues from request validation as a 400 naming each field. */

@@ -1,7 +1,8 @@
 import { Hono } from 'hono';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { backoff } from '../../../cli/client.ts';
-import { errorResponse, isTransient } from '../../../lambdas/api/errors.ts';
+import { errorResponse } from '../../../lambdas/api/errors.ts';
+import { isTransientAwsError as isTransient } from '../../../lambdas/aws/transient.ts';
 
 const sdkError = (name: string, status?: number, extra: Record<string, unknown> = {}) =>
   Object.assign(new Error(`${name} from the service`), {
