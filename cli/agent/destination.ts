@@ -8,8 +8,10 @@ import { dirname } from 'node:path';
 import { mapLimit } from '../../lambdas/domain/concurrency.ts';
 import {
   completeDestination,
+  type DownloadPlan,
   failDestination,
   getDownloadPlan,
+  type PlanChunk,
   type WorkItem,
 } from '../../protocol/api/agent.ts';
 import { repairChunk } from '../../protocol/api/repair.ts';
@@ -29,22 +31,6 @@ import {
 } from './local-index.ts';
 import { ProgressReporter } from './progress.ts';
 import { ChunkNotFound, getChunk, UrlExpired, WrongLength } from './transfer.ts';
-
-interface PlanChunk {
-  readonly index: number;
-  readonly offset: number;
-  readonly length: number;
-  readonly sha256: string;
-  readonly zero: boolean;
-  readonly url?: string;
-}
-
-interface PlanPage {
-  readonly image: { size: number; sha256: string; format: string; chunks: number };
-  readonly targetFormat: string;
-  readonly items: PlanChunk[];
-  readonly nextCursor?: string;
-}
 
 interface Delivered {
   /** Digest of the image as received (before any conversion). */
@@ -98,9 +84,9 @@ export async function deliver(opts: AgentOptions, work: WorkItem, abort: AbortCo
   const p = paths(opts.dir);
   const marker = p.delivered(work.migrationId);
   const params = { migrationId: work.migrationId, dataCenterId: opts.dataCenterId };
-  const first = await client.call<PlanPage>(getDownloadPlan, { params, query: { limit: 500 } });
+  const first = await client.call<DownloadPlan>(getDownloadPlan, { params, query: { limit: 500 } });
   const image = first.body.image;
-  const target = first.body.targetFormat as ImageFormat;
+  const target = first.body.targetFormat;
   const fail = async (reason: string) => {
     await client.call(failDestination, { params, json: { reason } });
     opts.log(`${work.migrationId}: destination failed: ${reason}`);
@@ -122,7 +108,7 @@ export async function deliver(opts: AgentOptions, work: WorkItem, abort: AbortCo
     }
     if (delivered.format !== target) {
       opts.log(`${work.migrationId}: converting ${image.format} to ${target}`);
-      const converted = await convertImage(delivered.path, image.format as ImageFormat, target);
+      const converted = await convertImage(delivered.path, image.format, target);
       if (converted !== delivered.path) await rm(delivered.path, { force: true });
       delivered = { ...delivered, path: converted, format: target };
       await writeFile(marker, JSON.stringify(delivered));
@@ -171,7 +157,7 @@ const readMarker = (path: string) =>
 async function download(
   opts: AgentOptions,
   work: WorkItem,
-  firstPage: PlanPage,
+  firstPage: DownloadPlan,
   abort: AbortController,
 ): Promise<void> {
   const { client } = opts;
@@ -276,7 +262,7 @@ async function download(
   try {
     // A sparse file of the final size: chunks that are all zeros are never written, they stay holes.
     await file.truncate(image.size);
-    let page: PlanPage | undefined = firstPage;
+    let page: DownloadPlan | undefined = firstPage;
     while (page) {
       const items: PlanChunk[] = page.items;
       const retryWithFreshUrls: PlanChunk[] = [];
@@ -335,7 +321,7 @@ async function download(
       });
       if (retryWithFreshUrls.length > 0) {
         // Ask for the same page again: its URLs are re-signed; verified chunks are skipped via the journal.
-        const again = await client.call<PlanPage>(getDownloadPlan, {
+        const again = await client.call<DownloadPlan>(getDownloadPlan, {
           params,
           query: { limit: 500, cursor: String(retryWithFreshUrls[0]?.index ?? 0) },
         });
@@ -344,7 +330,7 @@ async function download(
       }
       page = page.nextCursor
         ? (
-            await client.call<PlanPage>(getDownloadPlan, {
+            await client.call<DownloadPlan>(getDownloadPlan, {
               params,
               query: { limit: 500, cursor: page.nextCursor },
             })
@@ -369,7 +355,7 @@ async function download(
       JSON.stringify({
         sha256: digest,
         path: target,
-        format: image.format as ImageFormat,
+        format: image.format,
         hookDone: false,
       } satisfies Delivered),
     );
@@ -397,7 +383,7 @@ async function download(
 async function indexDelivered(
   opts: AgentOptions,
   work: WorkItem,
-  plan: PlanPage,
+  plan: DownloadPlan,
   path: string,
   sha256: string,
   chunks: IndexedChunk[],

@@ -10,6 +10,7 @@ import {
   listUploadUrls,
   reportStoredChunks,
   submitManifest,
+  type UploadUrl,
   type WorkItem,
 } from '../../protocol/api/agent.ts';
 import { chunkFile, collectChunks } from '../../protocol/chunker.ts';
@@ -113,14 +114,6 @@ export async function provideManifest(
   } finally {
     progress.stop();
   }
-}
-
-interface UploadUrl {
-  readonly sha256: string;
-  readonly offset: number;
-  readonly length: number;
-  readonly url: string;
-  readonly headers: Record<string, string>;
 }
 
 /** At most this long between a chunk being stored and its report (so a takeover or restart sees it indexed). */

@@ -133,6 +133,7 @@ export const UploadUrl = z
     headers: z.record(z.string(), z.string()).describe('send exactly these headers with the PUT'),
   })
   .openapi('UploadUrl');
+export type UploadUrl = z.infer<typeof UploadUrl>;
 
 export const listUploadUrls = createRoute({
   method: 'get',
@@ -249,6 +250,7 @@ export const PlanChunk = z
     url: z.string().optional().describe('signed edge URL (absent for zero chunks)'),
   })
   .openapi('PlanChunk');
+export type PlanChunk = z.infer<typeof PlanChunk>;
 
 export const DownloadPlan = z
   .object({
@@ -259,6 +261,7 @@ export const DownloadPlan = z
     expiresAt: Timestamp,
   })
   .openapi('DownloadPlan');
+export type DownloadPlan = z.infer<typeof DownloadPlan>;
 
 export const getDownloadPlan = createRoute({
   method: 'get',

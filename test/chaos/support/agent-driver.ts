@@ -1,9 +1,7 @@
 // Plays a data center's agent by hand with the ApiClient, exactly the calls cli/agent/*.ts makes, so a test can
 // stop a migration at any step of the protocol (waiting for the manifest, the upload, a download, the release).
 import { createHash, randomBytes } from 'node:crypto';
-import type { z } from 'zod';
 import type { ApiClient } from '../../../cli/client.ts';
-import type { PlanChunk as PlanChunkSchema } from '../../../protocol/api/agent.ts';
 import {
   completeDestination,
   completeUpload,
@@ -11,9 +9,11 @@ import {
   getDownloadPlan,
   getWork,
   listUploadUrls,
+  type PlanChunk,
   releaseSource,
   reportStoredChunks,
   submitManifest,
+  type UploadUrl,
   type WorkItem,
 } from '../../../protocol/api/agent.ts';
 import { type Migration, TERMINAL_STATUSES } from '../../../protocol/api/migrations.ts';
@@ -37,8 +37,6 @@ export interface TinyImage {
   readonly file: string;
   readonly fileSha256: string;
 }
-
-type PlanChunk = z.infer<typeof PlanChunkSchema>;
 
 const sha = (b: Uint8Array | string) => createHash('sha256').update(b).digest('hex');
 
@@ -98,14 +96,6 @@ export async function putManifestFile(agent: ApiClient, migrationId: string, fil
 export async function sendManifest(agent: ApiClient, migrationId: string, image: TinyImage) {
   const ref = await putManifestFile(agent, migrationId, image.file);
   await agent.call(submitManifest, { params: { migrationId }, json: ref });
-}
-
-interface UploadUrl {
-  readonly sha256: string;
-  readonly offset: number;
-  readonly length: number;
-  readonly url: string;
-  readonly headers: Record<string, string>;
 }
 
 /** Uploads every chunk the server asks for and reports them stored (without completing the upload). */
