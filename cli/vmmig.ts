@@ -1,6 +1,12 @@
 // The `vmmig` command: the local cloud, the data center agent, and the operator commands.
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { MIGRATION_STATUSES } from '../protocol/api/migrations.ts';
+import {
+  MAX_QUEUE_TIMEOUT_SECONDS,
+  MIGRATION_STATUSES,
+  MigrationMode,
+  OnCongestion,
+} from '../protocol/api/migrations.ts';
+import { CacheNodeStatus } from '../protocol/api/registry.ts';
 import { parseRate } from './agent/rate-limit.ts';
 import { ApiError } from './client.ts';
 import { runAgent } from './commands/agent.ts';
@@ -18,6 +24,13 @@ const int = (name: string, min: number, max: number) => (value: string) => {
     throw new InvalidArgumentError(`${name} must be an integer from ${min} to ${max}`);
   return n;
 };
+/** The values the API takes (protocol/api/migrations.ts), for `migrate` and `policy put`. */
+const onCongestionOption = () =>
+  new Option('--on-congestion <what>', 'when a destination cache node is full').choices(OnCongestion.options);
+const queueTimeoutOption = (description: string) =>
+  new Option('--queue-timeout <seconds>', description).argParser(
+    int('queue-timeout', 0, MAX_QUEUE_TIMEOUT_SECONDS),
+  );
 const rate = (value: string) => {
   try {
     return parseRate(value);
@@ -128,20 +141,10 @@ connection(
       new Option(
         '--mode <mode>',
         'migrate: the source runs --on-migrated when done; backup: the source is left alone',
-      ).choices(['migrate', 'backup']),
+      ).choices(MigrationMode.options),
     )
-    .addOption(
-      new Option('--on-congestion <what>', 'when a destination cache node is full').choices([
-        'wait',
-        'suggest',
-        'redirect',
-      ]),
-    )
-    .option(
-      '--queue-timeout <seconds>',
-      'how long to wait for a free slot',
-      int('queue-timeout', 0, 7 * 86400),
-    )
+    .addOption(onCongestionOption())
+    .addOption(queueTimeoutOption('how long to wait for a free slot'))
     .option('--start-at <time>', 'start at this time (ISO 8601)')
     .option('--application <name>', 'record the application that triggered the migration')
     .option('--wait', 'follow until it ends')
@@ -211,18 +214,8 @@ connection(
     .requiredOption('--every <interval>', 'e.g. 30m, 6h, 1d')
     .option('--first-run <time>', 'first run (ISO 8601; default now)')
     .option('--host <id>', 'host id', 'default')
-    .addOption(
-      new Option('--on-congestion <what>', 'when a destination cache node is full').choices([
-        'wait',
-        'suggest',
-        'redirect',
-      ]),
-    )
-    .option(
-      '--queue-timeout <seconds>',
-      'how long a run waits for a free slot',
-      int('queue-timeout', 0, 7 * 86400),
-    )
+    .addOption(onCongestionOption())
+    .addOption(queueTimeoutOption('how long a run waits for a free slot'))
     .option('--disabled', 'create it disabled')
     .option('--json', 'JSON output'),
 ).action(
@@ -268,7 +261,7 @@ connection(
     .description(
       'set a cache node active, draining (finishes its work, takes no more) or down; or its capacity',
     )
-    .addOption(new Option('--status <status>', 'new status').choices(['active', 'draining', 'down']))
+    .addOption(new Option('--status <status>', 'new status').choices(CacheNodeStatus.options))
     .option('--capacity <n>', 'maximum concurrent transfers', int('capacity', 1, 10_000))
     .option('--json', 'JSON output'),
 ).action(run((id: string, o: { status?: string; capacity?: number } & Json) => setNode(connect(o), id, o)));

@@ -83,15 +83,18 @@ export const Near = z
   .openapi('Near');
 
 /** What every way of starting migrations shares (single, batch, policy). */
+export const MAX_QUEUE_TIMEOUT_SECONDS = 7 * 86400;
+export const QueueTimeoutSeconds = z
+  .int()
+  .min(0)
+  .max(MAX_QUEUE_TIMEOUT_SECONDS)
+  .default(3600)
+  .describe('how long to wait for a free slot before failing');
+
 export const MigrationOptions = z.strictObject({
   mode: MigrationMode.default('migrate'),
   onCongestion: OnCongestion.default('wait'),
-  queueTimeoutSeconds: z
-    .int()
-    .min(0)
-    .max(7 * 86400)
-    .default(3600)
-    .describe('how long to wait for a free slot before failing'),
+  queueTimeoutSeconds: QueueTimeoutSeconds,
   startAt: z.iso.datetime().optional().describe('scheduled start; the migration waits in PENDING until then'),
   application: z
     .string()

@@ -2,7 +2,14 @@
 // interval, on its own.
 import { createRoute, z } from '@hono/zod-openapi';
 import { errorResponses, json, NodeId, PageQuery, page, pathId, Timestamp } from './common.ts';
-import { Destination, ImageId, MigrationId, MigrationStatus, OnCongestion } from './migrations.ts';
+import {
+  Destination,
+  ImageId,
+  MigrationId,
+  MigrationStatus,
+  OnCongestion,
+  QueueTimeoutSeconds,
+} from './migrations.ts';
 
 const tags = ['policies'];
 const Ident = z
@@ -29,11 +36,7 @@ export const BackupPolicyInput = z
     firstRunAt: z.iso.datetime().optional().describe('default: now'),
     enabled: z.boolean().default(true),
     onCongestion: OnCongestion.default('wait'),
-    queueTimeoutSeconds: z
-      .int()
-      .min(0)
-      .max(7 * 86400)
-      .default(3600),
+    queueTimeoutSeconds: QueueTimeoutSeconds,
   })
   .openapi('BackupPolicyInput');
 export type BackupPolicyInput = z.infer<typeof BackupPolicyInput>;
