@@ -59,6 +59,13 @@ export interface UpdateOptions {
 
 type Item = Record<string, unknown>;
 
+/** History items read newest first, as entries oldest first. */
+function historyEntries(items: readonly Item[]): HistoryEntry[] {
+  return (items as (HistoryEntry & Item)[])
+    .toReversed()
+    .map(({ at, event, message, status }) => ({ at, event, message, ...(status ? { status } : {}) }));
+}
+
 function toRecord(item: Item): MigrationRecord {
   const {
     pk: _pk,
@@ -228,10 +235,7 @@ export class MigrationStore {
     );
     const [meta, ...entries] = out.Items ?? [];
     if (meta?.['sk'] !== 'META') return undefined;
-    const history = (entries as (HistoryEntry & Item)[])
-      .filter((e) => String(e['sk']).startsWith('H#'))
-      .reverse()
-      .map(({ at, event, message, status }) => ({ at, event, message, ...(status ? { status } : {}) }));
+    const history = historyEntries(entries.filter((e) => String(e['sk']).startsWith('H#')));
     return { migration: toRecord(meta), history };
   }
 
@@ -246,9 +250,7 @@ export class MigrationStore {
         ConsistentRead: true,
       }),
     );
-    return ((out.Items ?? []) as (HistoryEntry & Item)[])
-      .reverse()
-      .map(({ at, event, message, status }) => ({ at, event, message, ...(status ? { status } : {}) }));
+    return historyEntries(out.Items ?? []);
   }
 
   async list(
