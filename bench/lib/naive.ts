@@ -2,13 +2,11 @@
 // (lib-storage) into the source cache node's bucket, a server-side multipart copy (UploadPartCopy) into each
 // destination's bucket, and a GetObject streamed to a file. Runs in its own process (bench/lib/naive-child.ts)
 // so its CPU is told apart from the local cloud's.
-import { spawn } from 'node:child_process';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
-import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
@@ -19,6 +17,7 @@ import {
   UploadPartCopyCommand,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
+import { runTsChild } from './child.ts';
 
 /** The local S3 server refuses request bodies above ~11 MiB: upload parts stay at 8 MiB (S3 allows 5 MiB–5 GiB). */
 export const UPLOAD_PART_SIZE = 8 * 1024 * 1024;
@@ -202,31 +201,7 @@ export async function cleanNaive(job: NaiveJob): Promise<void> {
 }
 
 const CHILD = fileURLToPath(new URL('./naive-child.ts', import.meta.url));
-const TSX = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
 
 /** Runs the naive path in a child process (its own event loop and CPU account) and returns its result. */
-export function runNaiveProcess(job: NaiveJob, onPid?: (pid: number) => void): Promise<NaiveResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', TSX, CHILD, JSON.stringify(job)], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    if (child.pid !== undefined) onPid?.(child.pid);
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      err = (err + d.toString()).slice(-4000);
-    });
-    child.on('error', reject);
-    child.on('exit', (code) => {
-      if (code !== 0) return reject(new Error(`naive baseline exited with ${code}: ${err.trim()}`));
-      try {
-        resolve(JSON.parse(out.trim().split('\n').pop() ?? '') as NaiveResult);
-      } catch {
-        reject(new Error(`naive baseline printed no result: ${out.slice(-500)} ${err}`));
-      }
-    });
-  });
-}
+export const runNaiveProcess = (job: NaiveJob, onPid?: (pid: number) => void): Promise<NaiveResult> =>
+  runTsChild<NaiveResult>('naive baseline', CHILD, [JSON.stringify(job)], onPid);

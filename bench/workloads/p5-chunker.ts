@@ -1,17 +1,15 @@
 // P5: the agent's chunker on an 8 GiB VM-like image: throughput (FastCDC cut + SHA-256 of every chunk and of the
 // whole image) and peak RSS, in a process started as the agent is. Baselines from the same run: one plain SHA-256
 // pass over the same file, and the resident memory of an idle process of the same runtime.
-import { spawn } from 'node:child_process';
 import { rm } from 'node:fs/promises';
-import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
+import { runTsChild } from '../lib/child.ts';
 import { syncDisks, uniqueImage, writeImage } from '../lib/images.ts';
 import { figure, type Workload } from '../lib/types.ts';
 import { fmtMiB, GiB, MiB, round } from '../lib/util.ts';
 
 const CHILD = fileURLToPath(new URL('./chunk-child.ts', import.meta.url));
-const TSX = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
 
 interface ChildResult {
   readonly mode: string;
@@ -22,26 +20,8 @@ interface ChildResult {
   readonly cpuMs: number;
 }
 
-function child(args: string[]): Promise<ChildResult> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, ['--import', TSX, CHILD, ...args], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    let err = '';
-    p.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-    });
-    p.stderr.on('data', (d: Buffer) => {
-      err = (err + d.toString()).slice(-2000);
-    });
-    p.on('error', reject);
-    p.on('exit', (code) => {
-      if (code !== 0) return reject(new Error(`chunk-child ${args[0]} exited with ${code}: ${err}`));
-      resolve(JSON.parse(out.trim()) as ChildResult);
-    });
-  });
-}
+const child = (args: string[]): Promise<ChildResult> =>
+  runTsChild<ChildResult>(`chunk-child ${args[0]}`, CHILD, args);
 
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);

@@ -1,41 +1,21 @@
 // P6: the local API under load (autocannon in a child process). Status reads at 200 requests/s, creates at a fixed
 // rate; baselines from the same run: the same server's /health at the same rate (the HTTP floor), and the two
 // DynamoDB reads a status request makes, sent straight to DynamoDB Local at the same rate (the emulator's share).
-import { spawn } from 'node:child_process';
-import { createRequire } from 'node:module';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import { ENV } from '../../lambdas/config.ts';
 import type { Migration } from '../../protocol/api/migrations.ts';
+import { runTsChild } from '../lib/child.ts';
 import { createOne, waitFor } from '../lib/migrate.ts';
 import { figure, type Workload } from '../lib/types.ts';
 import { round } from '../lib/util.ts';
 import type { LoadResult } from './load-child.ts';
 
 const CHILD = fileURLToPath(new URL('./load-child.ts', import.meta.url));
-const TSX = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
 const READ_RATE = 200;
 const CREATE_RATE = 20;
 
-function load(mode: 'http' | 'dynamodb', job: Record<string, unknown>): Promise<LoadResult> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, ['--import', TSX, CHILD, mode, JSON.stringify(job)], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    let err = '';
-    p.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-    });
-    p.stderr.on('data', (d: Buffer) => {
-      err = (err + d.toString()).slice(-2000);
-    });
-    p.on('error', reject);
-    p.on('exit', (code) => {
-      if (code !== 0) return reject(new Error(`load-child ${mode} exited with ${code}: ${err}`));
-      resolve(JSON.parse(out.trim().split('\n').pop() ?? '') as LoadResult);
-    });
-  });
-}
+const load = (mode: 'http' | 'dynamodb', job: Record<string, unknown>): Promise<LoadResult> =>
+  runTsChild<LoadResult>(`load-child ${mode}`, CHILD, [mode, JSON.stringify(job)]);
 
 const ms = (x: number) => `${round(x, 1)} ms`;
 const summary = (r: LoadResult) =>
