@@ -2,14 +2,20 @@
 // agent 10 times during its download, each restarted at once. The migration completes byte-identical, and each kill
 // costs at most one chunk per parallel stream sent (or fetched) again. Every S3 request goes through the fault
 // proxy (injecting nothing here), which counts what was really stored and read.
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type ProxyRecord, prng } from '../../local/s3/fault-proxy.ts';
 import { vmLikeSpec, writeRawImage } from '../../local/sample-images.ts';
 import { isZeroChunk } from '../../protocol/manifest.ts';
 import { type AgentProcess, startAgentProcess } from '../support/agent-process.ts';
-import { agentManifest, chunkRequest, countByKey, sha256File, until } from '../support/chaos.ts';
+import {
+  agentManifest,
+  chunkRequest,
+  countByKey,
+  journalEntries,
+  sha256File,
+  until,
+} from '../support/chaos.ts';
 import { startTestCloud, type TestCloud } from '../support/local-cloud.ts';
 import { getOne, startMigration, waitForMigration } from '../support/migrations.ts';
 
@@ -55,15 +61,7 @@ describe('agents killed with kill -9', () => {
     await until(`${target} chunks journaled`, async () => (await journaled()) >= target, 180_000, 20);
     await agent.kill('SIGKILL');
   };
-  const journalLines = async (dc: string, kind: 'upload' | 'download') =>
-    (
-      await readFile(
-        join(t.cloud.dataCenterDir(dc), '.vmmig', 'journal', `${migrationId}.${kind}`),
-        'utf8',
-      ).catch(() => '')
-    )
-      .split('\n')
-      .filter(Boolean);
+  const journalLines = (dc: string, kind: 'upload' | 'download') => journalEntries(t, dc, migrationId, kind);
 
   const start = (dc: string) => {
     const a = startAgentProcess(t, dc, ['--concurrency', String(CONCURRENCY)]);

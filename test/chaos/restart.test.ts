@@ -4,7 +4,6 @@
 // frozen after writing a chunk). The agents are separate processes and live through the restart. Afterwards the
 // local Step Functions service re-runs the three executions from the top, and every migration completes
 // byte-identical, resuming rather than starting over.
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findFreePort } from '../../local/ports.ts';
@@ -12,7 +11,14 @@ import { vmLikeSpec, writeRawImage } from '../../local/sample-images.ts';
 import { chunkKey } from '../../protocol/chunk-key.ts';
 import { isZeroChunk } from '../../protocol/manifest.ts';
 import { type AgentProcess, startAgentProcess } from '../support/agent-process.ts';
-import { agentManifest, chunkRequest, countByKey, sha256File, until } from '../support/chaos.ts';
+import {
+  agentManifest,
+  chunkRequest,
+  countByKey,
+  journalEntries,
+  sha256File,
+  until,
+} from '../support/chaos.ts';
 import { startTestCloud, type TestCloud } from '../support/local-cloud.ts';
 import { getOne, startMigration, waitForMigration } from '../support/migrations.ts';
 
@@ -73,15 +79,8 @@ describe('local cloud restart', () => {
     await t?.dispose();
   });
 
-  const journal = async (dc: string, migrationId: string, kind: 'upload' | 'download') =>
-    (
-      await readFile(
-        join(t.cloud.dataCenterDir(dc), '.vmmig', 'journal', `${migrationId}.${kind}`),
-        'utf8',
-      ).catch(() => '')
-    )
-      .split('\n')
-      .filter(Boolean);
+  const journal = (dc: string, migrationId: string, kind: 'upload' | 'download') =>
+    journalEntries(t, dc, migrationId, kind);
   /** Freezes an agent (SIGSTOP) in the middle of what it is doing; it lives on, and goes on after SIGCONT. */
   const freeze = (dc: string) => agents.get(dc)?.child.kill('SIGSTOP');
 

@@ -2,7 +2,6 @@
 // the same cache node: the content index's upload claims make the second wait for the first's shared chunks, so
 // each is stored once and both complete. When the claimer dies mid-upload (its agent killed, the migration then
 // cancelled), the other takes the claims over and uploads what is still missing, reusing what was stored.
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type ImageSpec, vmLikeSpec, writeRawImage } from '../../local/sample-images.ts';
@@ -11,7 +10,14 @@ import { cancelMigration, type Migration } from '../../protocol/api/migrations.t
 import { chunkFile, collectChunks } from '../../protocol/chunker.ts';
 import { isZeroChunk } from '../../protocol/manifest.ts';
 import { type AgentProcess, startAgentProcess } from '../support/agent-process.ts';
-import { agentManifest, chunkRequest, countByKey, sha256File, until } from '../support/chaos.ts';
+import {
+  agentManifest,
+  chunkRequest,
+  countByKey,
+  journalEntries,
+  sha256File,
+  until,
+} from '../support/chaos.ts';
 import { startTestCloud, type TestCloud } from '../support/local-cloud.ts';
 import { getOne, startMigration, waitForMigration } from '../support/migrations.ts';
 
@@ -34,15 +40,7 @@ describe('shared uploads', () => {
   /** dc-gz's agent: the first migration of each case (the claimer) uploads from there. */
   let gz: AgentProcess;
   const claimer = () => gz;
-  const journal = async (dc: string, migrationId: string) =>
-    (
-      await readFile(
-        join(t.cloud.dataCenterDir(dc), '.vmmig', 'journal', `${migrationId}.upload`),
-        'utf8',
-      ).catch(() => '')
-    )
-      .split('\n')
-      .filter(Boolean);
+  const journal = (dc: string, migrationId: string) => journalEntries(t, dc, migrationId, 'upload');
   const sameAtOsaka = async (from: string, name: string) =>
     expect(await sha256File(join(t.cloud.dataCenterDir('dc-osa'), 'images', name))).toBe(
       await sha256File(image(from, name)),

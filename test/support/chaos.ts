@@ -5,6 +5,7 @@ import { createReadStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { paths } from '../../cli/agent/context.ts';
 import { LOCAL_NAMES } from '../../local/env.ts';
 import type { FaultProxy, ProxyRecord } from '../../local/s3/fault-proxy.ts';
 import { chunkKey } from '../../protocol/chunk-key.ts';
@@ -49,7 +50,7 @@ export async function sha256File(path: string): Promise<string> {
 
 /** The manifest a migration's source agent cached (its chunk list, as the API has it). */
 export async function agentManifest(t: TestCloud, sourceDc: string, migrationId: string): Promise<Manifest> {
-  const file = join(t.cloud.dataCenterDir(sourceDc), '.vmmig', 'manifests', `${migrationId}.json`);
+  const file = paths(t.cloud.dataCenterDir(sourceDc)).manifest(migrationId);
   const cached = JSON.parse(await readFile(file, 'utf8')) as { manifest: unknown };
   const parsed = parseManifest(JSON.stringify(cached.manifest));
   if (!parsed.ok) throw new Error(`cached manifest of ${migrationId} does not parse: ${parsed.error}`);
@@ -105,4 +106,17 @@ export async function until<T>(
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, intervalMs));
   }
+}
+
+/** The chunks an agent's journal lists as done for a migration (none when it has no journal). */
+export async function journalEntries(
+  t: TestCloud,
+  dc: string,
+  migrationId: string,
+  kind: 'upload' | 'download',
+): Promise<string[]> {
+  const text = await readFile(paths(t.cloud.dataCenterDir(dc)).journal(migrationId, kind), 'utf8').catch(
+    () => '',
+  );
+  return text.split('\n').filter(Boolean);
 }
