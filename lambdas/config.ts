@@ -5,7 +5,10 @@ export class ConfigError extends Error {
   override readonly name = 'ConfigError';
 }
 
-export function requireEnv(name: string, env: NodeJS.ProcessEnv = process.env): string {
+/** An environment: process.env on Lambda, the function's own variables in the local cloud. */
+export type Env = Readonly<Record<string, string | undefined>>;
+
+export function requireEnv(name: string, env: Env = process.env): string {
   const value = env[name];
   if (value === undefined || value === '') {
     throw new ConfigError(`environment variable ${name} is not set`);
@@ -13,7 +16,7 @@ export function requireEnv(name: string, env: NodeJS.ProcessEnv = process.env): 
   return value;
 }
 
-export function optionalEnv(name: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
+export function optionalEnv(name: string, env: Env = process.env): string | undefined {
   const value = env[name];
   return value === undefined || value === '' ? undefined : value;
 }
@@ -36,26 +39,10 @@ export const ENV = {
   /** CloudFront distribution whose cached chunks a repair invalidates (absent locally). */
   edgeDistributionId: 'EDGE_DISTRIBUTION_ID',
   s3ForcePathStyle: 'S3_FORCE_PATH_STYLE',
+  /** The work queue (SQS) of data center X is named this + X. */
+  workQueuePrefix: 'WORK_QUEUE_PREFIX',
   adminPrincipalArns: 'ADMIN_PRINCIPAL_ARNS',
   agentRolePrefix: 'AGENT_ROLE_PREFIX',
   /** Agent roles are accepted only from this account (set by the stack to its own account). */
   agentAccountId: 'AGENT_ACCOUNT_ID',
 } as const;
-
-export interface TableNames {
-  readonly registry: string;
-  readonly contentMap: string;
-  readonly locationMap: string;
-  readonly migrations: string;
-  readonly contentIndex: string;
-}
-
-export function tableNamesFromEnv(env: NodeJS.ProcessEnv = process.env): TableNames {
-  return {
-    registry: requireEnv(ENV.tableRegistry, env),
-    contentMap: requireEnv(ENV.tableContentMap, env),
-    locationMap: requireEnv(ENV.tableLocationMap, env),
-    migrations: requireEnv(ENV.tableMigrations, env),
-    contentIndex: requireEnv(ENV.tableContentIndex, env),
-  };
-}

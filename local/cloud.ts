@@ -7,20 +7,49 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { serve } from '@hono/node-server';
-import { ENV } from '../lambdas/config.ts';
+import { AwsClients } from '../lambdas/aws/clients.ts';
+import { TABLE_DEFINITIONS } from '../lambdas/aws/tables.ts';
+import {
+  API_FUNCTION,
+  MIGRATION_ASL_PATH,
+  SCHEDULED_FUNCTIONS,
+  TASK_FUNCTIONS,
+} from '../lambdas/functions.ts';
+import { DEFAULT_FUNCTION_TIMEOUT_SECONDS, type FunctionDefinition } from '../lambdas/needs.ts';
+import type { PolicyRunReport } from '../lambdas/workflow/run-policies.ts';
+import type { DeclaredHandler } from '../lambdas/workflow/task.ts';
 import type { Topology } from '../protocol/topology.ts';
 import { AgentSupervisor } from './agents.ts';
 import { DEFAULT_RATE_LIMIT, type RateLimit, withRateLimit } from './api-rate-limit.ts';
+import {
+  credentialsOf,
+  functionRuntime,
+  LOCAL_ACCOUNT,
+  LOCAL_NAMES,
+  type LocalServices,
+  lambdaEnvironment,
+  type RootDeps,
+  rootDeps,
+} from './deployment.ts';
 import { startDynamoDbLocal } from './dynamodb.ts';
+import { startDynamoDbFront } from './dynamodb-front.ts';
 import { startEdge } from './edge/server.ts';
 import { loadOrCreateEdgeKeys } from './edge-keys.ts';
-import { LOCAL_NAMES, localEnv } from './env.ts';
+import {
+  Authorizer,
+  accessDeniedMessage,
+  type LocalNames,
+  loadSynthesizedPolicies,
+  type SynthesizedPolicies,
+  topologyDigest,
+} from './iam/policies.ts';
+import { Gate } from './iam/requests.ts';
 import { assertPortFree, findFreePort, LOOPBACK } from './ports.ts';
 import { type FaultProxy, type FaultProxyOptions, startFaultProxy } from './s3/fault-proxy.ts';
 import { startS3Server } from './s3/server.ts';
 import { claimDataDir, clearState, type LocalEndpoints, writeState } from './state-file.ts';
 import { startLocalStepFunctions } from './stepfunctions/index.ts';
-import { ensureTables } from './tables.ts';
+import { ensureTables, localTableName } from './tables.ts';
 import {
   agentToken,
   bearerAuthenticate,
@@ -38,6 +67,9 @@ export interface LocalPorts {
 }
 
 export const DEFAULT_PORT_BASE = 7700;
+/** The local stand-ins for the HTTP API's id and the CloudFront distribution's id (in IAM resource ARNs). */
+export const LOCAL_API_ID = 'localapi';
+export const LOCAL_DISTRIBUTION_ID = 'LOCALEDGE';
 export const portsFrom = (base: number): LocalPorts => ({
   api: base,
   edge: base + 1,
@@ -69,6 +101,8 @@ export interface LocalCloudOptions {
   ) => (event: never) => Promise<unknown>;
   /** Multiplies Retry intervals of the state machine (tests). */
   readonly retryIntervalScale?: number;
+  /** Multiplies the state machine's own durations: Wait, TimeoutSeconds, HeartbeatSeconds (tests). */
+  readonly timeScale?: number;
   /** How often due backup policies are run (EventBridge Scheduler's job on AWS). Default 15 s; 0 = never. */
   readonly policyTickMs?: number;
   /**
@@ -94,6 +128,13 @@ export interface LocalCloud {
   readonly agents: AgentSupervisor | undefined;
   /** The fault proxy every S3 client goes through, when `s3Faults` was given. */
   readonly s3Proxy: FaultProxy | undefined;
+  /**
+   * The local cloud's own access (CloudFormation's and an administrator's on AWS): clients straight to the
+   * servers (S3 not through the fault proxy) and every adapter. Tests look inside with it.
+   */
+  readonly root: { readonly clients: AwsClients; readonly deps: RootDeps };
+  /** The environment a declared function sees as a Lambda here (to run a Lambda entry module unchanged). */
+  lambdaEnvironment(definition: FunctionDefinition): Record<string, string>;
   stop(): Promise<void>;
 }
 
@@ -126,8 +167,12 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
   };
   try {
     const warnings: string[] = [];
-    const [ddb, s3] = await Promise.all([
-      startDynamoDbLocal({ dataDir: join(dataDir, 'dynamodb'), port: ports.dynamodb }),
+    // Every request to the local servers is authorized against its signer's IAM policy as CDK synthesizes it.
+    const iam = { policies: await policiesFor(topology, log), names: localIamNames() };
+    const gate = new Gate(new Authorizer(iam.policies, iam.names));
+    const [ddbLocal, s3] = await Promise.all([
+      // DynamoDB Local checks no permissions: it listens inside, behind the front that does.
+      findFreePort().then((port) => startDynamoDbLocal({ dataDir: join(dataDir, 'dynamodb'), port })),
       startS3Server({
         dataDir: join(dataDir, 's3'),
         port: ports.s3,
@@ -135,13 +180,21 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
           LOCAL_NAMES.controlBucket,
           ...topology.cacheNodes.map((n) => LOCAL_NAMES.cacheBucket(n.id)),
         ],
+        iam,
       }),
     ]);
     stops.push(
-      () => ddb.stop(),
+      () => ddbLocal.stop(),
       () => s3.stop(),
     );
-    if (!ddb.bindsLoopbackOnly)
+    const ddb = await startDynamoDbFront({
+      port: ports.dynamodb,
+      upstream: ddbLocal.endpoint,
+      gate,
+      account: LOCAL_ACCOUNT,
+    });
+    stops.push(() => ddb.stop());
+    if (!ddbLocal.bindsLoopbackOnly)
       warnings.push('DynamoDB Local listens on all interfaces (no Java compiler for the loopback launcher)');
     if (!s3.bindsLoopbackOnly) {
       warnings.push(
@@ -163,24 +216,28 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
     const edgeBase = `http://${LOOPBACK}:${ports.edge}`;
     const sfnEndpoint = `http://${LOOPBACK}:${ports.stepFunctions}`;
     const apiEndpoint = `http://${LOOPBACK}:${ports.api}`;
-    // Everything in this process (API, workflow handlers) reads its configuration from the environment, exactly
-    // as the Lambda functions do on AWS.
-    Object.assign(
-      process.env,
-      localEnv({
-        topology,
-        dynamodb: ddb.endpoint,
-        s3: s3Endpoint,
-        stepFunctions: sfnEndpoint,
-        edge: edgeBase,
-        keys,
+    // Each function runs with the variables its declaration derives and its own credentials, as on AWS.
+    const services: LocalServices = {
+      region: topology.homeRegion,
+      dynamodb: ddb.endpoint,
+      s3: s3Endpoint,
+      // SQS is served by the S3 server's process, never through the storage fault proxy.
+      sqs: s3.endpoint,
+      stepFunctions: sfnEndpoint,
+      edge: edgeBase,
+      keys,
+      stateMachineArn: `arn:aws:states:${topology.homeRegion}:${LOCAL_ACCOUNT}:stateMachine:${LOCAL_NAMES.stateMachine}`,
+    };
+    await ensureTables(
+      new DynamoDBClient({
+        endpoint: ddb.endpoint,
+        region: topology.homeRegion,
+        credentials: credentialsOf({ kind: 'root' }),
       }),
     );
-    await ensureTables(new DynamoDBClient({ endpoint: ddb.endpoint }));
 
-    const { serviceDeps } = await import('../lambdas/aws/deps.ts');
     const { seedRegistry } = await import('../lambdas/aws/seed.ts');
-    const deps = serviceDeps();
+    const deps = rootDeps(services);
     const seeded = await seedRegistry(deps.registry, topology, deps.cacheNodes.bucketFor);
     if (seeded.createdCacheNodes.length + seeded.createdDataCenters.length > 0) {
       log(
@@ -193,18 +250,21 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
       port: ports.edge,
       publicKeyPem: keys.publicKeyPem,
       keyPairId: keys.keyPairId,
-      s3: { endpoint: s3Endpoint },
+      s3: {
+        endpoint: s3Endpoint,
+        region: topology.homeRegion,
+        credentials: credentialsOf({ kind: 'cloudfront' }),
+      },
       resolveBucket: (id) => (/^[a-z0-9-]{1,32}$/.test(id) ? LOCAL_NAMES.cacheBucket(id) : undefined),
     });
     stops.push(() => edge.stop());
 
-    const { WORKFLOW_FUNCTIONS, MIGRATION_ASL_PATH } = await import('../lambdas/workflow/functions.ts');
     const functions: Record<string, (event: never) => Promise<unknown>> = {};
-    for (const fn of WORKFLOW_FUNCTIONS) {
-      const mod = (await import(`../lambdas/workflow/${fn.module.replace(/\.ts$/, '')}.ts`)) as {
-        handler: (event: never) => Promise<unknown>;
-      };
-      functions[fn.name] = options.wrapFunction ? options.wrapFunction(fn.name, mod.handler) : mod.handler;
+    for (const definition of Object.values(TASK_FUNCTIONS)) {
+      const handler = (await loadHandler(definition.entry)).in(functionRuntime(definition, services));
+      functions[definition.name] = options.wrapFunction
+        ? options.wrapFunction(definition.name, handler)
+        : handler;
     }
     const sfn = await startLocalStepFunctions({
       port: ports.stepFunctions,
@@ -212,29 +272,53 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
       region: topology.homeRegion,
       functions,
       log: (line) => log('sfn', line),
+      gate,
+      canInvoke: (functionArn) => {
+        const request = { action: 'lambda:InvokeFunction', resource: functionArn };
+        const decision = gate.authorizer.decide({ kind: 'stateMachine' }, request);
+        return decision === 'Allowed'
+          ? undefined
+          : accessDeniedMessage(gate.authorizer.describe({ kind: 'stateMachine' }), request, decision);
+      },
       ...(options.retryIntervalScale !== undefined ? { retryIntervalScale: options.retryIntervalScale } : {}),
+      ...(options.timeScale !== undefined ? { timeScale: options.timeScale } : {}),
+      functionTimeouts: Object.fromEntries(
+        Object.values(TASK_FUNCTIONS).map((f) => [
+          f.name,
+          f.timeoutSeconds ?? DEFAULT_FUNCTION_TIMEOUT_SECONDS,
+        ]),
+      ),
     });
     stops.push(() => sfn.stop());
     const stateMachineArn = sfn.createStateMachine(
       LOCAL_NAMES.stateMachine,
       readFileSync(MIGRATION_ASL_PATH, 'utf8'),
-      Object.fromEntries(WORKFLOW_FUNCTIONS.map((f) => [f.substitution, f.name])),
+      Object.fromEntries(Object.values(TASK_FUNCTIONS).map((f) => [f.substitution, f.name])),
     );
-    process.env[ENV.stateMachineArn] = stateMachineArn;
+    if (stateMachineArn !== services.stateMachineArn)
+      throw new Error(`state machine ${stateMachineArn} is not ${services.stateMachineArn}`);
 
     const { createApp } = await import('../lambdas/api/app.ts');
-    const { apiDepsFromEnv } = await import('../lambdas/api/deps.ts');
-    const app = createApp(apiDepsFromEnv(bearerAuthenticate(tokens)));
+    const { apiDeps } = await import('../lambdas/api/deps.ts');
+    const app = createApp(apiDeps(bearerAuthenticate(tokens), functionRuntime(API_FUNCTION, services)));
     // Per-principal throttling (the HTTP API's job on AWS); callers without valid credentials share one bucket.
     const limit = options.rateLimit ?? DEFAULT_RATE_LIMIT;
+    // API Gateway's IAM authorizer: the caller's policy must allow execute-api:Invoke on the route (all but /health).
+    const invoke = (request: Request, env: unknown) => {
+      const principal = principalOfRequest(tokens, request);
+      const url = new URL(request.url);
+      if (principal && url.pathname !== '/health') {
+        const who = principal.kind === 'admin' ? ({ kind: 'admin' } as const) : principal;
+        const resource = `arn:aws:execute-api:${topology.homeRegion}:${LOCAL_ACCOUNT}:${LOCAL_API_ID}/$default/${request.method}${url.pathname}`;
+        if (!gate.authorizer.allows(who, { action: 'execute-api:Invoke', resource }))
+          return Response.json({ message: 'Forbidden' }, { status: 403 });
+      }
+      return app.fetch(request, env);
+    };
     const serveApi =
       limit === false
-        ? app.fetch
-        : withRateLimit(
-            app.fetch,
-            limit,
-            (request) => principalOfRequest(tokens, request)?.id ?? 'anonymous',
-          );
+        ? invoke
+        : withRateLimit(invoke, limit, (request) => principalOfRequest(tokens, request)?.id ?? 'anonymous');
     // Requests in flight are tracked so a stop lets them finish before the servers behind them go away.
     const inFlight = new Set<Promise<Response>>();
     const fetch = (request: Request, env: unknown) => {
@@ -259,12 +343,14 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
     // Backup policies run on their own: a timer here, EventBridge Scheduler on AWS.
     const tick = options.policyTickMs ?? 15_000;
     if (tick > 0) {
-      const { runDuePolicies } = await import('../lambdas/workflow/run-policies.ts');
+      const runPolicies = (await loadHandler<PolicyRunReport>(SCHEDULED_FUNCTIONS.runPolicies.entry)).in(
+        functionRuntime(SCHEDULED_FUNCTIONS.runPolicies, services),
+      );
       let running = false;
       const timer = setInterval(() => {
         if (running) return;
         running = true;
-        runDuePolicies(deps)
+        runPolicies({} as never)
           .then((r) => {
             for (const s of r.started)
               log('scheduler', `backup policy ${s.policyId}: started ${s.migrationId}`);
@@ -337,6 +423,16 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
       warnings,
       agents,
       s3Proxy,
+      root: {
+        deps,
+        clients: new AwsClients({
+          region: topology.homeRegion,
+          credentials: credentialsOf({ kind: 'root' }),
+          endpoints: { dynamodb: ddb.endpoint, s3: s3.endpoint, sfn: sfnEndpoint, sqs: s3.endpoint },
+          s3ForcePathStyle: true,
+        }),
+      },
+      lambdaEnvironment: (definition) => lambdaEnvironment(definition, services),
       agentToken: (id) => agentToken(tokens, id),
       dataCenterDir,
       stop: stopAll,
@@ -344,5 +440,52 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
   } catch (err) {
     await stopAll();
     throw err;
+  }
+}
+
+/** The handler a declared function's module exports (bound to its declaration by `task`). */
+async function loadHandler<R = unknown>(entry: string): Promise<DeclaredHandler<never, R>> {
+  const mod = (await import(new URL(`../${entry}`, import.meta.url).href)) as {
+    handler?: DeclaredHandler<never, R>;
+  };
+  if (typeof mod.handler?.in !== 'function') throw new Error(`${entry} exports no declared handler`);
+  return mod.handler;
+}
+
+/** The names the IAM policies' placeholders stand for, here. */
+function localIamNames(): LocalNames {
+  return {
+    account: LOCAL_ACCOUNT,
+    tables: Object.fromEntries(
+      TABLE_DEFINITIONS.map((d) => [d.id, localTableName(d)]),
+    ) as LocalNames['tables'],
+    controlBucket: LOCAL_NAMES.controlBucket,
+    cacheBucketPrefix: LOCAL_NAMES.cacheBucketPrefix,
+    apiId: LOCAL_API_ID,
+    distributionId: LOCAL_DISTRIBUTION_ID,
+  };
+}
+
+/**
+ * The policies CDK synthesizes for this topology: local/iam/policies.json when it was generated for it (the
+ * topology of cdk.json, as `npm run iam:generate` writes it), else synthesized now (aws-cdk-lib, a few seconds).
+ */
+async function policiesFor(
+  topology: Topology,
+  log: (component: string, line: string) => void,
+): Promise<SynthesizedPolicies> {
+  const stored = loadSynthesizedPolicies();
+  if (stored.topology === topologyDigest(topology)) return stored;
+  log(
+    'cloud',
+    'the topology differs from the one local/iam/policies.json was generated for: synthesizing its IAM policies',
+  );
+  try {
+    const { currentPolicies } = await import('../lib/generate-local-policies.ts');
+    return currentPolicies({ 'vmmig:topology': topology });
+  } catch (err) {
+    throw new Error(
+      `cannot synthesize the IAM policies of this topology (${(err as Error).message}); run \`npm run iam:generate\``,
+    );
   }
 }

@@ -79,8 +79,3 @@ export async function ensureTables(client: DynamoDBClient): Promise<string[]> {
   }
   return created;
 }
-
-/** Environment variables naming the local tables, as the stacks set them on AWS. */
-export function localTableEnv(): Record<string, string> {
-  return Object.fromEntries(TABLE_DEFINITIONS.map((def) => [def.envVar, localTableName(def)]));
-}

@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { DeleteObjectsCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { ApiClient } from '../../cli/client.ts';
 import { type LocalCloud, type LocalPorts, startLocalCloud } from '../../local/cloud.ts';
-import { LOCAL_NAMES } from '../../local/env.ts';
+import { LOCAL_NAMES } from '../../local/deployment.ts';
 import { loadTopology, type Topology } from '../../protocol/topology.ts';
 
 export const topology: Topology = loadTopology(fileURLToPath(new URL('../../cdk.json', import.meta.url)));

@@ -4,7 +4,7 @@ import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
-import { LOCAL_NAMES } from '../../local/env.ts';
+import { LOCAL_NAMES } from '../../local/deployment.ts';
 import {
   createMigration,
   getMigration,

@@ -2,6 +2,7 @@
 import { fileURLToPath } from 'node:url';
 import { DEFAULT_RATE_LIMIT } from '../../local/api-rate-limit.ts';
 import { DEFAULT_PORT_BASE, portsFrom, startLocalCloud } from '../../local/cloud.ts';
+import { LOCAL_NAMES } from '../../local/deployment.ts';
 import { loadTopology } from '../../protocol/topology.ts';
 import { defaultDataDir } from '../config.ts';
 
@@ -65,7 +66,7 @@ export async function runLocal(flags: LocalFlags): Promise<number> {
     `  API (CVMM)       ${e.api}        OpenAPI: ${e.api}/openapi.json`,
     `  Edge (CDN)       ${e.edge}        signed URLs only`,
     `  Step Functions   ${e.stepFunctions}        state machine ${cloud.stateMachineArn}`,
-    `  S3 (cache nodes) ${e.s3}        buckets vmmig-control, ${topology.cacheNodes.map((n) => `vmmig-cache-${n.id}`).join(', ')}`,
+    `  S3 (cache nodes) ${e.s3}        buckets ${LOCAL_NAMES.controlBucket}, ${topology.cacheNodes.map((n) => LOCAL_NAMES.cacheBucket(n.id)).join(', ')}`,
     `  DynamoDB         ${e.dynamodb}        tables Registry, ContentMap, LocationMap, Migrations, ContentIndex`,
     rateLimit
       ? `  API rate limit   ${rateLimit.requestsPerSecond} requests/s per principal, bursts of ${rateLimit.burst} (--rate-limit)`

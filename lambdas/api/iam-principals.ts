@@ -1,7 +1,7 @@
 // On AWS the HTTP API authorizes every route (but /health) with IAM; this maps the signed caller to our
 // principal model: listed admin ARNs, or an agent role named `<AGENT_ROLE_PREFIX><data center id>`.
 import type { APIGatewayProxyEventV2WithIAMAuthorizer } from 'aws-lambda';
-import { ENV, optionalEnv } from '../config.ts';
+import { ENV, type Env, optionalEnv } from '../config.ts';
 import type { Authenticate, Principal } from './principal.ts';
 
 /** `arn:aws:sts::123:assumed-role/Name/session` or `arn:aws:iam::123:role/path/Name` → role name. */
@@ -43,7 +43,7 @@ export function principalFromArn(
   return undefined;
 }
 
-export function iamAuthenticate(env: NodeJS.ProcessEnv = process.env): Authenticate {
+export function iamAuthenticate(env: Env = process.env): Authenticate {
   const admins = (optionalEnv(ENV.adminPrincipalArns, env) ?? '')
     .split(',')
     .map((s) => s.trim())

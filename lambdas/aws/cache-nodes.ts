@@ -1,8 +1,7 @@
 // Where a cache node's chunks live (bucket) and how the outside reaches it (edge address).
-import { HeadBucketCommand } from '@aws-sdk/client-s3';
-import { ENV, requireEnv } from '../config.ts';
+import { HeadBucketCommand, NotFound, type S3Client } from '@aws-sdk/client-s3';
+import { ENV, type Env, requireEnv } from '../config.ts';
 import type { BucketRef } from './chunk-storage.ts';
-import { s3 } from './clients.ts';
 
 export interface CacheNodeLocator {
   /** The bucket that holds a cache node's chunks (deterministic from the id). */
@@ -17,7 +16,7 @@ export const bucketRef = (node: { readonly bucket: string; readonly region: stri
   region: node.region,
 });
 
-export function cacheNodeLocatorFromEnv(env: NodeJS.ProcessEnv = process.env): CacheNodeLocator {
+export function cacheNodeLocator(env: Env, s3: (region: string) => S3Client): CacheNodeLocator {
   const prefix = requireEnv(ENV.cacheBucketPrefix, env);
   const edge = requireEnv(ENV.edgeBaseUrl, env).replace(/\/+$/, '');
   return {
@@ -28,8 +27,8 @@ export function cacheNodeLocatorFromEnv(env: NodeJS.ProcessEnv = process.env): C
         await s3(region).send(new HeadBucketCommand({ Bucket: bucket }));
         return true;
       } catch (err) {
-        const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
-        if (status === 404 || ['NotFound', 'NoSuchBucket'].includes((err as Error).name)) return false;
+        // HeadBucket has no body, so S3's 404 arrives as the SDK's NotFound; 403 (no ListBucket) is thrown.
+        if (err instanceof NotFound) return false;
         throw err;
       }
     },

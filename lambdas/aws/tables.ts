@@ -12,9 +12,11 @@ export interface IndexDefinition {
   readonly sortKey?: KeyAttribute;
 }
 
+export type TableId = 'Registry' | 'ContentMap' | 'LocationMap' | 'Migrations' | 'ContentIndex';
+
 export interface TableDefinition {
   /** Logical id; also the local table name. */
-  readonly id: 'Registry' | 'ContentMap' | 'LocationMap' | 'Migrations' | 'ContentIndex';
+  readonly id: TableId;
   readonly envVar: string;
   readonly partitionKey: KeyAttribute;
   readonly sortKey?: KeyAttribute;

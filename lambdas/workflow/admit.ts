@@ -3,9 +3,10 @@
 // frees or the queue timeout passes), suggest (AWAITING_DECISION with an alternative destination), redirect
 // (take the alternative at once). A node that stopped being active sends the workflow back to Resolve.
 
-import type { ServiceDeps } from '../aws/deps.ts';
+import type { Uses } from '../aws/deps.ts';
 import { suggestAlternative } from '../domain/congestion.ts';
 import { cacheNodesOf, type MigrationRecord, newLeg } from '../domain/migration.ts';
+import { TASK_FUNCTIONS } from '../functions.ts';
 import { TaskFailure, task } from './task.ts';
 
 export interface AdmitOutput {
@@ -17,65 +18,72 @@ export interface AdmitOutput {
 
 const NOT_ADMITTED = { admitted: false, reresolve: false, decision: 'none' } as const;
 
-export const handler = task(async (deps, event: { migrationId: string }): Promise<AdmitOutput> => {
-  const m = await deps.migrations.require(event.migrationId);
-  // A destination already completed (a retry) moves nothing through its node: it needs no slot there, and that
-  // node may have stopped taking work since.
-  const nodes = cacheNodesOf({
-    ...m,
-    legs: Object.fromEntries(Object.entries(m.legs).filter(([, leg]) => leg.status !== 'COMPLETED')),
-  });
-  const taken: string[] = [];
-  for (const node of nodes) {
-    const outcome = await deps.slots.reserve(node, m.id);
-    if (outcome === 'reserved') {
-      taken.push(node);
-      continue;
-    }
-    // All or none: give back what this attempt took (slots held before stay: they are ours anyway).
-    await Promise.all(
-      taken.filter((n) => !m.reservedCacheNodes.includes(n)).map((n) => deps.slots.release(n, m.id)),
-    );
-    if (outcome !== 'full') {
-      // Resolve keeps a node that is only draining (a migration holding a slot there finishes its work). This
-      // one holds none, so forget the choice: otherwise Resolve hands the same node back, round and round.
-      await deps.migrations.update(
-        m.id,
-        {
-          remove: [
-            ...(m.sourceCacheNodeId === node ? [['sourceCacheNodeId']] : []),
-            ...m.destinations
-              .filter((d) => m.legs[d]?.cacheNodeId === node && m.legs[d]?.status !== 'COMPLETED')
-              .map((d) => ['legs', d, 'cacheNodeId']),
-          ],
-        },
-        {
-          history: {
-            event: 'rerouting',
-            message: `cache node ${node} is ${outcome.replace('_', ' ')}; choosing again`,
-          },
-        },
+export const handler = task(
+  TASK_FUNCTIONS.admit,
+  async (deps, event: { migrationId: string }): Promise<AdmitOutput> => {
+    const m = await deps.migrations.require(event.migrationId);
+    // A destination already completed (a retry) moves nothing through its node: it needs no slot there, and that
+    // node may have stopped taking work since.
+    const nodes = cacheNodesOf({
+      ...m,
+      legs: Object.fromEntries(Object.entries(m.legs).filter(([, leg]) => leg.status !== 'COMPLETED')),
+    });
+    const taken: string[] = [];
+    for (const node of nodes) {
+      const outcome = await deps.slots.reserve(node, m.id);
+      if (outcome === 'reserved') {
+        taken.push(node);
+        continue;
+      }
+      // All or none: give back what this attempt took (slots held before stay: they are ours anyway).
+      await Promise.all(
+        taken.filter((n) => !m.reservedCacheNodes.includes(n)).map((n) => deps.slots.release(n, m.id)),
       );
-      return { admitted: false, reresolve: true, decision: 'none' };
+      if (outcome !== 'full') {
+        // Resolve keeps a node that is only draining (a migration holding a slot there finishes its work). This
+        // one holds none, so forget the choice: otherwise Resolve hands the same node back, round and round.
+        await deps.migrations.update(
+          m.id,
+          {
+            remove: [
+              ...(m.sourceCacheNodeId === node ? [['sourceCacheNodeId']] : []),
+              ...m.destinations
+                .filter((d) => m.legs[d]?.cacheNodeId === node && m.legs[d]?.status !== 'COMPLETED')
+                .map((d) => ['legs', d, 'cacheNodeId']),
+            ],
+          },
+          {
+            history: {
+              event: 'rerouting',
+              message: `cache node ${node} is ${outcome.replace('_', ' ')}; choosing again`,
+            },
+          },
+        );
+        return { admitted: false, reresolve: true, decision: 'none' };
+      }
+      return congested(deps, m, node);
     }
-    return congested(deps, m, node);
-  }
-  const alreadyAdmitted = !['PENDING', 'QUEUED', 'AWAITING_DECISION'].includes(m.status);
-  await deps.migrations.update(
-    m.id,
-    {
-      ...(alreadyAdmitted ? {} : { status: 'ADMITTED' as const }),
-      ...(nodes.length > 0 ? { addToSet: [[['reservedCacheNodes'], new Set(nodes)] as const] } : {}),
-      remove: [['queuedSince']],
-    },
-    alreadyAdmitted
-      ? {}
-      : { history: { event: 'admitted', message: `transfer slots taken at ${nodes.join(', ')}` } },
-  );
-  return { admitted: true, reresolve: false, decision: 'none' };
-});
+    const alreadyAdmitted = !['PENDING', 'QUEUED', 'AWAITING_DECISION'].includes(m.status);
+    await deps.migrations.update(
+      m.id,
+      {
+        ...(alreadyAdmitted ? {} : { status: 'ADMITTED' as const }),
+        ...(nodes.length > 0 ? { addToSet: [[['reservedCacheNodes'], new Set(nodes)] as const] } : {}),
+        remove: [['queuedSince']],
+      },
+      alreadyAdmitted
+        ? {}
+        : { history: { event: 'admitted', message: `transfer slots taken at ${nodes.join(', ')}` } },
+    );
+    return { admitted: true, reresolve: false, decision: 'none' };
+  },
+);
 
-async function congested(deps: ServiceDeps, m: MigrationRecord, nodeId: string): Promise<AdmitOutput> {
+async function congested(
+  deps: Uses<'migrations' | 'registry' | 'slots'>,
+  m: MigrationRecord,
+  nodeId: string,
+): Promise<AdmitOutput> {
   // Only a destination can move; a full source node means waiting.
   const leg = m.destinations
     .map((d) => m.legs[d])
@@ -145,7 +153,7 @@ async function congested(deps: ServiceDeps, m: MigrationRecord, nodeId: string):
   return queue(deps, m, nodeId);
 }
 
-async function queue(deps: ServiceDeps, m: MigrationRecord, nodeId: string): Promise<AdmitOutput> {
+async function queue(deps: Uses<'migrations'>, m: MigrationRecord, nodeId: string): Promise<AdmitOutput> {
   const queuedSince = m.queuedSince ?? new Date().toISOString();
   const waited = (Date.now() - Date.parse(queuedSince)) / 1000;
   if (waited > m.queueTimeoutSeconds) {

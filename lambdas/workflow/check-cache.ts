@@ -3,8 +3,10 @@
 // right now (clones of one base, a batch): that chunk is awaited, not sent twice. Lists go to the control
 // bucket; the state stays small.
 
+import type { Uses } from '../aws/deps.ts';
 import { distinctNonZeroChunks, sumLengths } from '../domain/chunks.ts';
 import { awaitedKey, type UploadPlanEntry, uploadPlanKey } from '../domain/control-keys.ts';
+import { TASK_FUNCTIONS } from '../functions.ts';
 import { loadManifest } from './manifest.ts';
 import { task } from './task.ts';
 
@@ -14,72 +16,75 @@ export interface CheckCacheOutput {
   readonly awaitedChunks: number;
 }
 
-export const handler = task(async (deps, event: { migrationId: string }): Promise<CheckCacheOutput> => {
-  const m = await deps.migrations.require(event.migrationId);
-  const manifest = await loadManifest(deps, m.id);
-  const chunks = distinctNonZeroChunks(manifest);
-  // Down nodes cannot serve copies; draining ones still can.
-  const nodes = (await deps.registry.allCacheNodes()).filter((n) => n.status !== 'down').map((n) => n.id);
-  const holders = await deps.contentIndex.holders(
-    chunks.map((c) => c.sha256),
-    nodes,
-  );
-  const missing = chunks.filter((c) => !holders.has(c.sha256));
-  // Claims held by migrations that ended are taken over at once.
-  const { mine, others } = await deps.contentIndex.claimUploads(
-    missing.map((c) => c.sha256),
-    m.id,
-    await endedClaimers(
-      deps,
+export const handler = task(
+  TASK_FUNCTIONS.checkCache,
+  async (deps, event: { migrationId: string }): Promise<CheckCacheOutput> => {
+    const m = await deps.migrations.require(event.migrationId);
+    const manifest = await loadManifest(deps, m.id);
+    const chunks = distinctNonZeroChunks(manifest);
+    // Down nodes cannot serve copies; draining ones still can.
+    const nodes = (await deps.registry.allCacheNodes()).filter((n) => n.status !== 'down').map((n) => n.id);
+    const holders = await deps.contentIndex.holders(
+      chunks.map((c) => c.sha256),
+      nodes,
+    );
+    const missing = chunks.filter((c) => !holders.has(c.sha256));
+    // Claims held by migrations that ended are taken over at once.
+    const { mine, others } = await deps.contentIndex.claimUploads(
       missing.map((c) => c.sha256),
       m.id,
-    ),
-  );
-  const plan: UploadPlanEntry[] = missing.filter((c) => mine.has(c.sha256));
-  const awaited: UploadPlanEntry[] = missing.filter((c) => others.has(c.sha256));
-  await Promise.all([
-    deps.storage.putJson(deps.control, uploadPlanKey(m.id, m.attempt), plan),
-    deps.storage.putJson(deps.control, awaitedKey(m.id, m.attempt), awaited),
-  ]);
-  const uploadBytes = sumLengths(plan);
-  const cached = chunks.length - missing.length;
-  const sharedWith = [...new Set(others.values())];
-  await deps.migrations.update(
-    m.id,
-    {
-      set: [
-        [
-          ['upload'],
-          {
-            chunksTotal: plan.length,
-            bytesTotal: uploadBytes,
-            chunksDone: 0,
-            bytesDone: 0,
-            bytesCached: sumLengths(chunks) - sumLengths(missing),
-            chunksShared: awaited.length,
-          },
+      await endedClaimers(
+        deps,
+        missing.map((c) => c.sha256),
+        m.id,
+      ),
+    );
+    const plan: UploadPlanEntry[] = missing.filter((c) => mine.has(c.sha256));
+    const awaited: UploadPlanEntry[] = missing.filter((c) => others.has(c.sha256));
+    await Promise.all([
+      deps.storage.putJson(deps.control, uploadPlanKey(m.id, m.attempt), plan),
+      deps.storage.putJson(deps.control, awaitedKey(m.id, m.attempt), awaited),
+    ]);
+    const uploadBytes = sumLengths(plan);
+    const cached = chunks.length - missing.length;
+    const sharedWith = [...new Set(others.values())];
+    await deps.migrations.update(
+      m.id,
+      {
+        set: [
+          [
+            ['upload'],
+            {
+              chunksTotal: plan.length,
+              bytesTotal: uploadBytes,
+              chunksDone: 0,
+              bytesDone: 0,
+              bytesCached: sumLengths(chunks) - sumLengths(missing),
+              chunksShared: awaited.length,
+            },
+          ],
         ],
-      ],
-    },
-    {
-      history: {
-        event: 'cache-checked',
-        message:
-          missing.length === 0
-            ? `all ${chunks.length} distinct chunks are already cached: nothing to upload`
-            : `${plan.length} of ${chunks.length} distinct chunks to upload (${uploadBytes} bytes); ${cached} already cached` +
-              (awaited.length > 0
-                ? `; ${awaited.length} being uploaded by ${sharedWith.join(', ')}: awaited, not sent twice`
-                : ''),
       },
-    },
-  );
-  return { uploadChunks: plan.length, uploadBytes, awaitedChunks: awaited.length };
-});
+      {
+        history: {
+          event: 'cache-checked',
+          message:
+            missing.length === 0
+              ? `all ${chunks.length} distinct chunks are already cached: nothing to upload`
+              : `${plan.length} of ${chunks.length} distinct chunks to upload (${uploadBytes} bytes); ${cached} already cached` +
+                (awaited.length > 0
+                  ? `; ${awaited.length} being uploaded by ${sharedWith.join(', ')}: awaited, not sent twice`
+                  : ''),
+        },
+      },
+    );
+    return { uploadChunks: plan.length, uploadBytes, awaitedChunks: awaited.length };
+  },
+);
 
 /** Migrations holding claims on these chunks that have ended (their uploads will never finish). */
 export async function endedClaimers(
-  deps: Parameters<Parameters<typeof task>[0]>[0],
+  deps: Uses<'contentIndex' | 'migrations'>,
   digests: readonly string[],
   self: string,
 ): Promise<Set<string>> {

@@ -14,9 +14,10 @@
 import type { S3ServiceException } from '@aws-sdk/client-s3';
 import { TERMINAL_STATUSES } from '../../protocol/api/migrations.ts';
 import { bucketRef } from '../aws/cache-nodes.ts';
-import type { ServiceDeps } from '../aws/deps.ts';
+import type { DepsOf, Uses } from '../aws/deps.ts';
 import { mapLimit, settleAll } from '../domain/concurrency.ts';
 import { type CopyItem, replicationBatchKey } from '../domain/control-keys.ts';
+import { TASK_FUNCTIONS } from '../functions.ts';
 import { TaskFailure, TransientError, task } from './task.ts';
 
 export const COPY_CONCURRENCY = 16;
@@ -72,8 +73,10 @@ function byTarget(items: Iterable<CopyItem>): Map<string, CopyItem[]> {
   return out;
 }
 
+export type CopyBatchDeps = DepsOf<typeof TASK_FUNCTIONS.copyBatch.needs>;
+
 export async function copyBatch(
-  deps: ServiceDeps,
+  deps: CopyBatchDeps,
   event: CopyBatchEvent,
   clock: Clock = realClock,
 ): Promise<CopyBatchResult> {
@@ -287,7 +290,7 @@ export async function copyBatch(
  * finds those chunks indexed and skips them). Statistics only: a migration that ended meanwhile keeps its count.
  */
 async function recordCopies(
-  deps: ServiceDeps,
+  deps: Uses<'migrations'>,
   migrationId: string,
   copies: readonly CopyItem[],
 ): Promise<void> {
@@ -306,4 +309,6 @@ async function recordCopies(
     .catch(() => {});
 }
 
-export const handler = task((deps, event: CopyBatchEvent) => copyBatch(deps, event));
+export const handler = task(TASK_FUNCTIONS.copyBatch, (deps, event: CopyBatchEvent) =>
+  copyBatch(deps, event),
+);

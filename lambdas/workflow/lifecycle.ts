@@ -1,10 +1,10 @@
 // Ending a migration the same way from every path (completed, failed, cancelled): give back every cache node
 // slot, free the data centers, withdraw agent work, record the outcome. Each step is idempotent.
-import type { ServiceDeps } from '../aws/deps.ts';
+import type { Uses } from '../aws/deps.ts';
 import { MigrationTerminatedError } from '../aws/migration-store.ts';
 import { cacheNodesOf, type MigrationRecord, type MigrationStatus } from '../domain/migration.ts';
 
-export async function releaseAll(deps: ServiceDeps, m: MigrationRecord): Promise<void> {
+export async function releaseAll(deps: Uses<'migrations' | 'slots'>, m: MigrationRecord): Promise<void> {
   const nodes = new Set([...cacheNodesOf(m), ...m.reservedCacheNodes]);
   await Promise.all([
     ...[...nodes].map((n) => deps.slots.release(n, m.id)),
@@ -14,7 +14,7 @@ export async function releaseAll(deps: ServiceDeps, m: MigrationRecord): Promise
 }
 
 export async function finish(
-  deps: ServiceDeps,
+  deps: Uses<'migrations' | 'slots'>,
   m: MigrationRecord,
   status: Extract<MigrationStatus, 'COMPLETED' | 'FAILED' | 'CANCELLED'>,
   message: string,

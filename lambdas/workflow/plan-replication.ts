@@ -5,6 +5,7 @@ import { distinctNonZeroChunks } from '../domain/chunks.ts';
 import { mapLimit } from '../domain/concurrency.ts';
 import { type CopyItem, replicationBatchKey, replicationPrefix } from '../domain/control-keys.ts';
 import { planReplication, type ReplicationPlan, UnreachableChunkError } from '../domain/replication.ts';
+import { TASK_FUNCTIONS } from '../functions.ts';
 import { loadManifest } from './manifest.ts';
 import { TaskFailure, task } from './task.ts';
 
@@ -16,66 +17,72 @@ export interface PlanReplicationOutput {
   readonly copies: number;
 }
 
-export const handler = task(async (deps, event: { migrationId: string }): Promise<PlanReplicationOutput> => {
-  const m = await deps.migrations.require(event.migrationId);
-  const manifest = await loadManifest(deps, m.id);
-  const chunks = distinctNonZeroChunks(manifest);
-  const nodes = (await deps.registry.allCacheNodes()).filter((n) => n.status !== 'down');
-  const openLegs = m.destinations
-    .map((d) => m.legs[d])
-    .filter((l) => l !== undefined && l.status !== 'COMPLETED');
-  const targets = [
-    ...new Set(openLegs.map((l) => l?.cacheNodeId).filter((n): n is string => n !== undefined)),
-  ];
-  const holders = await deps.contentIndex.holders(
-    chunks.map((c) => c.sha256),
-    nodes.map((n) => n.id),
-  );
-
-  for (const to of targets) {
-    if (!nodes.some((n) => n.id === to)) {
-      throw new TaskFailure('CacheNodeGone', `destination cache node ${to} is down or no longer registered`);
-    }
-  }
-  let plan: ReplicationPlan;
-  try {
-    plan = planReplication(chunks, targets, holders, nodes);
-  } catch (err) {
-    if (err instanceof UnreachableChunkError) throw new TaskFailure(err.name, err.message);
-    throw err;
-  }
-  const items = plan.copies;
-  const prefix = replicationPrefix(m.id, m.attempt);
-  const batches: CopyItem[][] = [];
-  for (let i = 0; i < items.length; i += COPY_BATCH_SIZE) batches.push(items.slice(i, i + COPY_BATCH_SIZE));
-  await mapLimit(batches, 8, (batch, n) =>
-    deps.storage.putJson(deps.control, replicationBatchKey(prefix, n), batch),
-  );
-
-  const set: (readonly [readonly string[], unknown])[] = [];
-  for (const leg of openLegs) {
-    if (!leg?.cacheNodeId) continue;
-    const stats = plan.perTarget.get(leg.cacheNodeId);
-    const total = stats?.total ?? { chunks: 0, bytes: 0 };
-    const todo = stats?.toCopy ?? { chunks: 0, bytes: 0 };
-    set.push(
-      [['legs', leg.dataCenterId, 'chunksToReplicate'], total.chunks],
-      [['legs', leg.dataCenterId, 'bytesToReplicate'], total.bytes],
-      // What the destination node already held counts as replicated.
-      [['legs', leg.dataCenterId, 'chunksReplicated'], total.chunks - todo.chunks],
-      [['legs', leg.dataCenterId, 'bytesReplicated'], total.bytes - todo.bytes],
+export const handler = task(
+  TASK_FUNCTIONS.planReplication,
+  async (deps, event: { migrationId: string }): Promise<PlanReplicationOutput> => {
+    const m = await deps.migrations.require(event.migrationId);
+    const manifest = await loadManifest(deps, m.id);
+    const chunks = distinctNonZeroChunks(manifest);
+    const nodes = (await deps.registry.allCacheNodes()).filter((n) => n.status !== 'down');
+    const openLegs = m.destinations
+      .map((d) => m.legs[d])
+      .filter((l) => l !== undefined && l.status !== 'COMPLETED');
+    const targets = [
+      ...new Set(openLegs.map((l) => l?.cacheNodeId).filter((n): n is string => n !== undefined)),
+    ];
+    const holders = await deps.contentIndex.holders(
+      chunks.map((c) => c.sha256),
+      nodes.map((n) => n.id),
     );
-    if (todo.chunks > 0) set.push([['legs', leg.dataCenterId, 'status'], 'REPLICATING']);
-  }
-  const message =
-    items.length === 0
-      ? 'every destination cache node already holds the image'
-      : targets.map((t) => `${t}: ${plan.perTarget.get(t)?.toCopy.chunks ?? 0} chunks to copy`).join('; ') +
-        ` (${batches.length} batches)`;
-  await deps.migrations.update(
-    m.id,
-    { set, ...(items.length > 0 ? { status: 'REPLICATING' as const } : {}) },
-    { history: { event: 'replication-planned', message } },
-  );
-  return { prefix, batches: batches.map((_, n) => n), copies: items.length };
-});
+
+    for (const to of targets) {
+      if (!nodes.some((n) => n.id === to)) {
+        throw new TaskFailure(
+          'CacheNodeGone',
+          `destination cache node ${to} is down or no longer registered`,
+        );
+      }
+    }
+    let plan: ReplicationPlan;
+    try {
+      plan = planReplication(chunks, targets, holders, nodes);
+    } catch (err) {
+      if (err instanceof UnreachableChunkError) throw new TaskFailure(err.name, err.message);
+      throw err;
+    }
+    const items = plan.copies;
+    const prefix = replicationPrefix(m.id, m.attempt);
+    const batches: CopyItem[][] = [];
+    for (let i = 0; i < items.length; i += COPY_BATCH_SIZE) batches.push(items.slice(i, i + COPY_BATCH_SIZE));
+    await mapLimit(batches, 8, (batch, n) =>
+      deps.storage.putJson(deps.control, replicationBatchKey(prefix, n), batch),
+    );
+
+    const set: (readonly [readonly string[], unknown])[] = [];
+    for (const leg of openLegs) {
+      if (!leg?.cacheNodeId) continue;
+      const stats = plan.perTarget.get(leg.cacheNodeId);
+      const total = stats?.total ?? { chunks: 0, bytes: 0 };
+      const todo = stats?.toCopy ?? { chunks: 0, bytes: 0 };
+      set.push(
+        [['legs', leg.dataCenterId, 'chunksToReplicate'], total.chunks],
+        [['legs', leg.dataCenterId, 'bytesToReplicate'], total.bytes],
+        // What the destination node already held counts as replicated.
+        [['legs', leg.dataCenterId, 'chunksReplicated'], total.chunks - todo.chunks],
+        [['legs', leg.dataCenterId, 'bytesReplicated'], total.bytes - todo.bytes],
+      );
+      if (todo.chunks > 0) set.push([['legs', leg.dataCenterId, 'status'], 'REPLICATING']);
+    }
+    const message =
+      items.length === 0
+        ? 'every destination cache node already holds the image'
+        : targets.map((t) => `${t}: ${plan.perTarget.get(t)?.toCopy.chunks ?? 0} chunks to copy`).join('; ') +
+          ` (${batches.length} batches)`;
+    await deps.migrations.update(
+      m.id,
+      { set, ...(items.length > 0 ? { status: 'REPLICATING' as const } : {}) },
+      { history: { event: 'replication-planned', message } },
+    );
+    return { prefix, batches: batches.map((_, n) => n), copies: items.length };
+  },
+);

@@ -4,8 +4,9 @@
 // backup is still running skips the slot rather than piling up.
 import { createHash } from 'node:crypto';
 import type { BackupPolicy } from '../../protocol/api/policies.ts';
-import type { ServiceDeps } from '../aws/deps.ts';
+import type { Uses } from '../aws/deps.ts';
 import { isTerminal } from '../domain/migration.ts';
+import { SCHEDULED_FUNCTIONS } from '../functions.ts';
 import { buildMigration, createAndStart } from './start-migration.ts';
 import { task } from './task.ts';
 
@@ -27,7 +28,10 @@ export interface PolicyRunReport {
   readonly skipped: { policyId: string; reason: string }[];
 }
 
-export async function runDuePolicies(deps: ServiceDeps, now = new Date()): Promise<PolicyRunReport> {
+export async function runDuePolicies(
+  deps: Uses<'policies' | 'migrations' | 'registry' | 'slots' | 'sfn' | 'stateMachineArn'>,
+  now = new Date(),
+): Promise<PolicyRunReport> {
   const { policies } = deps;
   const report: PolicyRunReport = { started: [], skipped: [] };
   let cursor: string | undefined;
@@ -91,4 +95,7 @@ export async function runDuePolicies(deps: ServiceDeps, now = new Date()): Promi
   return report;
 }
 
-export const handler = task(async (deps): Promise<PolicyRunReport> => runDuePolicies(deps));
+export const handler = task(
+  SCHEDULED_FUNCTIONS.runPolicies,
+  async (deps): Promise<PolicyRunReport> => runDuePolicies(deps),
+);

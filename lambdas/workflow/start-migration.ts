@@ -3,8 +3,7 @@
 import { StartExecutionCommand } from '@aws-sdk/client-sfn';
 import type { z } from 'zod';
 import type { CreateMigration } from '../../protocol/api/migrations.ts';
-import type { ServiceDeps } from '../aws/deps.ts';
-import { ENV, requireEnv } from '../config.ts';
+import type { Uses } from '../aws/deps.ts';
 import { conflict, invalid } from '../domain/errors.ts';
 import { greatCircleKm } from '../domain/geo.ts';
 import { EMPTY_UPLOAD, type MigrationRecord, newLeg } from '../domain/migration.ts';
@@ -17,7 +16,7 @@ export type MigrationRequest = z.output<typeof CreateMigration> & {
 
 /** Checks the request against the registry and builds the migration's first record. */
 export async function buildMigration(
-  deps: ServiceDeps,
+  deps: Uses<'registry'>,
   id: string,
   req: MigrationRequest,
   now: Date,
@@ -90,7 +89,10 @@ export async function buildMigration(
 }
 
 /** Creates the migration unless it exists, and starts its current attempt unless started. */
-export async function createAndStart(deps: ServiceDeps, record: MigrationRecord): Promise<MigrationRecord> {
+export async function createAndStart(
+  deps: Uses<'migrations' | 'slots' | 'sfn' | 'stateMachineArn'>,
+  record: MigrationRecord,
+): Promise<MigrationRecord> {
   const created = await deps.migrations.create(record);
   if (created) {
     const notes = [
@@ -115,10 +117,13 @@ export async function createAndStart(deps: ServiceDeps, record: MigrationRecord)
   return m.executionArn ? m : startExecution(deps, m);
 }
 
-export async function startExecution(deps: ServiceDeps, m: MigrationRecord): Promise<MigrationRecord> {
+export async function startExecution(
+  deps: Uses<'migrations' | 'sfn' | 'stateMachineArn'>,
+  m: MigrationRecord,
+): Promise<MigrationRecord> {
   const out = await deps.sfn.send(
     new StartExecutionCommand({
-      stateMachineArn: requireEnv(ENV.stateMachineArn),
+      stateMachineArn: deps.stateMachineArn,
       name: `${m.id}-a${m.attempt}`,
       input: JSON.stringify({
         migrationId: m.id,

@@ -6,17 +6,15 @@
 // `cdk synth` and `cdk deploy` bundle for real.
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ArnFormat, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { NodejsFunction, OutputFormat, SourceMapMode } from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
-import type * as s3 from 'aws-cdk-lib/aws-s3';
-import type * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
-import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import type { TableDefinition } from '../../lambdas/aws/tables.ts';
+import type { ObjectAccess, TableAccess } from '../../lambdas/needs.ts';
 import { acknowledge, acknowledgeWildcardResource, REASONS } from '../nag.ts';
 
 export const PROJECT_ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -36,8 +34,6 @@ export interface BaseFunctionProps {
   /** A fixed role name, for roles other stacks must name (the API's). @default generated */
   readonly roleName?: string;
 }
-
-export type TableAccess = 'read' | 'readWrite';
 
 /** A table and its shape from lambdas/aws/tables.ts (which names its environment variable and indexes). */
 export interface BoundTable {
@@ -67,15 +63,6 @@ const TABLE_ACTIONS: Record<TableAccess, string[]> = {
     'dynamodb:UpdateItem',
   ],
 };
-
-export interface ObjectAccess {
-  /** GetObject (also what HeadObject and the source side of CopyObject need). */
-  readonly read?: boolean;
-  /** PutObject (presigned PUTs and the target side of CopyObject). */
-  readonly write?: boolean;
-  /** DeleteObject (removing a corrupted chunk before it is copied again). */
-  readonly delete?: boolean;
-}
 
 export class BaseFunction extends Construct implements iam.IGrantable {
   readonly role: iam.Role;
@@ -145,14 +132,15 @@ export class BaseFunction extends Construct implements iam.IGrantable {
     return this;
   }
 
-  /**
-   * Sets the table's environment variable and grants the item actions of `access` on the table and on each of its
-   * indexes by name. `'environment only'` is for code that builds every adapter at start (lambdas/aws/deps.ts)
-   * but never calls this table.
-   */
-  bindTable(bound: BoundTable, access: TableAccess | 'environment only'): this {
+  /** Sets the table's environment variable and grants the item actions of `access` on it and its indexes. */
+  bindTable(bound: BoundTable, access: TableAccess): this {
     this.setEnvironment(bound.definition.envVar, bound.table.tableName);
-    if (access === 'environment only') return this;
+    this.grantTable(bound, access);
+    return this;
+  }
+
+  /** Grants the item actions of `access` on the table and on each of its indexes by name. */
+  grantTable(bound: BoundTable, access: TableAccess): this {
     const tableArn = bound.table.tableArn;
     this.role.addToPrincipalPolicy(
       new iam.PolicyStatement({
@@ -163,77 +151,31 @@ export class BaseFunction extends Construct implements iam.IGrantable {
     return this;
   }
 
-  /** Sets `envVar` to the bucket name and grants object access under `keyPrefix`. */
-  bindBucket(envVar: string, bucket: s3.Bucket, access: ObjectAccess, keyPrefix = ''): this {
-    this.setEnvironment(envVar, bucket.bucketName);
-    this.grantObjects(bucket.bucketArn, access, keyPrefix, REASONS.controlObjects);
-    return this;
-  }
-
-  /**
-   * Grants object access to the chunks of cache node buckets known by ARN (they live in other regions' stacks);
-   * the caller sets CACHE_BUCKET_PREFIX once.
-   */
-  grantChunks(bucketArns: readonly string[], access: ObjectAccess): this {
-    for (const arn of bucketArns) this.grantObjects(arn, access, 'chunks/', REASONS.chunks);
-    return this;
-  }
-
-  /** s3:ListBucket (what HeadBucket needs) on the buckets matching `bucketArnPattern`. */
-  grantHeadBucket(bucketArnPattern: string, reason: string): this {
-    this.role.addToPrincipalPolicy(
-      new iam.PolicyStatement({ actions: ['s3:ListBucket'], resources: [bucketArnPattern] }),
-    );
-    if (bucketArnPattern.includes('*')) acknowledgeWildcardResource(this, bucketArnPattern, reason);
-    return this;
-  }
-
-  /** Sets `envVar` to the state machine ARN and grants the listed execution-level actions. */
-  bindStateMachine(
-    envVar: string,
-    stateMachine: sfn.StateMachine,
-    access: { readonly start?: boolean; readonly stop?: boolean; readonly taskResponse?: boolean },
-  ): this {
-    this.setEnvironment(envVar, stateMachine.stateMachineArn);
-    if (access.start) stateMachine.grantStartExecution(this.role);
-    if (access.taskResponse) stateMachine.grantTaskResponse(this.role);
-    if (access.stop) {
-      const stack = Stack.of(this);
-      const executions = stack.formatArn({
-        service: 'states',
-        resource: 'execution',
-        resourceName: `${stateMachine.stateMachineName}:*`,
-        arnFormat: ArnFormat.COLON_RESOURCE_NAME,
-      });
-      this.role.addToPrincipalPolicy(
-        new iam.PolicyStatement({ actions: ['states:StopExecution'], resources: [executions] }),
-      );
-      acknowledgeWildcardResource(
-        this,
-        executions,
-        'StopExecution acts on an execution ARN; executions are created per migration at run time, so the grant ' +
-          'covers the executions of this one state machine.',
-      );
-    }
-    return this;
-  }
-
-  /** Sets `envVar` to the secret ARN and grants reading its value. */
-  bindSecret(envVar: string, secret: secretsmanager.Secret): this {
-    this.setEnvironment(envVar, secret.secretArn);
-    secret.grantRead(this.role);
-    return this;
-  }
-
-  private grantObjects(bucketArn: string, access: ObjectAccess, keyPrefix: string, reason: string): void {
+  /** Object actions on `<bucketArn>/<keyPrefix>*`. */
+  grantObjects(bucketArn: string, access: ObjectAccess, keyPrefix: string, reason: string): this {
     const actions = [
       ...(access.read ? ['s3:GetObject'] : []),
       ...(access.write ? ['s3:PutObject'] : []),
       ...(access.delete ? ['s3:DeleteObject'] : []),
     ];
-    if (actions.length === 0) return;
+    if (actions.length === 0) return this;
     const objects = `${bucketArn}/${keyPrefix}*`;
     this.role.addToPrincipalPolicy(new iam.PolicyStatement({ actions, resources: [objects] }));
     acknowledgeWildcardResource(this, objects, reason);
+    return this;
+  }
+
+  /** Actions on resources, acknowledging the wildcard ones with `reason`. */
+  grant(actions: readonly string[], resources: readonly string[], reason?: string): this {
+    this.role.addToPrincipalPolicy(
+      new iam.PolicyStatement({ actions: [...actions], resources: [...resources] }),
+    );
+    for (const resource of resources) {
+      if (resource.includes('*')) {
+        if (!reason) throw new Error(`a wildcard grant needs a reason: ${resource}`);
+        acknowledgeWildcardResource(this, resource, reason);
+      }
+    }
+    return this;
   }
 }

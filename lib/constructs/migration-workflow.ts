@@ -1,15 +1,14 @@
 // The migration state machine (statemachines/migration.asl.json, deployed unchanged with definition
-// substitutions) and one Lambda per entry of WORKFLOW_FUNCTIONS, each granted only what its task calls.
+// substitutions) and one Lambda per entry of TASK_FUNCTIONS, each granted only what its declaration lists.
 import { fileURLToPath } from 'node:url';
 import { RemovalPolicy } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
-import { MIGRATION_ASL_PATH, WORKFLOW_FUNCTIONS } from '../../lambdas/workflow/functions.ts';
+import { MIGRATION_ASL_PATH, TASK_FUNCTIONS } from '../../lambdas/functions.ts';
 import { acknowledge } from '../nag.ts';
-import { BaseFunction } from './base-function.ts';
-import { bindService, type ServiceResources, WORKFLOW_ACCESS } from './service-access.ts';
+import { ServiceFunction, type ServiceResources } from './service-function.ts';
 
 export interface MigrationWorkflowProps {
   readonly resources: ServiceResources;
@@ -19,30 +18,24 @@ export interface MigrationWorkflowProps {
 }
 
 export class MigrationWorkflow extends Construct {
-  /** By WORKFLOW_FUNCTIONS `name`. */
-  readonly functions: ReadonlyMap<string, BaseFunction>;
+  /** By TASK_FUNCTIONS `name`. */
+  readonly functions: ReadonlyMap<string, ServiceFunction>;
   readonly stateMachine: sfn.StateMachine;
   /** `${Substitution}` → function ARN, exactly what the ASL file is deployed with. */
   readonly definitionSubstitutions: Readonly<Record<string, string>>;
 
   constructor(scope: Construct, id: string, props: MigrationWorkflowProps) {
     super(scope, id);
-    const functions = new Map<string, BaseFunction>();
+    const functions = new Map<string, ServiceFunction>();
     const substitutions: Record<string, string> = {};
-    for (const wf of WORKFLOW_FUNCTIONS) {
-      const access = WORKFLOW_ACCESS[wf.name];
-      if (!access)
-        throw new Error(`lib/constructs/service-access.ts has no WORKFLOW_ACCESS entry for ${wf.name}`);
-      const fn = new BaseFunction(this, pascal(wf.name), {
-        entry: `lambdas/workflow/${wf.module}`,
-        description: `Migration workflow: ${wf.description}`,
-        ...(access.memorySize ? { memorySize: access.memorySize } : {}),
-        ...(access.timeout ? { timeout: access.timeout } : {}),
+    for (const definition of Object.values(TASK_FUNCTIONS)) {
+      const fn = new ServiceFunction(this, pascal(definition.name), {
+        definition: { ...definition, description: `Migration workflow: ${definition.description}` },
+        resources: props.resources,
         logRetention: props.logRetention,
       });
-      bindService(fn, props.resources, access);
-      functions.set(wf.name, fn);
-      substitutions[wf.substitution] = fn.functionArn;
+      functions.set(definition.name, fn);
+      substitutions[definition.substitution] = fn.functionArn;
     }
     this.functions = functions;
     this.definitionSubstitutions = substitutions;
@@ -53,6 +46,8 @@ export class MigrationWorkflow extends Construct {
       removalPolicy: RemovalPolicy.DESTROY,
     });
     this.stateMachine = new sfn.StateMachine(this, 'StateMachine', {
+      // Named, so its functions can be granted access to it before it exists (the ASL names their ARNs).
+      stateMachineName: props.resources.stateMachineName,
       comment: 'One VM image migration through the cache nodes (statemachines/migration.asl.json)',
       definitionBody: sfn.DefinitionBody.fromFile(fileURLToPath(MIGRATION_ASL_PATH)),
       definitionSubstitutions: substitutions,

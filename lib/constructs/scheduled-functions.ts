@@ -4,36 +4,28 @@
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as logs from 'aws-cdk-lib/aws-logs';
 import * as scheduler from 'aws-cdk-lib/aws-scheduler';
-import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
-import { ENV } from '../../lambdas/config.ts';
-import { BaseFunction } from './base-function.ts';
-import { bindService, SCHEDULED_FUNCTIONS, type ServiceResources } from './service-access.ts';
+import { SCHEDULED_FUNCTIONS } from '../../lambdas/functions.ts';
+import { ServiceFunction, type ServiceResources } from './service-function.ts';
 
 export interface ScheduledFunctionsProps {
   readonly resources: ServiceResources;
-  readonly stateMachine: sfn.StateMachine;
   readonly logRetention: logs.RetentionDays;
 }
 
 export class ScheduledFunctions extends Construct {
   /** By SCHEDULED_FUNCTIONS `name`. */
-  readonly functions: ReadonlyMap<string, BaseFunction>;
+  readonly functions: ReadonlyMap<string, ServiceFunction>;
 
   constructor(scope: Construct, id: string, props: ScheduledFunctionsProps) {
     super(scope, id);
-    const functions = new Map<string, BaseFunction>();
-    for (const sf of SCHEDULED_FUNCTIONS) {
-      const fn = new BaseFunction(this, sf.name, {
-        entry: `lambdas/workflow/${sf.module}`,
-        description: `Scheduled: ${sf.description}`,
-        ...(sf.access.memorySize ? { memorySize: sf.access.memorySize } : {}),
-        ...(sf.access.timeout ? { timeout: sf.access.timeout } : {}),
+    const functions = new Map<string, ServiceFunction>();
+    for (const sf of Object.values(SCHEDULED_FUNCTIONS)) {
+      const fn = new ServiceFunction(this, sf.name, {
+        definition: { ...sf, description: `Scheduled: ${sf.description}` },
+        resources: props.resources,
         logRetention: props.logRetention,
       });
-      bindService(fn, props.resources, sf.access);
-      if (sf.access.executions)
-        fn.bindStateMachine(ENV.stateMachineArn, props.stateMachine, sf.access.executions);
       // L1 on purpose: the L2 target grants `<function ARN>:*` too; the schedule invokes the function itself.
       const role = new iam.Role(this, `${sf.name}-invoker`, {
         assumedBy: new iam.ServicePrincipal('scheduler.amazonaws.com'),

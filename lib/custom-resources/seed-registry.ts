@@ -1,7 +1,7 @@
 // Deploy-time Lambda code: seeds the node registry from the topology in cdk.json at every deployment, the way the
 // local cloud does at start (lambdas/aws/seed.ts decides what to create and what to leave alone). Deleting the
 // stack leaves the registry: the table is retained.
-import { dynamo } from '../../lambdas/aws/clients.ts';
+import { AwsClients } from '../../lambdas/aws/clients.ts';
 import { RegistryStore } from '../../lambdas/aws/registry-store.ts';
 import { type SeedResult, seedRegistry } from '../../lambdas/aws/seed.ts';
 import { ENV, requireEnv } from '../../lambdas/config.ts';
@@ -33,9 +33,11 @@ export async function seed(event: CustomResourceEvent, seeder: Seeder): Promise<
   };
 }
 
+const clients = new AwsClients();
+
 export const handler = (event: CustomResourceEvent): Promise<void> =>
   respondTo(event, (e) =>
     seed(e, (topology, bucketFor) =>
-      seedRegistry(new RegistryStore(dynamo(), requireEnv(ENV.tableRegistry)), topology, bucketFor),
+      seedRegistry(new RegistryStore(clients.dynamo(), requireEnv(ENV.tableRegistry)), topology, bucketFor),
     ),
   );

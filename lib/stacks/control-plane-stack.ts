@@ -13,7 +13,7 @@ import { MigrationWorkflow } from '../constructs/migration-workflow.ts';
 import { Operations } from '../constructs/operations.ts';
 import { RegistrySeed } from '../constructs/registry-seed.ts';
 import { ScheduledFunctions } from '../constructs/scheduled-functions.ts';
-import type { ServiceResources } from '../constructs/service-access.ts';
+import type { ServiceResources } from '../constructs/service-function.ts';
 import { StatusEvents } from '../constructs/status-events.ts';
 import type { DeploymentNames } from '../naming.ts';
 import type { DeploymentSettings } from '../settings.ts';
@@ -63,6 +63,11 @@ export class ControlPlaneStack extends Stack {
         this,
       ),
       edgeBaseUrl: props.edge.baseUrl,
+      stateMachineName: names.stateMachineName,
+      edgeKeyPairId: props.edge.keyPairId,
+      edgePrivateKey: props.edge.privateKey,
+      edgeDistributionId: props.edge.distributionId,
+      workQueuePrefix: names.workQueuePrefix,
     };
 
     this.workflow = new MigrationWorkflow(this, 'Workflow', {
@@ -71,29 +76,12 @@ export class ControlPlaneStack extends Stack {
       namePrefix: names.prefix,
     });
 
-    const scheduled = new ScheduledFunctions(this, 'Scheduled', {
-      resources,
-      stateMachine: this.workflow.stateMachine,
-      logRetention: retention,
-    });
+    const scheduled = new ScheduledFunctions(this, 'Scheduled', { resources, logRetention: retention });
 
     // The API is created before the admin role exists, so its ARN is derived from the fixed name.
     const adminRoleArn = names.roleArn(this, names.adminRoleName);
     this.api = new MigrationApi(this, 'Api', {
       resources,
-      stateMachine: this.workflow.stateMachine,
-      edgeKeyPairId: props.edge.keyPairId,
-      edgeDistributionId: props.edge.distributionId,
-      edgeDistributionArn: Arn.format(
-        {
-          service: 'cloudfront',
-          region: '',
-          resource: 'distribution',
-          resourceName: props.edge.distributionId,
-        },
-        this,
-      ),
-      edgePrivateKey: props.edge.privateKey,
       adminPrincipalArns: [adminRoleArn, ...settings.adminPrincipalArns],
       agentRolePrefix: names.agentRolePrefix,
       roleName: names.apiRoleName,

@@ -195,6 +195,9 @@ export async function startEdge(options: EdgeOptions): Promise<Edge> {
         return void res.end();
       }
       if (status === 404) return sendError(res, 404, 'NoSuchKey', 'The specified key does not exist.', head);
+      // CloudFront passes the origin's refusal on: with origin access control and no s3:ListBucket in the bucket
+      // policy, S3 answers a missing key with 403, and so does the edge (the viewer cannot tell the difference).
+      if (status === 403) return sendError(res, 403, 'AccessDenied', 'Access Denied', head);
       if (status === 412)
         return sendError(res, 412, 'PreconditionFailed', 'The object changed during the request.', head);
       sendError(

@@ -2,6 +2,13 @@
 // storage, loopback-only listening, byte-ordered listings and checksum validation. If the internals cannot be
 // loaded, falls back to fauxqs's public startFauxqs, which listens on 0.0.0.0 and cannot be extended.
 import { join } from 'node:path';
+import {
+  Authorizer,
+  type AuthPrincipal,
+  type LocalNames,
+  type SynthesizedPolicies,
+} from '../iam/policies.ts';
+import { Gate, s3Requests, sqsRequests } from '../iam/requests.ts';
 import { checkUpload, presignedUrlExpired, s3ErrorXml } from './checksums.ts';
 
 export interface S3AppOptions {
@@ -11,6 +18,8 @@ export interface S3AppOptions {
   readonly buckets: readonly string[];
   /** Testing aid: skip the internals and use the public startFauxqs. */
   readonly forceFallback?: boolean;
+  /** IAM enforcement: every request is authorized against its signer's policy, as S3 and SQS do. */
+  readonly iam?: { readonly policies: SynthesizedPolicies; readonly names: LocalNames };
 }
 
 export interface RunningS3App {
@@ -26,12 +35,16 @@ export interface RunningS3App {
 interface Headers extends Record<string, string | string[] | undefined> {}
 interface Request {
   method: string;
+  url: string;
   headers: Headers;
   query: unknown;
   params: unknown;
   body: unknown;
+  /** Set by the IAM hook: who asked, for the 404-or-403 decision of onSend. */
+  vmmigAuth?: { principal: AuthPrincipal; bucket: string; objectRead: boolean };
 }
 interface Reply {
+  statusCode: number;
   code(status: number): Reply;
   header(name: string, value: string): Reply;
   send(payload: string): Reply;
@@ -41,6 +54,7 @@ interface App {
     name: 'onRequest' | 'preHandler',
     hook: (request: Request, reply: Reply) => Promise<Reply | undefined>,
   ): void;
+  addHook(name: 'onSend', hook: (request: Request, reply: Reply, payload: unknown) => Promise<unknown>): void;
   addHook(name: 'onClose', hook: () => void): void;
   listen(options: { port: number; host: string }): Promise<string>;
   close(): Promise<void>;
@@ -166,12 +180,16 @@ export async function startS3App(options: S3AppOptions): Promise<RunningS3App> {
   s3Store.persistence = persistence;
   for (const bucket of options.buckets) s3Store.createBucket(bucket);
 
+  const sqsStore = new SqsStore() as { host?: string };
   const app = fauxqs.buildApp({
     logger: false,
     host: options.host,
-    stores: { s3Store, sqsStore: new SqsStore(), snsStore: new SnsStore() },
+    stores: { s3Store, sqsStore, snsStore: new SnsStore() },
   });
+  // Queue URLs from the request's Host (http://127.0.0.1:<port>/000000000000/<name>), which resolves here.
+  sqsStore.host = '';
   app.addHook('onClose', () => persistence.close());
+  if (options.iam) enforceIam(app, new Gate(new Authorizer(options.iam.policies, options.iam.names)));
   app.addHook('onRequest', async (request, reply) => {
     if (!presignedUrlExpired((request.query ?? {}) as Record<string, string | undefined>, Date.now()))
       return undefined;
@@ -210,4 +228,70 @@ export async function startS3App(options: S3AppOptions): Promise<RunningS3App> {
     validatesChecksums: true,
     close: () => app.close(),
   };
+}
+
+const SQS_TARGET = 'AmazonSQS.';
+
+/**
+ * IAM as S3 and SQS apply it: each request is authorized against its signer's identity policy and the bucket
+ * policy (403 AccessDenied); and a GET or HEAD of a missing key answers 403, not 404, to a caller that may not
+ * list the bucket (S3's HeadObject/GetObject "Permissions": without s3:ListBucket, 403 for a missing key).
+ */
+function enforceIam(app: App, gate: Gate): void {
+  const queryOf = (request: Request) => (request.query ?? {}) as Record<string, string | undefined>;
+  const denied = (reply: Reply, message: string, code = 'AccessDenied') =>
+    reply.code(403).header('content-type', 'application/xml').send(s3ErrorXml(code, message));
+  app.addHook('onRequest', async (request, reply) => {
+    const target = request.headers['x-amz-target'];
+    if (typeof target === 'string' && target.startsWith(SQS_TARGET)) return undefined; // after the body: preHandler
+    const path = request.url.split('?')[0] ?? '/';
+    const query = queryOf(request);
+    const verdict = gate.check(request.headers, query, () =>
+      s3Requests(request.method, path, query, request.headers),
+    );
+    if (!verdict.ok) return denied(reply, verdict.message, verdict.code);
+    const [bucket = '', ...key] = decodeURIComponent(path.replace(/^\//, '')).split('/');
+    request.vmmigAuth = {
+      principal: verdict.principal,
+      bucket,
+      objectRead: (request.method === 'GET' || request.method === 'HEAD') && key.join('/') !== '',
+    };
+    return undefined;
+  });
+  app.addHook('preHandler', async (request, reply) => {
+    const target = request.headers['x-amz-target'];
+    if (typeof target !== 'string' || !target.startsWith(SQS_TARGET)) return undefined;
+    const raw = request.body;
+    let body: Record<string, unknown> = {};
+    try {
+      body = (Buffer.isBuffer(raw) ? JSON.parse(raw.toString('utf8')) : (raw ?? {})) as Record<
+        string,
+        unknown
+      >;
+    } catch {
+      // Malformed: the SQS handler answers it.
+    }
+    const verdict = gate.check(request.headers, {}, (region) =>
+      sqsRequests(target.slice(SQS_TARGET.length), body, region, gate.authorizer.account),
+    );
+    if (verdict.ok) return undefined;
+    return reply
+      .code(403)
+      .header('content-type', 'application/x-amz-json-1.0')
+      .send(
+        JSON.stringify({
+          __type: 'com.amazon.coral.service#AccessDeniedException',
+          message: verdict.message,
+        }),
+      );
+  });
+  app.addHook('onSend', async (request, reply, payload) => {
+    const auth = request.vmmigAuth;
+    if (!auth?.objectRead || reply.statusCode !== 404) return payload;
+    const list = { action: 's3:ListBucket', resource: `arn:aws:s3:::${auth.bucket}` };
+    if (gate.authorizer.allows(auth.principal, list)) return payload;
+    reply.code(403);
+    reply.header('content-type', 'application/xml');
+    return request.method === 'HEAD' ? '' : s3ErrorXml('AccessDenied', 'Access Denied');
+  });
 }

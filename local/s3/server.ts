@@ -6,6 +6,7 @@ import { createRequire } from 'node:module';
 import { resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { assertPortFree, LOOPBACK, PortInUseError } from '../ports.ts';
+import type { S3AppOptions } from './app.ts';
 
 export const CONFIG_ENV = 'VMMIG_S3_CHILD_CONFIG';
 
@@ -29,6 +30,8 @@ export interface S3ServerOptions {
   readonly startTimeoutMs?: number;
   /** Testing aid: run fauxqs's public startFauxqs (0.0.0.0, no checksum validation) as if the internals were gone. */
   readonly forceFallback?: boolean;
+  /** IAM enforcement (local/iam): each request authorized against its signer's policy. */
+  readonly iam?: S3AppOptions['iam'];
 }
 
 export interface S3Server {
@@ -87,6 +90,7 @@ export async function startS3Server(options: S3ServerOptions): Promise<S3Server>
     host: LOOPBACK,
     buckets: options.buckets,
     forceFallback: !!options.forceFallback,
+    ...(options.iam ? { iam: options.iam } : {}),
   };
   const child = spawn(process.execPath, ['--import', tsx, CHILD_ENTRY], {
     stdio: ['ignore', 'pipe', 'pipe', 'ipc'],

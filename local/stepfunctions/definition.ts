@@ -7,17 +7,25 @@ export class InvalidDefinitionError extends Error {
   override readonly name = 'InvalidDefinitionError';
 }
 
-/** setTimeout holds at most 2^31-1 ms (a longer delay fires at once): timers are capped at ~24.8 days. */
+/**
+ * The library's own Task timer holds at most 2^31-1 ms (~24.8 days; a longer one fires at once). Our task handler
+ * enforces every TimeoutSeconds and HeartbeatSeconds itself with chained timers (timers.ts); the library's timer is
+ * only a backstop at this cap, so a task running longer than ~24.8 days fails locally with States.Timeout (AWS lets
+ * it run until the execution's one-year limit: the local cloud is the stricter of the two).
+ */
 export const MAX_TIMER_SECONDS = 2_147_483;
 
-export type TaskKind = 'lambda-invoke' | 'lambda-callback' | 'lambda-function';
+/** A Wait state is run as a Task of this resource (its delay by our chained timers, scaled like every clock). */
+export const LOCAL_WAIT_RESOURCE = 'arn:aws:states:::local:wait';
+
+export type TaskKind = 'lambda-invoke' | 'lambda-callback' | 'lambda-function' | 'wait';
 
 export interface TaskSpec {
   readonly name: string;
   readonly kind: TaskKind;
   /** From the Lambda ARN `Resource` (lambda-function), or a static `Parameters.FunctionName`. */
   readonly functionName: string | undefined;
-  /** Static `TimeoutSeconds`, capped; undefined when absent (AWS: no timeout) or given by a path. */
+  /** Static `TimeoutSeconds`; undefined when absent (AWS: 99999999, capped by the execution's year) or by a path. */
   readonly timeoutSeconds: number | undefined;
   readonly heartbeatSeconds: number | undefined;
   readonly dynamicTimeout: boolean;
@@ -35,6 +43,8 @@ export interface TaskCall {
 
 export interface PreparedMachine {
   readonly definition: StateMachineDefinition;
+  /** The type each state has in the ASL (Wait states run as Tasks locally): what history events it records. */
+  readonly stateTypes: ReadonlyMap<string, string>;
   /** State names in rewrite order: `$$.State` of state `stateNames[i]` reads `$$.__sfn.States[i]`. */
   readonly stateNames: readonly string[];
   readonly tasks: ReadonlyMap<string, TaskSpec>;
@@ -100,6 +110,7 @@ export function prepareDefinition(asl: unknown, options: PrepareOptions): Prepar
   const definition = { ...top, States: walk.states(asl['States']) } as unknown as StateMachineDefinition;
   return {
     definition,
+    stateTypes: walk.types,
     stateNames: walk.names,
     tasks: walk.tasks,
     timeoutSeconds: typeof TimeoutSeconds === 'number' ? TimeoutSeconds : undefined,
@@ -108,6 +119,7 @@ export function prepareDefinition(asl: unknown, options: PrepareOptions): Prepar
 
 class Walk {
   readonly names: string[] = [];
+  readonly types = new Map<string, string>();
   readonly tasks = new Map<string, TaskSpec>();
 
   constructor(private readonly options: PrepareOptions) {}
@@ -123,6 +135,7 @@ class Walk {
     if (this.names.includes(name))
       throw new InvalidDefinitionError(`state name "${name}" is used more than once`);
     const index = this.names.push(name) - 1;
+    this.types.set(name, String(state['Type']));
     const unsupported: string[] = UNSUPPORTED_FIELDS.filter((field) => state[field] !== undefined);
     if (state['QueryLanguage'] !== undefined && state['QueryLanguage'] !== 'JSONPath')
       unsupported.push('JSONata');
@@ -150,6 +163,7 @@ class Walk {
       }));
     }
     if (state['Type'] === 'Task') this.task(name, index, state, out);
+    if (state['Type'] === 'Wait') this.wait(name, index, state, out);
     return out;
   }
 
@@ -212,27 +226,47 @@ class Walk {
     const { TimeoutSecondsPath, HeartbeatSecondsPath, HeartbeatSeconds, TimeoutSeconds } = state;
     delete out['HeartbeatSeconds'];
     delete out['HeartbeatSecondsPath'];
-    if (typeof TimeoutSecondsPath === 'string') {
-      call['TimeoutSeconds.$'] = live(TimeoutSecondsPath);
-      out['TimeoutSecondsPath'] = '$.TimeoutSeconds';
-    } else {
-      out['TimeoutSeconds'] = Math.min(
-        typeof TimeoutSeconds === 'number' ? TimeoutSeconds : Infinity,
-        MAX_TIMER_SECONDS,
-      );
-    }
+    delete out['TimeoutSecondsPath'];
+    // The handler enforces the timeouts (tasks.ts); the library's own timer is only the backstop at the cap.
+    out['TimeoutSeconds'] = MAX_TIMER_SECONDS;
+    if (typeof TimeoutSecondsPath === 'string') call['TimeoutSeconds.$'] = live(TimeoutSecondsPath);
     if (typeof HeartbeatSecondsPath === 'string') call['HeartbeatSeconds.$'] = live(HeartbeatSecondsPath);
     out['Parameters'] = call;
     this.tasks.set(name, {
       name,
       kind,
       functionName,
-      timeoutSeconds:
-        typeof TimeoutSeconds === 'number' ? Math.min(TimeoutSeconds, MAX_TIMER_SECONDS) : undefined,
-      heartbeatSeconds:
-        typeof HeartbeatSeconds === 'number' ? Math.min(HeartbeatSeconds, MAX_TIMER_SECONDS) : undefined,
+      // AWS's default for a Task without TimeoutSeconds: 99999999 s (the execution's year comes first).
+      timeoutSeconds: typeof TimeoutSeconds === 'number' ? TimeoutSeconds : undefined,
+      heartbeatSeconds: typeof HeartbeatSeconds === 'number' ? HeartbeatSeconds : undefined,
       dynamicTimeout: typeof TimeoutSecondsPath === 'string',
       dynamicHeartbeat: typeof HeartbeatSecondsPath === 'string',
+    });
+  }
+
+  /** A Wait state becomes a Task our handler runs: the delay from Seconds/Timestamp (or their paths), then the input. */
+  private wait(name: string, index: number, state: JsonObject, out: JsonObject): void {
+    const live = (path: string) => rewriteContextPaths(path, index, true);
+    const call: JsonObject = { 'Input.$': '$' };
+    if (typeof state['Seconds'] === 'number') call['Seconds'] = state['Seconds'];
+    else if (typeof state['SecondsPath'] === 'string') call['Seconds.$'] = live(state['SecondsPath']);
+    else if (typeof state['Timestamp'] === 'string') call['Timestamp'] = state['Timestamp'];
+    else if (typeof state['TimestampPath'] === 'string') call['Timestamp.$'] = live(state['TimestampPath']);
+    for (const field of ['Seconds', 'SecondsPath', 'Timestamp', 'TimestampPath']) delete out[field];
+    Object.assign(out, {
+      Type: 'Task',
+      Resource: LOCAL_WAIT_RESOURCE,
+      Parameters: call,
+      TimeoutSeconds: MAX_TIMER_SECONDS,
+    });
+    this.tasks.set(name, {
+      name,
+      kind: 'wait',
+      functionName: undefined,
+      timeoutSeconds: undefined,
+      heartbeatSeconds: undefined,
+      dynamicTimeout: false,
+      dynamicHeartbeat: false,
     });
   }
 }

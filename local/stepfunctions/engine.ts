@@ -7,15 +7,20 @@ import { type ExecutionRecord, type ExecutionStatus, ExecutionStore } from './ex
 import { type ExecutionRun, type Machine, runExecution } from './runner.ts';
 import { substituteDefinition } from './substitutions.ts';
 import { TaskTokens } from './task-tokens.ts';
-import type { LocalFunctions } from './tasks.ts';
+import { type LocalFunctions, MAX_STATE_PAYLOAD_BYTES } from './tasks.ts';
 
 export interface EngineOptions {
   readonly dataDir: string;
   readonly region: string;
   readonly accountId: string;
   readonly functions: LocalFunctions;
+  /** Whether the state machine's role may invoke a function (its ARN); undefined = allowed. */
+  readonly canInvoke?: ((functionArn: string) => string | undefined) | undefined;
   readonly log: (line: string) => void;
   readonly retryIntervalScale: number;
+  readonly timeScale?: number | undefined;
+  readonly maxHistoryEvents?: number | undefined;
+  readonly functionTimeouts?: Readonly<Record<string, number>> | undefined;
 }
 
 // AWS: 1-80 characters; no whitespace, brackets, wildcards, special or control characters.
@@ -83,6 +88,12 @@ export class Engine {
     if (!NAME.test(executionName))
       throw new SfnApiError('InvalidName', `invalid execution name: ${executionName}`);
     const text = input ?? '{}';
+    if (Buffer.byteLength(text) > MAX_STATE_PAYLOAD_BYTES) {
+      throw new SfnApiError(
+        'InvalidExecutionInput',
+        `input is ${Buffer.byteLength(text)} bytes, over the ${MAX_STATE_PAYLOAD_BYTES}-byte limit`,
+      );
+    }
     try {
       JSON.parse(text);
     } catch (error) {
@@ -138,6 +149,17 @@ export class Engine {
     const records = this.#store.list(stateMachineArn);
     if (records.length === 0 && !this.#machines.has(stateMachineArn)) this.#machine(stateMachineArn);
     return status === undefined ? records : records.filter((record) => record.status === status);
+  }
+
+  /**
+   * The state machine a task token belongs to: what AWS authorizes SendTask* against (its ARN appears in their
+   * AccessDenied messages, though the Service Authorization Reference lists no resource type for them).
+   */
+  stateMachineOfToken(token: string): string | undefined {
+    const execution = this.#tokens.executionOf(token);
+    const match =
+      execution === undefined ? null : /^(arn:[^:]+:states:[^:]+:\d{12}):execution:([^:]+):/.exec(execution);
+    return match ? `${match[1]}:stateMachine:${match[2]}` : undefined;
   }
 
   sendTaskSuccess(token: string, output: string): void {

@@ -10,12 +10,22 @@
 //   `$$.Map.Item.Index/Value` in ItemSelector. `$$.State.RetryCount` and `EnteredTime` are exact in Task
 //   Parameters whose effective input is an object; elsewhere EnteredTime is the evaluation time and RetryCount 0.
 //   Write context paths in dot notation (`$$.Execution.Id`), not `$$['Execution']` or a bare `$$`.
-// - Task timeouts: without TimeoutSeconds a task waits (the library's 60 s default is replaced); all timers are
-//   capped at ~24.8 days (setTimeout's limit), so longer TimeoutSeconds/HeartbeatSeconds end at the cap.
+// - Time: every Task has a timeout (TimeoutSeconds, or AWS's 99999999 s) and HeartbeatSeconds are enforced by the
+//   task handler with chained timers; Wait states run on the same timers; an execution ends after its TimeoutSeconds
+//   or a year. `timeScale` shrinks all of these (tests); a single task still running after ~24.8 days fails with
+//   States.Timeout (the library's own timer), where AWS would let it run on.
+// - Quotas: 25,000 history events per execution (counted per AWS's event types; the execution then FAILS with
+//   States.Runtime, outside any Catch), 256 KiB per state's data (States.DataLimitExceeded), a Lambda's timeout
+//   and its 6 MB response (Lambda.Unknown).
+// - IAM: with a Gate, API calls are authorized against the caller's policy, and the state machine's role must
+//   allow lambda:InvokeFunction on each function it invokes (Lambda.AWSLambdaException otherwise).
 // - Restart: executions RUNNING at a stop or crash run again from the beginning, with the same ARN and input,
 //   when their state machine is created; task tokens issued before are unknown afterwards.
+
+import type { Gate } from '../iam/requests.ts';
 import { describeListenError, LOOPBACK } from '../ports.ts';
 import { Engine } from './engine.ts';
+import { captureTimeoutErrorClass } from './errors.ts';
 import { createService } from './service.ts';
 import type { LocalFunctions } from './tasks.ts';
 
@@ -40,6 +50,19 @@ export interface LocalStepFunctionsOptions {
   readonly log?: (line: string) => void;
   /** Multiplies Retry IntervalSeconds and MaxDelaySeconds; tests set e.g. 0.001. Default 1. */
   readonly retryIntervalScale?: number;
+  /** Authorizes every API request against its signer's IAM policy; without it, every request is accepted. */
+  readonly gate?: Gate;
+  /** Whether the state machine's role may invoke a function: a refusal message, or undefined. */
+  readonly canInvoke?: (functionArn: string) => string | undefined;
+  /** Each function's timeout in seconds: an invocation running longer fails (Lambda.Unknown, Sandbox.Timedout). */
+  readonly functionTimeouts?: Readonly<Record<string, number>>;
+  /**
+   * Multiplies the workflow's own durations — Wait, TimeoutSeconds, HeartbeatSeconds, the execution's year — so a
+   * test can walk a week of waiting in seconds. Default 1.
+   */
+  readonly timeScale?: number;
+  /** The history quota; default 25,000 as on AWS (tests may lower it). */
+  readonly maxHistoryEvents?: number;
 }
 
 export interface LocalStepFunctions {
@@ -63,6 +86,7 @@ export interface LocalStepFunctions {
 export async function startLocalStepFunctions(
   options: LocalStepFunctionsOptions,
 ): Promise<LocalStepFunctions> {
+  await captureTimeoutErrorClass();
   const host = options.host ?? LOOPBACK;
   const log = (line: string) => {
     try {
@@ -76,10 +100,14 @@ export async function startLocalStepFunctions(
     region: options.region ?? 'us-east-1',
     accountId: options.accountId ?? '000000000000',
     functions: options.functions,
+    canInvoke: options.canInvoke,
+    functionTimeouts: options.functionTimeouts,
+    timeScale: options.timeScale,
+    maxHistoryEvents: options.maxHistoryEvents,
     log,
     retryIntervalScale: options.retryIntervalScale ?? 1,
   });
-  const server = createService(engine, log);
+  const server = createService(engine, log, options.gate);
   const requested = options.port ?? 0;
   await new Promise<void>((resolve, reject) => {
     server.once('error', (error) =>

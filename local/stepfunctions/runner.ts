@@ -2,19 +2,30 @@
 // event, and the outcome written to the execution record.
 import { ExecutionError, ExecutionTimeoutError, StateMachine } from 'aws-local-stepfunctions';
 import { buildContext } from './context.ts';
-import { MAX_TIMER_SECONDS, type PreparedMachine } from './definition.ts';
+import type { PreparedMachine } from './definition.ts';
 import { executionStopped } from './errors.ts';
 import type { ExecutionRecord, ExecutionStore } from './executions.ts';
 import type { TaskTokens } from './task-tokens.ts';
-import { createTaskHandlers, type LocalFunctions } from './tasks.ts';
+import { createTaskHandlers, type LocalFunctions, MAX_STATE_PAYLOAD_BYTES } from './tasks.ts';
+import { longTimeout } from './timers.ts';
+
+/** Step Functions Standard: 25,000 history events per execution (a hard quota), one year per execution. */
+export const MAX_HISTORY_EVENTS = 25_000;
+export const MAX_EXECUTION_SECONDS = 365 * 24 * 3600;
 
 export interface RunnerDeps {
   readonly store: ExecutionStore;
   readonly tokens: TaskTokens;
   readonly functions: LocalFunctions;
+  readonly canInvoke?: ((functionArn: string) => string | undefined) | undefined;
   readonly region: string;
   readonly accountId: string;
   readonly log: (line: string) => void;
+  readonly functionTimeouts?: Readonly<Record<string, number>> | undefined;
+  /** Multiplies the workflow's own durations (tests). Default 1. */
+  readonly timeScale?: number | undefined;
+  /** Default MAX_HISTORY_EVENTS. */
+  readonly maxHistoryEvents?: number | undefined;
 }
 
 export interface Machine {
@@ -47,20 +58,24 @@ export function runExecution(deps: RunnerDeps, machine: Machine, record: Executi
     }
   };
 
-  const timeout = machine.prepared.timeoutSeconds;
-  const remaining = timeout === undefined ? undefined : timeout - (Date.now() - record.startDate) / 1000;
-  if (remaining !== undefined && remaining <= 0) {
-    finish({
-      status: 'TIMED_OUT',
-      error: 'States.Timeout',
-      cause: 'the execution exceeded its TimeoutSeconds',
-    });
+  // The execution's deadline: its TimeoutSeconds, and at most a year (AWS's quota), on the workflow's clock.
+  const scale = deps.timeScale ?? 1;
+  const lifetime = Math.min(machine.prepared.timeoutSeconds ?? MAX_EXECUTION_SECONDS, MAX_EXECUTION_SECONDS);
+  const remainingMs = lifetime * 1000 * scale - (Date.now() - record.startDate);
+  const timedOut: Outcome = {
+    status: 'TIMED_OUT',
+    error: 'States.Timeout',
+    cause:
+      machine.prepared.timeoutSeconds !== undefined &&
+      machine.prepared.timeoutSeconds <= MAX_EXECUTION_SECONDS
+        ? 'the execution exceeded its TimeoutSeconds'
+        : 'the execution reached the one-year limit of a Standard execution',
+  };
+  if (remainingMs <= 0) {
+    finish(timedOut);
     return { done: Promise.resolve(), stop: () => {} };
   }
-  const definition =
-    remaining === undefined
-      ? machine.prepared.definition
-      : { ...machine.prepared.definition, TimeoutSeconds: Math.min(remaining, MAX_TIMER_SECONDS) };
+  const definition = machine.prepared.definition;
   const input: unknown = JSON.parse(record.input);
   const context = buildContext(
     {
@@ -74,23 +89,64 @@ export function runExecution(deps: RunnerDeps, machine: Machine, record: Executi
     },
     machine.prepared.stateNames,
   );
-  const handlers = createTaskHandlers(machine.prepared, { ...deps, executionArn: arn });
+  const abort = new AbortController();
+  // A quota or limit the run broke outside any state's Catch: it ends the execution (States.Runtime-like).
+  let broken: Outcome | undefined;
+  const breakRun = (outcome: Outcome) => {
+    if (broken || stopped) return;
+    broken = outcome;
+    run.abort();
+    abort.abort();
+    deps.tokens.closeExecution(arn, executionStopped);
+  };
+  const maxEvents = deps.maxHistoryEvents ?? MAX_HISTORY_EVENTS;
+  let events = 0;
+  const history = (n: number) => {
+    events += n;
+    if (events > maxEvents) {
+      breakRun({
+        status: 'FAILED',
+        error: 'States.Runtime',
+        cause: `The execution reached the maximum number of history events (${maxEvents}).`,
+      });
+    }
+  };
+  const handlers = createTaskHandlers(machine.prepared, {
+    ...deps,
+    executionArn: arn,
+    history,
+    signal: abort.signal,
+  });
   const run = new StateMachine(definition, { validationOptions: { noValidate: true } }).run(
     input as Parameters<StateMachine['run']>[0],
     { context, overrides: { taskResourceLocalHandlers: handlers }, noThrowOnAbort: true },
   );
-  const logging = logEvents(run.eventLogs, log);
+  const lifetimeTimer = longTimeout(() => breakRun(timedOut), remainingMs);
+  const logging = logEvents(run.eventLogs, log, (event) => {
+    history(historyEvents(event, machine.prepared.stateTypes));
+    if (event.type !== 'StateExited' || event.state.output === undefined) return;
+    if (Buffer.byteLength(JSON.stringify(event.state.output)) > MAX_STATE_PAYLOAD_BYTES) {
+      breakRun({
+        status: 'FAILED',
+        error: 'States.DataLimitExceeded',
+        cause: `state ${event.state.name} produced output over ${MAX_STATE_PAYLOAD_BYTES} bytes`,
+      });
+    }
+  });
+  history(1); // ExecutionStarted
   const done = run.result
     .then(
       (output): Outcome => ({ status: 'SUCCEEDED', output: JSON.stringify(output ?? null) }),
       (error: unknown) => failure(error),
     )
     .then(async (outcome) => {
+      lifetimeTimer.cancel();
+      abort.abort();
       // Tasks left open (a Map iteration aborted because a sibling failed) end with the execution.
       deps.tokens.closeExecution(arn, executionStopped);
       // The event log is closed by now; draining it first keeps the outcome the last line.
       await logging;
-      finish(outcome);
+      finish(broken ?? outcome);
     });
 
   return {
@@ -98,6 +154,8 @@ export function runExecution(deps: RunnerDeps, machine: Machine, record: Executi
     stop(reason) {
       if (stopped) return;
       stopped = true;
+      lifetimeTimer.cancel();
+      abort.abort();
       run.abort();
       deps.tokens.closeExecution(arn, executionStopped);
       log(
@@ -124,8 +182,13 @@ function failure(error: unknown): Outcome {
   };
 }
 
-async function logEvents(events: AsyncGenerator<EventLog>, log: (line: string) => void): Promise<void> {
+async function logEvents(
+  events: AsyncGenerator<EventLog>,
+  log: (line: string) => void,
+  observe: (event: EventLog) => void,
+): Promise<void> {
   for await (const event of events) {
+    observe(event);
     const line = describe(event);
     if (line !== undefined) log(line);
   }
@@ -158,5 +221,40 @@ function describe(event: EventLog): string | undefined {
       return `retrying ${where} (retry ${event.retry.attempt})`;
     case 'StateCaught':
       return `caught ${where} -> ${event.catch.catcher.Next}`;
+  }
+}
+
+/**
+ * History events AWS records for one library event (Task attempts are counted by the task handler):
+ * XStateEntered/Exited for every state, Map/Parallel Started and Succeeded/Failed, one per Map iteration start and
+ * end, one per Parallel branch start and end, the execution's end.
+ */
+function historyEvents(event: EventLog, types: ReadonlyMap<string, string>): number {
+  const typeOf = (name: string) => types.get(name) ?? 'Task';
+  switch (event.type) {
+    case 'StateEntered': {
+      const type = typeOf(event.state.name);
+      return type === 'Map' || type === 'Parallel' ? 2 : 1;
+    }
+    case 'StateExited': {
+      const type = typeOf(event.state.name);
+      return type === 'Map' || type === 'Parallel' ? 2 : 1;
+    }
+    case 'StateFailed':
+      return ['Map', 'Parallel'].includes(typeOf(event.state.name)) ? 1 : 0;
+    case 'StateCaught':
+      return 1;
+    case 'MapIterationStarted':
+    case 'MapIterationSucceeded':
+    case 'MapIterationFailed':
+    case 'ParallelBranchStarted':
+    case 'ParallelBranchSucceeded':
+    case 'ParallelBranchFailed':
+      return 1;
+    case 'ExecutionSucceeded':
+    case 'ExecutionFailed':
+      return 1;
+    default:
+      return 0;
   }
 }

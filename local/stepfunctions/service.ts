@@ -1,9 +1,12 @@
 // The Step Functions JSON 1.0 protocol on node:http: `POST /` with `X-Amz-Target: AWSStepFunctions.<Operation>`.
-// Errors are HTTP 400 `{"__type", "message"}`, which @aws-sdk/client-sfn raises as the named exception. Local, so
-// no authentication: SigV4-signed requests are accepted and the signature is ignored.
+// Errors are HTTP 400 `{"__type", "message"}`, which @aws-sdk/client-sfn raises as the named exception. With a
+// Gate, every request is authorized against its signer's IAM policy (signatures themselves are not checked).
+
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { z } from 'zod';
+import type { AuthRequest } from '../iam/policies.ts';
+import type { Gate } from '../iam/requests.ts';
 import type { Engine } from './engine.ts';
 import { SfnApiError } from './errors.ts';
 import type { ExecutionRecord } from './executions.ts';
@@ -113,10 +116,33 @@ function operations(engine: Engine): Record<string, Operation> {
   };
 }
 
-export function createService(engine: Engine, log: (line: string) => void): Server {
+/** What IAM is asked for by each operation. */
+function authRequests(engine: Engine, operation: string, body: Record<string, unknown>): AuthRequest[] {
+  const action = `states:${operation}`;
+  if (operation.startsWith('SendTask')) {
+    const token = typeof body['taskToken'] === 'string' ? body['taskToken'] : '';
+    return [{ action, resource: engine.stateMachineOfToken(token) ?? '*' }];
+  }
+  const arn = body['executionArn'] ?? body['stateMachineArn'];
+  return [{ action, resource: typeof arn === 'string' ? arn : '*' }];
+}
+
+export function createService(engine: Engine, log: (line: string) => void, gate?: Gate): Server {
   const handlers = operations(engine);
+  const authorize = gate
+    ? (request: IncomingMessage, operation: string, body: unknown) => {
+        const verdict = gate.check(request.headers, {}, () =>
+          authRequests(engine, operation, (body ?? {}) as Record<string, unknown>),
+        );
+        if (!verdict.ok)
+          throw new SfnApiError(
+            verdict.code === 'AccessDenied' ? 'AccessDeniedException' : verdict.code,
+            verdict.message,
+          );
+      }
+    : undefined;
   return createServer((request, response) => {
-    void handle(request, response, handlers, log);
+    void handle(request, response, handlers, log, authorize);
   });
 }
 
@@ -125,6 +151,7 @@ async function handle(
   response: ServerResponse,
   handlers: Record<string, Operation>,
   log: (line: string) => void,
+  authorize: ((request: IncomingMessage, operation: string, body: unknown) => void) | undefined,
 ): Promise<void> {
   const requestId = randomUUID();
   try {
@@ -147,6 +174,7 @@ async function handle(
     } catch {
       throw new SfnApiError('SerializationException', 'request body is not JSON');
     }
+    authorize?.(request, operation, parsed);
     send(response, 200, handler(parsed), requestId);
   } catch (error) {
     if (error instanceof SfnApiError) {

@@ -2,10 +2,12 @@
 // SendTaskSuccess / SendTaskFailure, kept alive by SendTaskHeartbeat. Tokens live in memory only: after a restart
 // the old ones are unknown (TaskDoesNotExist) and the re-run execution issues new ones.
 import { randomBytes } from 'node:crypto';
-import { MAX_TIMER_SECONDS } from './definition.ts';
 import { SfnApiError, StateError } from './errors.ts';
+import { type LongTimer, longTimeout } from './timers.ts';
 
-const TOKEN = /^sfnlocal\.[A-Za-z0-9_-]{64}$/;
+// `sfnlocal.<execution ARN, base64url>.<random>`: like AWS's, a token names its execution even after it is over
+// (IAM authorizes SendTask* against the execution's state machine).
+const TOKEN = /^sfnlocal\.([A-Za-z0-9_-]+)\.[A-Za-z0-9_-]{64}$/;
 const REMEMBERED_CLOSED_TOKENS = 10_000;
 
 export interface TaskWaiter {
@@ -26,7 +28,7 @@ interface OpenTask {
   readonly heartbeatMs: number | undefined;
   readonly resolve: (output: unknown) => void;
   readonly reject: (error: Error) => void;
-  heartbeatTimer: NodeJS.Timeout | undefined;
+  heartbeatTimer: LongTimer | undefined;
 }
 
 export class TaskTokens {
@@ -35,15 +37,12 @@ export class TaskTokens {
   readonly #closed = new Map<string, true>();
 
   open(options: OpenOptions): TaskWaiter {
-    const token = `sfnlocal.${randomBytes(48).toString('base64url')}`;
+    const token = `sfnlocal.${Buffer.from(options.executionArn).toString('base64url')}.${randomBytes(48).toString('base64url')}`;
     const { promise, resolve, reject } = Promise.withResolvers<unknown>();
     const task: OpenTask = {
       executionArn: options.executionArn,
       stateName: options.stateName,
-      heartbeatMs:
-        options.heartbeatSeconds === undefined
-          ? undefined
-          : Math.min(options.heartbeatSeconds, MAX_TIMER_SECONDS) * 1000,
+      heartbeatMs: options.heartbeatSeconds === undefined ? undefined : options.heartbeatSeconds * 1000,
       resolve,
       reject,
       heartbeatTimer: undefined,
@@ -51,6 +50,12 @@ export class TaskTokens {
     this.#open.set(token, task);
     this.#armHeartbeat(token, task);
     return { token, result: promise };
+  }
+
+  /** The execution a token was issued for (open or not), if the token is well formed. */
+  executionOf(token: string): string | undefined {
+    const encoded = TOKEN.exec(token)?.[1];
+    return encoded === undefined ? undefined : Buffer.from(encoded, 'base64url').toString('utf8');
   }
 
   succeed(token: string, output: unknown): void {
@@ -82,8 +87,8 @@ export class TaskTokens {
   #armHeartbeat(token: string, task: OpenTask): void {
     const heartbeatMs = task.heartbeatMs;
     if (heartbeatMs === undefined) return;
-    clearTimeout(task.heartbeatTimer);
-    task.heartbeatTimer = setTimeout(() => {
+    task.heartbeatTimer?.cancel();
+    task.heartbeatTimer = longTimeout(() => {
       this.#close(token);
       const cause = `no heartbeat for ${heartbeatMs / 1000} s in state ${task.stateName}`;
       task.reject(new StateError('States.HeartbeatTimeout', cause));
@@ -107,7 +112,7 @@ export class TaskTokens {
   #close(token: string): void {
     const task = this.#open.get(token);
     if (!task) return;
-    clearTimeout(task.heartbeatTimer);
+    task.heartbeatTimer?.cancel();
     this.#open.delete(token);
     this.#closed.set(token, true);
     if (this.#closed.size > REMEMBERED_CLOSED_TOKENS) {

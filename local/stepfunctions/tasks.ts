@@ -4,15 +4,10 @@
 import { randomUUID } from 'node:crypto';
 import type { RunOptions } from 'aws-local-stepfunctions';
 import { fillPlaceholders } from './context.ts';
-import {
-  functionNameOf,
-  MAX_TIMER_SECONDS,
-  type PreparedMachine,
-  type TaskCall,
-  type TaskSpec,
-} from './definition.ts';
-import { StateError } from './errors.ts';
+import { functionNameOf, type PreparedMachine, type TaskCall, type TaskSpec } from './definition.ts';
+import { StateError, statesTimeout } from './errors.ts';
 import type { TaskTokens, TaskWaiter } from './task-tokens.ts';
+import { longSleep, longTimeout } from './timers.ts';
 
 /**
  * A Lambda handler run in-process: it gets a fresh JSON copy of the event and a minimal Lambda context, and may
@@ -27,9 +22,19 @@ type JsonValue = Parameters<TaskHandlers[string]>[0];
 export interface TaskRuntime {
   readonly executionArn: string;
   readonly functions: LocalFunctions;
+  /** A refusal message when the state machine's role may not invoke the function, else undefined. */
+  readonly canInvoke?: ((functionArn: string) => string | undefined) | undefined;
   readonly tokens: TaskTokens;
   readonly region: string;
   readonly accountId: string;
+  /** Each function's timeout in seconds (its declaration): Lambda stops it there. */
+  readonly functionTimeouts?: Readonly<Record<string, number>> | undefined;
+  /** Multiplies the workflow's own durations (Wait, TimeoutSeconds, HeartbeatSeconds); tests shrink them. */
+  readonly timeScale?: number | undefined;
+  /** Counts history events (the execution fails at AWS's quota). */
+  readonly history?: ((events: number) => void) | undefined;
+  /** Aborted when the execution stops. */
+  readonly signal?: AbortSignal | undefined;
 }
 
 /** One entry into a Task state; Retry re-runs it with the same effective input object (see `enter`). */
@@ -77,18 +82,30 @@ function enter(entries: WeakMap<object, Entry>, input: unknown): Entry {
 }
 
 const positiveSeconds = (value: unknown) =>
-  Number.isInteger(value) && (value as number) >= 1
-    ? Math.min(value as number, MAX_TIMER_SECONDS)
-    : undefined;
+  Number.isInteger(value) && (value as number) >= 1 ? (value as number) : undefined;
+
+/** AWS's limits: a state's data 256 KiB, a synchronous Lambda response 6 MB. */
+export const MAX_STATE_PAYLOAD_BYTES = 256 * 1024;
+export const MAX_LAMBDA_RESPONSE_BYTES = 6 * 1024 * 1024;
+
+/** History events of one task attempt (TaskScheduled, TaskStarted, [TaskSubmitted,] and its outcome). */
+const ATTEMPT_EVENTS: Record<TaskSpec['kind'], number> = {
+  'lambda-invoke': 3,
+  'lambda-callback': 4,
+  'lambda-function': 3,
+  wait: 0,
+};
 
 function runAttempt(spec: TaskSpec, call: TaskCall, entry: Entry, runtime: TaskRuntime): Promise<unknown> {
+  runtime.history?.(ATTEMPT_EVENTS[spec.kind]);
+  const scale = runtime.timeScale ?? 1;
   let timeoutSeconds = spec.timeoutSeconds;
   if (spec.dynamicTimeout) {
     timeoutSeconds = positiveSeconds(call.TimeoutSeconds);
-    // The library reads TimeoutSeconds from this object right after we return: it raises States.Runtime for a
-    // bad value (so start nothing), and a capped value keeps its timer from overflowing.
-    if (timeoutSeconds === undefined) return new Promise(() => {});
-    call.TimeoutSeconds = timeoutSeconds;
+    if (timeoutSeconds === undefined) {
+      const cause = `TimeoutSecondsPath of ${spec.name} does not select a positive integer`;
+      return Promise.reject(new StateError('States.Runtime', cause, false, false));
+    }
   }
   const heartbeatSeconds = spec.dynamicHeartbeat
     ? positiveSeconds(call.HeartbeatSeconds)
@@ -97,9 +114,14 @@ function runAttempt(spec: TaskSpec, call: TaskCall, entry: Entry, runtime: TaskR
     const cause = `HeartbeatSecondsPath of ${spec.name} does not select a positive integer`;
     return Promise.reject(new StateError('States.Runtime', cause, false, false));
   }
+  if (spec.kind === 'wait') return waitFor(call, scale, runtime.signal);
   const waiter =
     spec.kind === 'lambda-callback'
-      ? runtime.tokens.open({ executionArn: runtime.executionArn, stateName: spec.name, heartbeatSeconds })
+      ? runtime.tokens.open({
+          executionArn: runtime.executionArn,
+          stateName: spec.name,
+          heartbeatSeconds: heartbeatSeconds === undefined ? undefined : heartbeatSeconds * scale,
+        })
       : undefined;
   const parameters = fillPlaceholders(call.Parameters, {
     token: waiter?.token,
@@ -107,18 +129,51 @@ function runAttempt(spec: TaskSpec, call: TaskCall, entry: Entry, runtime: TaskR
     retryCount: entry.retryCount,
   });
   const work = perform(spec, parameters, waiter, runtime);
-  if (timeoutSeconds !== undefined) {
-    // The library fails the state with States.Timeout at the same moment (its timer was set just after ours).
-    const attempt = entry.retryCount;
-    const timer = setTimeout(() => {
+  // Every Task has a timeout on AWS: TimeoutSeconds, or 99999999 s (the execution's year comes first).
+  const attempt = entry.retryCount;
+  const { promise: timedOut, reject } = Promise.withResolvers<never>();
+  timedOut.catch(() => {});
+  const timer = longTimeout(
+    () => {
       if (entry.retryCount === attempt) entry.lastFailed = true;
       if (waiter) runtime.tokens.discard(waiter.token);
-    }, timeoutSeconds * 1000);
-    timer.unref();
-    const clear = () => clearTimeout(timer);
-    work.then(clear, clear);
+      reject(statesTimeout(`task ${spec.name} did not finish within ${timeoutSeconds ?? 99_999_999} s`));
+    },
+    (timeoutSeconds ?? 99_999_999) * 1000 * scale,
+  );
+  const clear = () => timer.cancel();
+  work.then(clear, clear);
+  return Promise.race([work, timedOut]);
+}
+
+/** A Wait state: its delay on the workflow's (scaled) clock, then its input, unchanged. */
+async function waitFor(call: TaskCall, scale: number, signal: AbortSignal | undefined): Promise<unknown> {
+  const fields = (call.Parameters ?? {}) as { Seconds?: unknown; Timestamp?: unknown };
+  let ms: number;
+  if (fields.Seconds !== undefined) {
+    if (!Number.isInteger(fields.Seconds) || (fields.Seconds as number) < 0) {
+      throw new StateError(
+        'States.Runtime',
+        `Wait Seconds must be a non-negative integer: ${String(fields.Seconds)}`,
+        false,
+        false,
+      );
+    }
+    ms = (fields.Seconds as number) * 1000;
+  } else {
+    const at = typeof fields.Timestamp === 'string' ? Date.parse(fields.Timestamp) : Number.NaN;
+    if (Number.isNaN(at)) {
+      throw new StateError(
+        'States.Runtime',
+        `Wait Timestamp is not a timestamp: ${String(fields.Timestamp)}`,
+        false,
+        false,
+      );
+    }
+    ms = Math.max(0, at - Date.now());
   }
-  return work;
+  await longSleep(ms * scale, signal);
+  return call.Input;
 }
 
 async function perform(
@@ -127,14 +182,15 @@ async function perform(
   waiter: TaskWaiter | undefined,
   runtime: TaskRuntime,
 ): Promise<unknown> {
-  if (spec.kind === 'lambda-function') return invoke(runtime, spec.functionName ?? '', parameters);
+  if (spec.kind === 'lambda-function')
+    return checkedResult(await invoke(runtime, spec.functionName ?? '', parameters));
   if (!waiter) {
     const request = invokeRequest(parameters);
     if (request.invocationType === 'Event') {
       void invoke(runtime, request.functionName, request.payload).catch(() => {});
       return invokeResult(202, '');
     }
-    return invokeResult(200, await invoke(runtime, request.functionName, request.payload));
+    return invokeResult(200, checkedResult(await invoke(runtime, request.functionName, request.payload)));
   }
   try {
     const request = invokeRequest(parameters);
@@ -142,13 +198,25 @@ async function perform(
     // The function's return value is ignored: the state ends with what SendTaskSuccess/SendTaskFailure says.
     if (request.invocationType === 'Event') {
       void invocation.catch(() => {});
-      return await waiter.result;
+      return checkedResult(await waiter.result);
     }
-    return await Promise.race([invocation.then(() => waiter.result), waiter.result]);
+    return checkedResult(await Promise.race([invocation.then(() => waiter.result), waiter.result]));
   } catch (error) {
     runtime.tokens.discard(waiter.token);
     throw error;
   }
+}
+
+/** A task's result becomes state data: over 256 KiB, the state fails with States.DataLimitExceeded. */
+function checkedResult(result: unknown): unknown {
+  const size = Buffer.byteLength(JSON.stringify(result ?? null));
+  if (size > MAX_STATE_PAYLOAD_BYTES) {
+    throw new StateError(
+      'States.DataLimitExceeded',
+      `The state/task returned a result with a size exceeding the maximum number of bytes service limit (${size} > ${MAX_STATE_PAYLOAD_BYTES}).`,
+    );
+  }
+  return result;
 }
 
 function invokeRequest(parameters: unknown) {
@@ -186,6 +254,10 @@ async function invoke(runtime: TaskRuntime, functionName: string, event: unknown
   if (!handler) {
     throw new StateError('Lambda.ResourceNotFoundException', `Function not found: ${arn} (Status Code: 404)`);
   }
+  const refused = runtime.canInvoke?.(arn);
+  // Lambda answers 403 AccessDeniedException; Step Functions names service errors Lambda.AWSLambdaException.
+  if (refused)
+    throw new StateError('Lambda.AWSLambdaException', `${refused} (Service: Lambda, Status Code: 403)`);
   const context = {
     functionName,
     functionVersion: '$LATEST',
@@ -198,18 +270,56 @@ async function invoke(runtime: TaskRuntime, functionName: string, event: unknown
     getRemainingTimeInMillis: () => 900_000,
   };
   let result: unknown;
+  // Lambda stops a function at its timeout (here: the in-process call is abandoned, its answer ignored).
+  const timeoutSeconds = runtime.functionTimeouts?.[functionName];
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut =
+    timeoutSeconds === undefined
+      ? undefined
+      : new Promise<never>((_, reject) => {
+          timer = setTimeout(
+            () =>
+              reject(
+                new StateError(
+                  'Lambda.Unknown',
+                  JSON.stringify({
+                    errorMessage: `Task timed out after ${timeoutSeconds}.00 seconds`,
+                    errorType: 'Sandbox.Timedout',
+                  }),
+                ),
+              ),
+            timeoutSeconds * 1000,
+          );
+        });
   try {
-    result = await handler(JSON.parse(JSON.stringify(event ?? {})) as never, context as never);
+    const call = Promise.resolve(handler(JSON.parse(JSON.stringify(event ?? {})) as never, context as never));
+    result = await (timedOut ? Promise.race([call, timedOut]) : call);
   } catch (error) {
+    if (error instanceof StateError) throw error;
     throw functionError(error);
+  } finally {
+    clearTimeout(timer);
   }
+  let text: string;
   try {
-    return result === undefined ? null : JSON.parse(JSON.stringify(result));
+    text = JSON.stringify(result === undefined ? null : result);
   } catch (error) {
     throw functionError(
       Object.assign(new Error(`result is not JSON: ${String(error)}`), { name: 'Runtime.MarshalError' }),
     );
   }
+  // A synchronous invocation answers at most 6 MB.
+  const size = Buffer.byteLength(text);
+  if (size > MAX_LAMBDA_RESPONSE_BYTES) {
+    throw new StateError(
+      'Lambda.Unknown',
+      JSON.stringify({
+        errorMessage: `Response payload size (${size} bytes) exceeded maximum allowed payload size (${MAX_LAMBDA_RESPONSE_BYTES} bytes).`,
+        errorType: 'Function.ResponseSizeTooLarge',
+      }),
+    );
+  }
+  return JSON.parse(text);
 }
 
 /** Lambda's error shape: Error = errorType (the error's name), Cause = the JSON the Node.js runtime reports. */

@@ -2,7 +2,7 @@
 // Idempotency-Key makes one migration (one batch); every callback sent several times at once — manifest, upload
 // complete, destination complete and failed, source released, decision, cancel, retry — changes the migration once.
 import { randomUUID } from 'node:crypto';
-import { ListExecutionsCommand, SFNClient } from '@aws-sdk/client-sfn';
+import { ListExecutionsCommand } from '@aws-sdk/client-sfn';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ApiError } from '../../cli/client.ts';
 import {
@@ -94,7 +94,7 @@ describe('one Idempotency-Key, 20 requests at once', () => {
     await waitForWork(t.agent('dc-gz'), id, 'manifest');
     expect(await events(id, 'created')).toBe(1);
     expect(await events(id, 'admitted')).toBe(1);
-    const sfn = new SFNClient({ endpoint: t.cloud.endpoints.stepFunctions, region: 'ap-northeast-1' });
+    const sfn = t.cloud.root.clients.sfn();
     const executions = await sfn.send(
       new ListExecutionsCommand({ stateMachineArn: t.cloud.stateMachineArn }),
     );

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { BACKOFF_BASE_MS } from '../../cli/agent/transfer.ts';
-import { LOCAL_NAMES } from '../../local/env.ts';
+import { LOCAL_NAMES } from '../../local/deployment.ts';
 import { FAULT_KINDS, type ProxyRecord, type RequestInfo } from '../../local/s3/fault-proxy.ts';
 import { vmLikeSpec, writeRawImage } from '../../local/sample-images.ts';
 import { parseChunkKey } from '../../protocol/chunk-key.ts';

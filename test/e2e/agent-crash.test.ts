@@ -4,8 +4,9 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LOCAL_NAMES } from '../../local/deployment.ts';
 import { vmLikeSpec, writeRawImage } from '../../local/sample-images.ts';
 import { type AgentProcess, startAgentProcess } from '../support/agent-process.ts';
 import { startTestCloud, type TestCloud } from '../support/local-cloud.ts';
@@ -14,12 +15,7 @@ import { startMigration, waitForMigration } from '../support/migrations.ts';
 const CONCURRENCY = 4;
 
 async function countChunks(t: TestCloud, bucket: string): Promise<number> {
-  const s3 = new S3Client({
-    endpoint: t.cloud.endpoints.s3,
-    forcePathStyle: true,
-    region: 'us-east-1',
-    credentials: { accessKeyId: 'x', secretAccessKey: 'x' },
-  });
+  const s3 = t.cloud.root.clients.s3('us-east-1');
   let n = 0;
   let token: string | undefined;
   do {
@@ -65,7 +61,7 @@ describe('agent crash during upload', () => {
     await source.kill('SIGKILL');
 
     const journaled = await lineCount(journal);
-    const storedAtKill = await countChunks(t, 'vmmig-cache-hkg');
+    const storedAtKill = await countChunks(t, LOCAL_NAMES.cacheBucket('hkg'));
     const planned = (await waitForMigration(t.admin, m.id, (x) => x.upload.chunksTotal > 0)).upload
       .chunksTotal;
     expect(storedAtKill).toBeLessThan(planned); // really killed mid-upload

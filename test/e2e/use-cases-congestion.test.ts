@@ -5,10 +5,8 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { NodeSlots } from '../../lambdas/aws/node-slots.ts';
+import type { NodeSlots } from '../../lambdas/aws/node-slots.ts';
 import { vmLikeSpec, writeRawImage } from '../../local/sample-images.ts';
 import {
   type CreateMigration,
@@ -86,8 +84,7 @@ describe('congestion: suggest, redirect, wait', { timeout: 180_000 }, () => {
               return handler(event);
             },
     });
-    const ddb = new DynamoDBClient({ endpoint: t.cloud.endpoints.dynamodb, region: 'ap-northeast-1' });
-    slots = new NodeSlots(DynamoDBDocumentClient.from(ddb), 'Registry');
+    slots = t.cloud.root.deps.slots;
     await writeRawImage(
       join(t.cloud.dataCenterDir('dc-gz'), 'images', IMAGE),
       vmLikeSpec(48 << 20, 12 << 20, 'congestion', 4),

@@ -5,11 +5,7 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { serviceDeps } from '../../lambdas/aws/deps.ts';
-import { NodeSlots } from '../../lambdas/aws/node-slots.ts';
 import { policyMigrationId, runDuePolicies } from '../../lambdas/workflow/run-policies.ts';
 import { vmLikeSpec, writeRawImage } from '../../local/sample-images.ts';
 import { listMigrations, type Migration } from '../../protocol/api/migrations.ts';
@@ -168,7 +164,7 @@ describe('scheduled migrations and backup policies', { timeout: 180_000 }, () =>
     await put('ledger', { firstRunAt: slot });
     await new Promise((r) => setTimeout(r, Date.parse(slot) - Date.now()));
     // Four more schedulers race the local cloud's own timer for the same slot.
-    const reports = await Promise.all(Array.from({ length: 4 }, () => runDuePolicies(serviceDeps())));
+    const reports = await Promise.all(Array.from({ length: 4 }, () => runDuePolicies(t.cloud.root.deps)));
     const started = reports.flatMap((r) => r.started).filter((s) => s.policyId === 'ledger');
     expect(started.length).toBeLessThanOrEqual(1);
     const ran = await waitForPolicy('ledger', (p) => p.lastRun?.migrationId !== undefined);
@@ -186,8 +182,7 @@ describe('scheduled migrations and backup policies', { timeout: 180_000 }, () =>
 
   it('a policy whose last backup still runs skips the slot; the backup goes on when the policy is removed', async () => {
     // Jakarta's cache node is full, so the backup waits in QUEUED.
-    const ddb = new DynamoDBClient({ endpoint: t.cloud.endpoints.dynamodb, region: 'ap-northeast-1' });
-    const slots = new NodeSlots(DynamoDBDocumentClient.from(ddb), 'Registry');
+    const slots = t.cloud.root.deps.slots;
     const fillers: string[] = [];
     while ((await slots.reserve('sin', `other-${fillers.length}`)) === 'reserved')
       fillers.push(`other-${fillers.length}`);

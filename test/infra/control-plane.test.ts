@@ -4,8 +4,8 @@ import { Match } from 'aws-cdk-lib/assertions';
 import { afterAll, describe, expect, it } from 'vitest';
 import { TABLE_DEFINITIONS } from '../../lambdas/aws/tables.ts';
 import { ENV } from '../../lambdas/config.ts';
-import { WORKFLOW_FUNCTIONS } from '../../lambdas/workflow/functions.ts';
-import { SCHEDULED_FUNCTIONS } from '../../lib/constructs/service-access.ts';
+import { API_FUNCTION, SCHEDULED_FUNCTIONS, TASK_FUNCTIONS } from '../../lambdas/functions.ts';
+import { environmentFor, type ResourceValues } from '../../lambdas/needs.ts';
 import { parseTopology, TOPOLOGY_CONTEXT_KEY } from '../../protocol/topology.ts';
 import { cdkJsonContext, defaultDeployment, resourcesOf } from './synth.ts';
 
@@ -29,6 +29,22 @@ function statementsOf(roleLogicalId: string): Statement[] {
   return Object.values(resourcesOf(template, 'AWS::IAM::Policy'))
     .filter((p) => (p.Properties['Roles'] as { Ref: string }[]).some((r) => r.Ref === roleLogicalId))
     .flatMap((p) => (p.Properties['PolicyDocument'] as { Statement: Statement[] }).Statement);
+}
+
+/** Values for every variable (their names are what is compared). */
+function placeholderValues(): Record<string, unknown> {
+  return {
+    region: 'r',
+    tableNames: Object.fromEntries(TABLE_DEFINITIONS.map((d) => [d.id, d.id])),
+    controlBucket: 'c',
+    controlBucketRegion: 'r',
+    cacheBucketPrefix: 'p',
+    edgeBaseUrl: 'e',
+    stateMachineArn: 's',
+    edgeKeyPairId: 'k',
+    edgeDistributionId: 'd',
+    workQueuePrefix: 'w',
+  };
 }
 
 function functionByDescription(prefix: string): [string, { Properties: Record<string, unknown> }] {
@@ -131,7 +147,9 @@ describe('Lambda functions', () => {
 
   it('all run Node 24 on ARM64 with tracing, JSON logs to their own log group, and source maps', () => {
     // Workflow, scheduled, the API, the registry seeder.
-    expect(Object.keys(functions).length).toBe(WORKFLOW_FUNCTIONS.length + SCHEDULED_FUNCTIONS.length + 2);
+    expect(Object.keys(functions).length).toBe(
+      Object.keys(TASK_FUNCTIONS).length + Object.keys(SCHEDULED_FUNCTIONS).length + 2,
+    );
     for (const [id, fn] of Object.entries(functions)) {
       expect(fn.Properties, id).toMatchObject({
         Runtime: 'nodejs24.x',
@@ -152,20 +170,24 @@ describe('Lambda functions', () => {
     }
   });
 
-  it('give every workflow function the variables its adapters read at start', () => {
-    for (const wf of WORKFLOW_FUNCTIONS) {
-      const [, fn] = functionByDescription(`Migration workflow: ${wf.description}`);
-      const env = envOf(fn);
-      for (const name of [
-        ...TABLE_DEFINITIONS.map((d) => d.envVar),
-        ENV.controlBucket,
-        ENV.controlBucketRegion,
-        ENV.cacheBucketPrefix,
-        ENV.edgeBaseUrl,
-      ]) {
-        expect(env[name], `${wf.name}: ${name}`).toBeDefined();
-      }
+  it('give each function exactly the variables its declaration derives (and the API its authorizer settings)', () => {
+    const valuesWithKey = { ...placeholderValues(), edgePrivateKey: { secretArn: 'x' } } as ResourceValues;
+    for (const definition of [...Object.values(TASK_FUNCTIONS), ...Object.values(SCHEDULED_FUNCTIONS)]) {
+      const prefix = definition.kind === 'task' ? 'Migration workflow: ' : 'Scheduled: ';
+      const [, fn] = functionByDescription(`${prefix}${definition.description}`);
+      const expected = Object.keys(environmentFor(definition.needs, valuesWithKey));
+      expect(Object.keys(envOf(fn)).sort(), definition.name).toEqual(['NODE_OPTIONS', ...expected].sort());
     }
+    const [, api] = functionByDescription('Migration API');
+    expect(Object.keys(envOf(api)).sort()).toEqual(
+      [
+        'NODE_OPTIONS',
+        ...Object.keys(environmentFor(API_FUNCTION.needs, valuesWithKey)),
+        ENV.adminPrincipalArns,
+        ENV.agentRolePrefix,
+        ENV.agentAccountId,
+      ].sort(),
+    );
   });
 
   it('grant chunk access only where the code copies or presigns chunks', () => {
@@ -180,7 +202,7 @@ describe('Lambda functions', () => {
     ]);
   });
 
-  it('let only the API stop and answer executions, and the API and the policy runner start them', () => {
+  it('let only the API stop executions; the API and request-work answer tasks; the API and the policy runner start them', () => {
     for (const id of Object.keys(functions)) {
       const sfn = statementsOf(roleOf(id))
         .flatMap(actions)
@@ -195,6 +217,17 @@ describe('Lambda functions', () => {
         ]);
       } else if (String(functions[id]?.Properties['Description']).startsWith('Scheduled: Backup policies')) {
         expect(sfn).toEqual(['states:StartExecution']);
+      } else if (
+        String(functions[id]?.Properties['Description']).startsWith(
+          `Migration workflow: ${TASK_FUNCTIONS.requestWork.description}`,
+        )
+      ) {
+        // A step whose work is already done (a re-run after a restart) is answered at once.
+        expect(sfn.sort()).toEqual([
+          'states:SendTaskFailure',
+          'states:SendTaskHeartbeat',
+          'states:SendTaskSuccess',
+        ]);
       } else {
         expect(sfn, id).toEqual([]);
       }

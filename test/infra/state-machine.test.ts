@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Match } from 'aws-cdk-lib/assertions';
 import { afterAll, describe, expect, it } from 'vitest';
-import { MIGRATION_ASL_PATH, WORKFLOW_FUNCTIONS } from '../../lambdas/workflow/functions.ts';
+import { MIGRATION_ASL_PATH, TASK_FUNCTIONS } from '../../lambdas/functions.ts';
 import { defaultDeployment, resourcesOf } from './synth.ts';
 
 const synth = defaultDeployment();
@@ -31,9 +31,13 @@ describe('state machine definition substitutions', () => {
     expect(unused, 'provided by the stack but not used in migration.asl.json').toEqual([]);
   });
 
-  it('maps each substitution of WORKFLOW_FUNCTIONS to the ARN of a Lambda function of the stack', () => {
+  it('maps each substitution of TASK_FUNCTIONS to the ARN of a Lambda function of the stack', () => {
     const functions = resourcesOf(template, 'AWS::Lambda::Function');
-    expect(Object.keys(provided).sort()).toEqual(WORKFLOW_FUNCTIONS.map((f) => f.substitution).sort());
+    expect(Object.keys(provided).sort()).toEqual(
+      Object.values(TASK_FUNCTIONS)
+        .map((f) => f.substitution)
+        .sort(),
+    );
     for (const [name, value] of Object.entries(provided)) {
       const [logicalId, attribute] = value['Fn::GetAtt'];
       expect(attribute, name).toBe('Arn');

@@ -2,6 +2,7 @@
 // are the same app: the same request gives the same status and JSON body through both, against the same tables.
 import type { APIGatewayProxyEventV2WithIAMAuthorizer, APIGatewayProxyResultV2, Context } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { API_FUNCTION } from '../../lambdas/functions.ts';
 import { startTestCloud, type TestCloud } from '../support/local-cloud.ts';
 
 const ACCOUNT = '123456789012';
@@ -14,17 +15,19 @@ const agentSession = (dc: string) =>
 type Handler = (event: APIGatewayProxyEventV2WithIAMAuthorizer, context: Context) => Promise<unknown>;
 let t: TestCloud;
 let handler: Handler;
+let saved: NodeJS.ProcessEnv;
 
 beforeAll(async () => {
   t = await startTestCloud({ agents: false });
-  // The Lambda entry builds its app (and reads these) when imported: after the cloud has set the environment.
+  // The Lambda entry builds its app (and reads these) when imported: the environment the API has as a Lambda here.
+  saved = { ...process.env };
+  Object.assign(process.env, t.cloud.lambdaEnvironment(API_FUNCTION));
   process.env['ADMIN_PRINCIPAL_ARNS'] = `${ADMIN_ROLE}, ${ADMIN_USER}`;
   process.env['AGENT_ROLE_PREFIX'] = 'vmmig-agent-';
   ({ handler } = (await import('../../lambdas/api/lambda.ts')) as unknown as { handler: Handler });
 });
 afterAll(async () => {
-  delete process.env['ADMIN_PRINCIPAL_ARNS'];
-  delete process.env['AGENT_ROLE_PREFIX'];
+  process.env = saved;
   await t?.dispose();
 });
 

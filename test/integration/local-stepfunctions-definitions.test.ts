@@ -58,10 +58,13 @@ describe('prepared definitions', () => {
   const taskState = (definition: string) =>
     (prepare(definition).definition.States['T'] ?? {}) as unknown as Record<string, unknown>;
 
-  it('lets a Task without TimeoutSeconds wait (the library would time it out after 60 s)', () => {
+  it('leaves every timeout to the task handler (the library timer is only a backstop at its cap)', () => {
     expect(taskState(invoke('Fn'))['TimeoutSeconds']).toBe(MAX_TIMER_SECONDS);
-    expect(taskState(invoke('Fn', { TimeoutSeconds: 99_999_999 }))['TimeoutSeconds']).toBe(MAX_TIMER_SECONDS);
-    expect(taskState(invoke('Fn', { TimeoutSeconds: 30 }))['TimeoutSeconds']).toBe(30);
+    expect(taskState(invoke('Fn', { TimeoutSeconds: 30 }))['TimeoutSeconds']).toBe(MAX_TIMER_SECONDS);
+    const spec = (definition: string) => prepare(definition).tasks.get('T');
+    expect(spec(invoke('Fn', { TimeoutSeconds: 30 }))?.timeoutSeconds).toBe(30);
+    expect(spec(invoke('Fn', { TimeoutSeconds: 99_999_999 }))?.timeoutSeconds).toBe(99_999_999);
+    expect(spec(invoke('Fn'))?.timeoutSeconds).toBeUndefined();
   });
 
   it.each([

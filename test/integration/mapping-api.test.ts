@@ -1,9 +1,4 @@
-// The draft's mapping tables (ContentMap = Table 1, LocationMap = Table 2) over HTTP against DynamoDB Local: rows
-// written with MappingStore, read back through every filter, their combinations, pages and agent restrictions.
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MappingStore } from '../../lambdas/aws/mapping-store.ts';
 import type { ErrorBody } from '../../protocol/api/common.ts';
 import type { ContentMapRow, LocationMapRow } from '../../protocol/api/mapping.ts';
 import { startTestCloud, type TestCloud } from '../support/local-cloud.ts';
@@ -74,9 +69,7 @@ migration(6, ['dc-osa', 'nrt'], many, 'vm-6', 'img-db', 'host-e');
 let t: TestCloud;
 beforeAll(async () => {
   t = await startTestCloud({ agents: false });
-  const ddb = new DynamoDBClient({ endpoint: t.cloud.endpoints.dynamodb, region: 'ap-northeast-1' });
-  const doc = DynamoDBDocumentClient.from(ddb, { marshallOptions: { removeUndefinedValues: true } });
-  const store = new MappingStore(doc, { contentMap: 'ContentMap', locationMap: 'LocationMap' });
+  const store = t.cloud.root.deps.mapping;
   // Twice: writing a migration's rows again must not duplicate them.
   await store.putRows(content, location);
   await store.putRows(content, location);

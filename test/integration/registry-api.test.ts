@@ -1,11 +1,10 @@
 // The node registry over HTTP against the real local cloud (DynamoDB Local, the S3 server): data centers (VRN) and
 // cache nodes (CCN), the nearest-active-node rule, conflicts, validation, paging, auth and restarts.
 
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
-import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { CreateBucketCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { NodeSlots } from '../../lambdas/aws/node-slots.ts';
+import type { NodeSlots } from '../../lambdas/aws/node-slots.ts';
+import { LOCAL_NAMES } from '../../local/deployment.ts';
 import type { ErrorBody } from '../../protocol/api/common.ts';
 import type { CacheNode, DataCenter } from '../../protocol/api/registry.ts';
 import { startTestCloud, type TestCloud } from '../support/local-cloud.ts';
@@ -15,8 +14,7 @@ let slots: NodeSlots;
 
 beforeAll(async () => {
   t = await startTestCloud({ agents: false });
-  const ddb = new DynamoDBClient({ endpoint: t.cloud.endpoints.dynamodb, region: 'ap-northeast-1' });
-  slots = new NodeSlots(DynamoDBDocumentClient.from(ddb), 'Registry');
+  slots = t.cloud.root.deps.slots;
 });
 afterAll(() => t?.dispose());
 
@@ -132,23 +130,18 @@ describe('cache nodes', () => {
     const input = { name: 'Sydney', region: 'ap-southeast-2', location, capacity: 4 };
     const refused = await call('PUT', '/v1/cache-nodes/syd', { json: input });
     expect(refused.status).toBe(409);
-    expect(refused.body.error).toMatchObject({ code: 'Conflict', bucket: 'vmmig-cache-syd' });
-    expect(refused.body.error.message).toContain('vmmig-cache-syd');
+    expect(refused.body.error).toMatchObject({ code: 'Conflict', bucket: LOCAL_NAMES.cacheBucket('syd') });
+    expect(refused.body.error.message).toContain(LOCAL_NAMES.cacheBucket('syd'));
     expect((await call('GET', '/v1/cache-nodes/syd')).status).toBe(404);
 
-    const s3 = new S3Client({
-      endpoint: t.cloud.endpoints.s3,
-      region: 'ap-southeast-2',
-      forcePathStyle: true,
-      credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
-    });
-    await s3.send(new CreateBucketCommand({ Bucket: 'vmmig-cache-syd' }));
+    const s3 = t.cloud.root.clients.s3('ap-southeast-2');
+    await s3.send(new CreateBucketCommand({ Bucket: LOCAL_NAMES.cacheBucket('syd') }));
     const created = await call<CacheNode>('PUT', '/v1/cache-nodes/syd', { json: input });
     expect(created.status).toBe(201);
     expect(created.body).toMatchObject({
       ...input,
       status: 'active',
-      bucket: 'vmmig-cache-syd',
+      bucket: LOCAL_NAMES.cacheBucket('syd'),
       activeTransfers: 0,
     });
     expect(created.body.address).toBe(`${t.cloud.endpoints.edge}/syd/`);

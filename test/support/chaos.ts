@@ -4,9 +4,9 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { paths } from '../../cli/agent/context.ts';
-import { LOCAL_NAMES } from '../../local/env.ts';
+import { LOCAL_NAMES } from '../../local/deployment.ts';
 import type { FaultProxy, ProxyRecord } from '../../local/s3/fault-proxy.ts';
 import { chunkKey } from '../../protocol/chunk-key.ts';
 import { type Manifest, parseManifest } from '../../protocol/manifest.ts';
@@ -16,12 +16,7 @@ export const bucketOf = (cacheNodeId: string) => LOCAL_NAMES.cacheBucket(cacheNo
 
 /** A client straight to the S3 server (never through the fault proxy): what is really stored. */
 export function directS3(t: TestCloud): S3Client {
-  return new S3Client({
-    endpoint: t.cloud.endpoints.s3,
-    forcePathStyle: true,
-    region: 'us-east-1',
-    credentials: { accessKeyId: 'x', secretAccessKey: 'x' },
-  });
+  return t.cloud.root.clients.s3('us-east-1');
 }
 
 export async function listChunkKeys(s3: S3Client, bucket: string): Promise<string[]> {

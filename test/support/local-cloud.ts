@@ -50,7 +50,13 @@ export interface TestCloudOptions
   extends Partial<
     Pick<
       LocalCloudOptions,
-      'agents' | 'wrapFunction' | 'retryIntervalScale' | 'policyTickMs' | 's3Faults' | 'rateLimit'
+      | 'agents'
+      | 'wrapFunction'
+      | 'retryIntervalScale'
+      | 'timeScale'
+      | 'policyTickMs'
+      | 's3Faults'
+      | 'rateLimit'
     >
   > {
   readonly dataDir?: string;
@@ -71,6 +77,7 @@ export async function startTestCloud(options: TestCloudOptions = {}): Promise<Te
     retryIntervalScale: options.retryIntervalScale ?? 0.01,
     ...(options.wrapFunction ? { wrapFunction: options.wrapFunction } : {}),
     ...(options.policyTickMs !== undefined ? { policyTickMs: options.policyTickMs } : {}),
+    ...(options.timeScale !== undefined ? { timeScale: options.timeScale } : {}),
     ...(options.s3Faults ? { s3Faults: options.s3Faults } : {}),
     ...(options.rateLimit !== undefined ? { rateLimit: options.rateLimit } : {}),
     log: (component, line) => {

@@ -5,13 +5,13 @@
 // with CopiesPending, having recorded what it verified and released its claims; progress is counted once.
 import { beforeEach, describe, expect, it } from 'vitest';
 import { COPY_CLAIM_TTL_SECONDS } from '../../../../lambdas/aws/content-index.ts';
-import type { ServiceDeps } from '../../../../lambdas/aws/deps.ts';
 import type { CopyItem } from '../../../../lambdas/domain/control-keys.ts';
 import {
   type Clock,
   COPY_CONCURRENCY,
   COPY_WAIT_MS,
   CopiesPending,
+  type CopyBatchDeps,
   copyBatch,
 } from '../../../../lambdas/workflow/copy-batch.ts';
 import { TransientError } from '../../../../lambdas/workflow/task.ts';
@@ -55,7 +55,7 @@ class World {
     };
   }
 
-  deps(): ServiceDeps {
+  deps(): CopyBatchDeps {
     const lengthOf = (digest: string) =>
       [...this.batches.values()].flat().find((i) => i.sha256 === digest)?.length ?? 0;
     const tick = () => new Promise((r) => setImmediate(r));
@@ -156,7 +156,7 @@ class World {
           this.history.push({ id, event, message });
         },
       },
-    } as unknown as ServiceDeps;
+    } as unknown as CopyBatchDeps;
   }
 
   run(migrationId: string, items: CopyItem[]) {

@@ -1,0 +1,174 @@
+// Every Lambda function of the control plane, one declaration each: what it is, where its handler lives, and what
+// it may touch (lambdas/needs.ts). CDK makes one function per entry with exactly these grants and variables; the
+// local cloud runs the same handlers with the same variables under the same IAM policy. A handler module binds to
+// its entry (`task(FUNCTIONS.admit, ...)`), so its adapters are typed by these needs.
+import type { ApiFunction, Needs, ScheduledFunction, TaskFunction } from './needs.ts';
+
+const task = <const N extends Needs>(fn: Omit<TaskFunction<N>, 'kind'>): TaskFunction<N> => ({
+  kind: 'task',
+  ...fn,
+});
+
+/** The HTTP API serves every route, so it reads and writes everything it is given. */
+export const API_FUNCTION = {
+  kind: 'api',
+  name: 'api',
+  entry: 'lambdas/api/lambda.ts',
+  description: 'Migration API (the Hono app of lambdas/api)',
+  memorySize: 1024,
+  // API Gateway gives up on the integration after 30 s.
+  timeoutSeconds: 29,
+  needs: {
+    tables: {
+      Registry: 'readWrite',
+      ContentMap: 'readWrite',
+      LocationMap: 'readWrite',
+      Migrations: 'readWrite',
+      ContentIndex: 'readWrite',
+    },
+    // list: a manifest not uploaded yet is "missing" (404), not "forbidden" (403).
+    control: { read: true, write: true, list: true },
+    // Delete: the repair route removes a corrupted chunk before copying an intact one over it. List: registering
+    // a cache node checks that its bucket exists (HeadBucket).
+    chunks: { read: true, write: true, delete: true, list: true },
+    executions: { start: true, stop: true, taskResponse: true },
+    edge: { sign: true, invalidate: true },
+  },
+} as const satisfies ApiFunction;
+
+/** The Tasks of statemachines/migration.asl.json, in the order of the workflow. */
+export const TASK_FUNCTIONS = {
+  resolve: task({
+    name: 'resolve',
+    substitution: 'ResolveFunction',
+    entry: 'lambdas/workflow/resolve.ts',
+    description: 'RMG: cache nodes and mapping rows',
+    needs: {
+      tables: {
+        Registry: 'readWrite',
+        Migrations: 'readWrite',
+        ContentMap: 'readWrite',
+        LocationMap: 'readWrite',
+      },
+    },
+  }),
+  admit: task({
+    name: 'admit',
+    substitution: 'AdmitFunction',
+    entry: 'lambdas/workflow/admit.ts',
+    description: 'CMN: take transfer slots',
+    needs: { tables: { Registry: 'readWrite', Migrations: 'readWrite' } },
+  }),
+  awaitDecision: task({
+    name: 'await-decision',
+    substitution: 'AwaitDecisionFunction',
+    entry: 'lambdas/workflow/await-decision.ts',
+    description: 'Callback: wait for an admin to accept or reject a suggested destination',
+    needs: { tables: { Migrations: 'readWrite' } },
+  }),
+  requestWork: task({
+    name: 'request-work',
+    substitution: 'RequestWorkFunction',
+    entry: 'lambdas/workflow/request-work.ts',
+    description: 'Callback: hand work to an agent',
+    // taskResponse: a step whose work is already done (a re-run after a restart) is answered at once.
+    needs: { tables: { Migrations: 'readWrite' }, executions: { taskResponse: true } },
+  }),
+  // Manifests of 100k+ chunks: the content index is read in batches of 100 keys.
+  checkCache: task({
+    name: 'check-cache',
+    substitution: 'CheckCacheFunction',
+    entry: 'lambdas/workflow/check-cache.ts',
+    description: 'CMN: which chunks are cached',
+    memorySize: 1769,
+    timeoutSeconds: 300,
+    needs: {
+      tables: { Registry: 'read', Migrations: 'readWrite', ContentIndex: 'readWrite' },
+      control: { read: true, write: true, list: true },
+    },
+  }),
+  checkShared: task({
+    name: 'check-shared',
+    substitution: 'CheckSharedFunction',
+    entry: 'lambdas/workflow/check-shared.ts',
+    description: 'CMN: are chunks other migrations upload stored yet',
+    memorySize: 1024,
+    timeoutSeconds: 300,
+    needs: {
+      tables: { Registry: 'read', Migrations: 'readWrite', ContentIndex: 'read' },
+      control: { read: true, list: true },
+    },
+  }),
+  planReplication: task({
+    name: 'plan-replication',
+    substitution: 'PlanReplicationFunction',
+    entry: 'lambdas/workflow/plan-replication.ts',
+    description: 'CMN: copies between cache nodes',
+    memorySize: 1769,
+    timeoutSeconds: 300,
+    needs: {
+      tables: { Registry: 'read', Migrations: 'readWrite', ContentIndex: 'read' },
+      control: { read: true, write: true, list: true },
+    },
+  }),
+  // The ASL gives a copy batch 900 s; the function must not outlive its task.
+  copyBatch: task({
+    name: 'copy-batch',
+    substitution: 'CopyBatchFunction',
+    entry: 'lambdas/workflow/copy-batch.ts',
+    description: 'CMN: server-side copies',
+    memorySize: 1024,
+    timeoutSeconds: 890,
+    needs: {
+      tables: { Registry: 'read', Migrations: 'readWrite', ContentIndex: 'readWrite' },
+      control: { read: true, list: true },
+      // list: S3 answers a HEAD of a chunk not yet at the destination with 404 only to a caller that may list the
+      // bucket; without it, 403, and every first copy of a chunk would fail.
+      chunks: { read: true, write: true, list: true },
+    },
+  }),
+  startDownloads: task({
+    name: 'start-downloads',
+    substitution: 'StartDownloadsFunction',
+    entry: 'lambdas/workflow/start-downloads.ts',
+    description: 'Hand over to destinations',
+    needs: { tables: { Migrations: 'readWrite' } },
+  }),
+  complete: task({
+    name: 'complete',
+    substitution: 'CompleteFunction',
+    entry: 'lambdas/workflow/complete.ts',
+    description: 'Finish and release',
+    needs: { tables: { Registry: 'readWrite', Migrations: 'readWrite' } },
+  }),
+  recordFailure: task({
+    name: 'record-failure',
+    substitution: 'RecordFailureFunction',
+    entry: 'lambdas/workflow/record-failure.ts',
+    description: 'Catch: record the cause, release',
+    needs: { tables: { Registry: 'readWrite', Migrations: 'readWrite' } },
+  }),
+} as const;
+
+/** Functions that run on a schedule, not in the state machine. */
+export const SCHEDULED_FUNCTIONS = {
+  runPolicies: {
+    kind: 'scheduled',
+    name: 'run-policies',
+    entry: 'lambdas/workflow/run-policies.ts',
+    description: 'Backup policies: start the backups that are due',
+    // The local cloud ticks every 15 s; EventBridge Scheduler's finest rate is one minute.
+    everyMinutes: 1,
+    timeoutSeconds: 300,
+    // Registry write: a started backup holds its data centers (activeMigrations) from creation.
+    needs: { tables: { Registry: 'readWrite', Migrations: 'readWrite' }, executions: { start: true } },
+  },
+} as const satisfies Record<string, ScheduledFunction>;
+
+export const ALL_FUNCTIONS = [
+  API_FUNCTION,
+  ...Object.values(TASK_FUNCTIONS),
+  ...Object.values(SCHEDULED_FUNCTIONS),
+] as const;
+
+export const MIGRATION_ASL_PATH = new URL('../statemachines/migration.asl.json', import.meta.url);
