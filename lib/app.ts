@@ -104,8 +104,10 @@ export function buildDeployment(
     settings,
     edge: {
       baseUrl: edge.baseUrl,
-      keyPairId: edge.keyPair.publicKey.publicKeyId,
-      privateKey: edge.keyPair.secret,
+      // Signers use the current generation; the key group still trusts the one before
+      // (lib/constructs/edge-key-pair.ts).
+      keyPairId: edge.keyPair.current.publicKey.publicKeyId,
+      privateKey: edge.keyPair.current.secret,
       distributionId: edge.distribution.distributionId,
     },
   });

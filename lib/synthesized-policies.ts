@@ -68,7 +68,7 @@ export function synthesizedPolicies(
   }
   refs.set(key(cp, logicalId(cp.api.httpApi)), { ref: '{{api}}' });
   refs.set(key(edge, logicalId(edge.distribution)), { ref: '{{distribution}}' });
-  refs.set(key(edge, logicalId(edge.keyPair.secret)), { ref: '{{secret:edge-private-key}}' });
+  refs.set(key(edge, logicalId(edge.keyPair.current.secret)), { ref: '{{secret:edge-private-key}}' });
   for (const [id, stack] of deployment.cacheNodes) {
     const bucket = names.cacheBucketName('{{account}}', id);
     refs.set(key(stack, logicalId(stack.bucket)), { ref: bucket, arn: `arn:aws:s3:::${bucket}` });

@@ -1,6 +1,7 @@
 // The CloudFront distribution in front of every cache node bucket (the draft's CDN delivery): one origin per cache
 // node through origin access control, one behaviour per cache node path `/<id>/chunks/*`, signed URLs only (trusted
-// key group with a key pair generated at deploy), HTTPS only, immutable caching of chunks, standard access logs.
+// key group with the key pairs of the current and the previous generation, generated at deploy), HTTPS only,
+// immutable caching of chunks, standard access logs.
 import { CfnOutput, Duration, Stack, type StackProps } from 'aws-cdk-lib';
 import * as acm from 'aws-cdk-lib/aws-certificatemanager';
 import * as cloudfront from 'aws-cdk-lib/aws-cloudfront';
@@ -195,6 +196,6 @@ export class EdgeStack extends Stack {
 
     this.baseUrl = `https://${domain ? domain.domainName : this.distribution.distributionDomainName}`;
     new CfnOutput(this, 'EdgeBaseUrl', { value: this.baseUrl });
-    new CfnOutput(this, 'KeyPairId', { value: this.keyPair.publicKey.publicKeyId });
+    new CfnOutput(this, 'KeyPairId', { value: this.keyPair.current.publicKey.publicKeyId });
   }
 }

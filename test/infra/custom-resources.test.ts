@@ -1,14 +1,9 @@
-// The deploy-time custom resource handlers: the CloudFormation response protocol, the key pair generator (its
-// public key verifies what the API's signer signs with the private key it stored), and the registry seeder.
-import { createPublicKey } from 'node:crypto';
-import type { PutSecretValueCommand } from '@aws-sdk/client-secrets-manager';
+// The deploy-time custom resource handlers: the CloudFormation response protocol and the registry seeder (the key
+// pair generator's tests are in key-rotation.test.ts).
 import type { CloudFormationCustomResourceEvent } from 'aws-lambda';
 import { describe, expect, it, vi } from 'vitest';
-import { EdgeSigner } from '../../lambdas/aws/edge-signer.ts';
 import { type CustomResourceResult, respondTo } from '../../lib/custom-resources/cfn-response.ts';
-import { edgeKeyPair } from '../../lib/custom-resources/edge-key-pair.ts';
 import { seed } from '../../lib/custom-resources/seed-registry.ts';
-import { verifySignedUrl } from '../../local/edge/signature.ts';
 import { parseTopology, TOPOLOGY_CONTEXT_KEY, type Topology } from '../../protocol/topology.ts';
 import { cdkJsonContext } from './synth.ts';
 
@@ -17,8 +12,8 @@ const base = {
   ResponseURL: 'https://cloudformation-custom-resource-response.example/response',
   StackId: 'arn:aws:cloudformation:ap-northeast-1:123456789012:stack/vmmig-edge/1',
   RequestId: 'request-1',
-  LogicalResourceId: 'SigningKey',
-  ResourceType: 'Custom::EdgeKeyPair',
+  LogicalResourceId: 'RegistrySeed',
+  ResourceType: 'Custom::RegistrySeed',
 };
 const createEvent = (props: Record<string, string>): CloudFormationCustomResourceEvent => ({
   ...base,
@@ -73,50 +68,6 @@ describe('CloudFormation response', () => {
     await expect(
       respondTo(createEvent({}), async () => ({ physicalResourceId: 'p' }), r.send),
     ).rejects.toThrow(/HTTP 403/);
-  });
-});
-
-describe('edge key pair', () => {
-  it('stores a private key whose public half verifies URLs the API signs with it', async () => {
-    const puts: PutSecretValueCommand['input'][] = [];
-    const secrets = { send: async (c: PutSecretValueCommand) => void puts.push(c.input) } as never;
-    const result = await edgeKeyPair(createEvent({ SecretArn: 'arn:secret', Generation: '1' }), secrets);
-
-    expect(puts).toHaveLength(1);
-    expect(puts[0]?.SecretId).toBe('arn:secret');
-    const privateKeyPem = String(puts[0]?.SecretString);
-    const publicKeyPem = result.data?.['PublicKeyPem'] ?? '';
-    expect(publicKeyPem).toMatch(/^-----BEGIN PUBLIC KEY-----\n/);
-    expect(createPublicKey(privateKeyPem).export({ type: 'spki', format: 'pem' })).toBe(publicKeyPem);
-    expect(JSON.stringify(result)).not.toContain('PRIVATE KEY');
-
-    const signer = new EdgeSigner('https://d111.cloudfront.net', 'K2JCJMDEHXQW5F', async () => privateKeyPem);
-    const sha = 'ab'.padEnd(64, '1');
-    const url = new URL(await signer.sign('hkg', `chunks/ab/${sha}`, new Date(Date.now() + 60_000)));
-    const verdict = verifySignedUrl(
-      {
-        origin: url.origin,
-        target: `${url.pathname}${url.search}`,
-        sourceIp: '192.0.2.1',
-        now: Date.now() / 1000,
-      },
-      [{ keyPairId: 'K2JCJMDEHXQW5F', publicKey: createPublicKey(publicKeyPem) }],
-    );
-    expect(verdict).toEqual({ ok: true });
-  });
-
-  it('leaves the secret alone on Delete', async () => {
-    const secrets = { send: async () => expect.unreachable('no call on delete') } as never;
-    const result = await edgeKeyPair(
-      {
-        ...base,
-        RequestType: 'Delete',
-        PhysicalResourceId: 'edge-key-pair',
-        ResourceProperties: { ServiceToken: '' },
-      },
-      secrets,
-    );
-    expect(result).toEqual({ physicalResourceId: 'edge-key-pair' });
   });
 });
 

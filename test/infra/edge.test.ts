@@ -116,18 +116,20 @@ describe('distribution', () => {
 });
 
 describe('signing key', () => {
-  it('feeds the generated public key into the only key of the trusted key group', () => {
+  it('feeds the generated public key of generation 1 into the only key of the trusted key group', () => {
+    // Rotation (generation 2 and later) is in key-rotation.test.ts.
+    template.resourceCountIs('AWS::CloudFront::PublicKey', 1);
     template.hasResourceProperties('AWS::CloudFront::PublicKey', {
       PublicKeyConfig: {
-        EncodedKey: { 'Fn::GetAtt': [Match.stringLikeRegexp('^SigningKey'), 'PublicKeyPem'] },
+        EncodedKey: { 'Fn::GetAtt': [Match.stringLikeRegexp('^SigningKeyGen1KeyPair'), 'PublicKeyPem'] },
       },
     });
     template.hasResourceProperties('AWS::CloudFront::KeyGroup', {
-      KeyGroupConfig: { Items: [{ Ref: Match.stringLikeRegexp('^SigningKeyPublicKey') }] },
+      KeyGroupConfig: { Items: [{ Ref: Match.stringLikeRegexp('^SigningKeyGen1PublicKey') }] },
     });
     template.hasResourceProperties('Custom::EdgeKeyPair', {
       Generation: '1',
-      SecretArn: { Ref: Match.stringLikeRegexp('^SigningKeyPrivateKey') },
+      SecretArn: { Ref: Match.stringLikeRegexp('^SigningKeyGen1PrivateKey') },
     });
   });
 

@@ -79,8 +79,9 @@ describe('options', () => {
     });
   });
 
-  it('vmmig:edgeKeyGeneration regenerates the key pair', () => {
-    synth.template('vmtest-edge').hasResourceProperties('Custom::EdgeKeyPair', { Generation: '3' });
+  it('vmmig:edgeKeyGeneration makes that generation of the key pair and keeps only the one before it', () => {
+    const pairs = synth.template('vmtest-edge').findResources('Custom::EdgeKeyPair');
+    expect(Object.values(pairs).map((r) => r['Properties']['Generation'])).toEqual(['2', '3']);
   });
 
   it('pins every stack to vmmig:account', () => {
