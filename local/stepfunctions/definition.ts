@@ -18,7 +18,22 @@ export const MAX_TIMER_SECONDS = 2_147_483;
 /** A Wait state is run as a Task of this resource (its delay by our chained timers, scaled like every clock). */
 export const LOCAL_WAIT_RESOURCE = 'arn:aws:states:::local:wait';
 
-export type TaskKind = 'lambda-invoke' | 'lambda-callback' | 'lambda-function' | 'wait';
+/** A Distributed Map state is run as a Task of this resource: a Map Run of child executions (runner.ts). */
+export const LOCAL_MAP_RUN_RESOURCE = 'arn:aws:states:::local:mapRun';
+
+export type TaskKind = 'lambda-invoke' | 'lambda-callback' | 'lambda-function' | 'wait' | 'map-run';
+
+/** A Distributed Map: its items (from S3 or the input), how they are batched, the child workflow. */
+export interface MapRunSpec {
+  /** The ItemProcessor, prepared as a state machine of its own: each child execution runs it. */
+  readonly child: PreparedMachine;
+  readonly maxItemsPerBatch: number | undefined;
+  /** 0: as many as AWS allows (10,000). */
+  readonly maxConcurrency: number;
+  readonly toleratedFailurePercentage: number;
+  readonly toleratedFailureCount: number | undefined;
+  readonly label: string;
+}
 
 export interface TaskSpec {
   readonly name: string;
@@ -30,6 +45,7 @@ export interface TaskSpec {
   readonly heartbeatSeconds: number | undefined;
   readonly dynamicTimeout: boolean;
   readonly dynamicHeartbeat: boolean;
+  readonly mapRun?: MapRunSpec;
 }
 
 /** What a prepared Task state passes to its handler (the library evaluates it like any Parameters). */
@@ -173,9 +189,90 @@ class Walk {
     const processor = state[processorKey] as JsonObject;
     const config = processor['ProcessorConfig'];
     if (distributed.length > 0 || (isObject(config) && config['Mode'] === 'DISTRIBUTED')) {
-      throw new InvalidDefinitionError(`Map state "${name}": only inline Map is supported locally`);
+      this.distributedMap(name, state, out);
+      return;
     }
     out[processorKey] = { ...processor, States: this.states(processor['States'] as JsonObject) };
+  }
+
+  /**
+   * A Distributed Map becomes a Task our handler runs as a Map Run: items read from S3 (ItemReader, JSON) or taken
+   * from the input (ItemsPath), batched (ItemBatcher), each batch a child execution of the ItemProcessor with its own
+   * history, at most MaxConcurrency at once, failing past the tolerated failures. What the local service does not
+   * run (ItemSelector, ResultWriter, other readers) is refused.
+   */
+  private distributedMap(name: string, state: JsonObject, out: JsonObject): void {
+    const refuse = (what: string) => {
+      throw new InvalidDefinitionError(`Distributed Map "${name}": ${what} is not supported locally`);
+    };
+    if (state['ItemSelector'] !== undefined || state['Parameters'] !== undefined) refuse('ItemSelector');
+    if (state['ResultWriter'] !== undefined) refuse('ResultWriter');
+    for (const field of ['ToleratedFailurePercentagePath', 'ToleratedFailureCountPath', 'MaxConcurrencyPath'])
+      if (state[field] !== undefined) refuse(field);
+    const processor = state['ItemProcessor'] as JsonObject;
+    const fields: JsonObject = {};
+    const call: JsonObject = { 'Input.$': '$', Parameters: fields };
+    const reader = state['ItemReader'];
+    if (isObject(reader)) {
+      const config = reader['ReaderConfig'];
+      if (
+        reader['Resource'] !== 'arn:aws:states:::s3:getObject' ||
+        !isObject(config) ||
+        config['InputType'] !== 'JSON'
+      )
+        refuse('an ItemReader other than s3:getObject of a JSON array');
+      const params = (reader['Parameters'] ?? {}) as JsonObject;
+      for (const field of ['Bucket', 'Key']) {
+        if (typeof params[field] === 'string') fields[field] = params[field];
+        else if (typeof params[`${field}.$`] === 'string') fields[`${field}.$`] = params[`${field}.$`];
+        else refuse(`an ItemReader without ${field}`);
+      }
+    } else {
+      fields['Items.$'] = typeof state['ItemsPath'] === 'string' ? state['ItemsPath'] : '$';
+    }
+    const batcher = state['ItemBatcher'];
+    const maxItemsPerBatch = isObject(batcher) ? batcher['MaxItemsPerBatch'] : undefined;
+    if (isObject(batcher) && (typeof maxItemsPerBatch !== 'number' || Object.keys(batcher).length !== 1))
+      refuse('an ItemBatcher other than MaxItemsPerBatch');
+    const { ProcessorConfig: _, ...childDefinition } = processor;
+    const child = prepareDefinition(childDefinition, this.options);
+    for (const field of [
+      'ItemReader',
+      'ItemBatcher',
+      'ItemProcessor',
+      'Iterator',
+      'ItemsPath',
+      'MaxConcurrency',
+      'ToleratedFailurePercentage',
+      'ToleratedFailureCount',
+      'Label',
+    ])
+      delete out[field];
+    Object.assign(out, {
+      Type: 'Task',
+      Resource: LOCAL_MAP_RUN_RESOURCE,
+      Parameters: call,
+      TimeoutSeconds: MAX_TIMER_SECONDS,
+    });
+    this.tasks.set(name, {
+      name,
+      kind: 'map-run',
+      functionName: undefined,
+      timeoutSeconds: undefined,
+      heartbeatSeconds: undefined,
+      dynamicTimeout: false,
+      dynamicHeartbeat: false,
+      mapRun: {
+        child,
+        maxItemsPerBatch: typeof maxItemsPerBatch === 'number' ? maxItemsPerBatch : undefined,
+        maxConcurrency: typeof state['MaxConcurrency'] === 'number' ? state['MaxConcurrency'] : 0,
+        toleratedFailurePercentage:
+          typeof state['ToleratedFailurePercentage'] === 'number' ? state['ToleratedFailurePercentage'] : 0,
+        toleratedFailureCount:
+          typeof state['ToleratedFailureCount'] === 'number' ? state['ToleratedFailureCount'] : undefined,
+        label: typeof state['Label'] === 'string' ? state['Label'] : name,
+      },
+    });
   }
 
   private scaleRetrier(retrier: unknown): unknown {
@@ -247,11 +344,12 @@ class Walk {
   /** A Wait state becomes a Task our handler runs: the delay from Seconds/Timestamp (or their paths), then the input. */
   private wait(name: string, index: number, state: JsonObject, out: JsonObject): void {
     const live = (path: string) => rewriteContextPaths(path, index, true);
-    const call: JsonObject = { 'Input.$': '$' };
-    if (typeof state['Seconds'] === 'number') call['Seconds'] = state['Seconds'];
-    else if (typeof state['SecondsPath'] === 'string') call['Seconds.$'] = live(state['SecondsPath']);
-    else if (typeof state['Timestamp'] === 'string') call['Timestamp'] = state['Timestamp'];
-    else if (typeof state['TimestampPath'] === 'string') call['Timestamp.$'] = live(state['TimestampPath']);
+    const fields: JsonObject = {};
+    if (typeof state['Seconds'] === 'number') fields['Seconds'] = state['Seconds'];
+    else if (typeof state['SecondsPath'] === 'string') fields['Seconds.$'] = live(state['SecondsPath']);
+    else if (typeof state['Timestamp'] === 'string') fields['Timestamp'] = state['Timestamp'];
+    else if (typeof state['TimestampPath'] === 'string') fields['Timestamp.$'] = live(state['TimestampPath']);
+    const call: JsonObject = { 'Input.$': '$', Parameters: fields };
     for (const field of ['Seconds', 'SecondsPath', 'Timestamp', 'TimestampPath']) delete out[field];
     Object.assign(out, {
       Type: 'Task',

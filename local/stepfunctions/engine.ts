@@ -21,6 +21,8 @@ export interface EngineOptions {
   readonly timeScale?: number | undefined;
   readonly maxHistoryEvents?: number | undefined;
   readonly functionTimeouts?: Readonly<Record<string, number>> | undefined;
+  readonly readObject?: ((bucket: string, key: string) => Promise<string>) | undefined;
+  readonly canStartChildren?: ((stateMachineArn: string) => string | undefined) | undefined;
 }
 
 // AWS: 1-80 characters; no whitespace, brackets, wildcards, special or control characters.

@@ -63,6 +63,10 @@ export interface LocalStepFunctionsOptions {
   readonly timeScale?: number;
   /** The history quota; default 25,000 as on AWS (tests may lower it). */
   readonly maxHistoryEvents?: number;
+  /** Reads an S3 object as the state machine's role: a Distributed Map's ItemReader. */
+  readonly readObject?: (bucket: string, key: string) => Promise<string>;
+  /** Whether the state machine's role may start its own child executions (a Map Run): a refusal, or undefined. */
+  readonly canStartChildren?: (stateMachineArn: string) => string | undefined;
 }
 
 export interface LocalStepFunctions {
@@ -104,6 +108,8 @@ export async function startLocalStepFunctions(
     functionTimeouts: options.functionTimeouts,
     timeScale: options.timeScale,
     maxHistoryEvents: options.maxHistoryEvents,
+    readObject: options.readObject,
+    canStartChildren: options.canStartChildren,
     log,
     retryIntervalScale: options.retryIntervalScale ?? 1,
   });

@@ -1,9 +1,11 @@
 // Runs one execution on aws-local-stepfunctions: its Context Object and task handlers, one log line per state
 // event, and the outcome written to the execution record.
+
+import { randomUUID } from 'node:crypto';
 import { ExecutionError, ExecutionTimeoutError, StateMachine } from 'aws-local-stepfunctions';
 import { buildContext } from './context.ts';
-import type { PreparedMachine } from './definition.ts';
-import { executionStopped } from './errors.ts';
+import type { MapRunSpec, PreparedMachine } from './definition.ts';
+import { executionStopped, StateError } from './errors.ts';
 import type { ExecutionRecord, ExecutionStore } from './executions.ts';
 import type { TaskTokens } from './task-tokens.ts';
 import { createTaskHandlers, type LocalFunctions, MAX_STATE_PAYLOAD_BYTES } from './tasks.ts';
@@ -26,6 +28,10 @@ export interface RunnerDeps {
   readonly timeScale?: number | undefined;
   /** Default MAX_HISTORY_EVENTS. */
   readonly maxHistoryEvents?: number | undefined;
+  /** Reads an S3 object as the state machine's role (a Distributed Map's ItemReader). */
+  readonly readObject?: ((bucket: string, key: string) => Promise<string>) | undefined;
+  /** Whether the state machine's role may start its own child executions: a refusal message, or undefined. */
+  readonly canStartChildren?: ((stateMachineArn: string) => string | undefined) | undefined;
 }
 
 export interface Machine {
@@ -41,60 +47,102 @@ export interface ExecutionRun {
 }
 
 type EventLog = ReturnType<StateMachine['run']>['eventLogs'] extends AsyncGenerator<infer E> ? E : never;
-type Outcome = Pick<ExecutionRecord, 'status' | 'output' | 'error' | 'cause'>;
+type Outcome = Pick<ExecutionRecord, 'status' | 'output' | 'error' | 'cause'> & {
+  /** History events the run recorded (logged with its end, so that tests can hold it against the quota). */
+  readonly historyEvents?: number;
+};
 
 export function runExecution(deps: RunnerDeps, machine: Machine, record: ExecutionRecord): ExecutionRun {
   const arn = record.executionArn;
   const log = (line: string) => deps.log(`[${record.name}] ${line}`);
   let stopped = false;
-  const finish = (outcome: Outcome) => {
+  const finish = ({ historyEvents, ...outcome }: Outcome) => {
     const current = deps.store.get(arn);
     if (stopped || current?.status !== 'RUNNING') return;
     try {
       deps.store.save({ ...current, ...outcome, stopDate: Date.now() });
-      log(`execution ${outcome.status}${outcome.error ? `: ${outcome.error}` : ''}`);
+      log(
+        `execution ${outcome.status}${outcome.error ? `: ${outcome.error}` : ''}${eventCount(historyEvents)}`,
+      );
     } catch (error) {
       log(`execution ${outcome.status}, but its record could not be written: ${String(error)}`);
     }
   };
+  const run = runMachine(deps, machine, machine.prepared, {
+    executionArn: arn,
+    name: record.name,
+    input: JSON.parse(record.input) as unknown,
+    startDate: record.startDate,
+    log,
+  });
+  return {
+    done: run.outcome.then((outcome) => finish(outcome)),
+    stop(reason) {
+      if (stopped) return;
+      stopped = true;
+      run.stop();
+      log(
+        reason === 'abort' ? 'execution ABORTED' : 'stopped with the service: it resumes at the next start',
+      );
+    },
+  };
+}
 
+interface RunSpec {
+  readonly executionArn: string;
+  readonly name: string;
+  readonly input: unknown;
+  readonly startDate: number;
+  readonly log: (line: string) => void;
+}
+
+interface MachineRun {
+  readonly outcome: Promise<Outcome>;
+  /** Ends the run at once; `outcome` then settles as ABORTED. */
+  stop(): void;
+}
+
+/**
+ * One run of a prepared machine: an execution, or a child execution of a Map Run (its own history, deadline and
+ * tasks). Resolves with the outcome; quotas broken outside any Catch end it (States.Runtime and the like).
+ */
+function runMachine(
+  deps: RunnerDeps,
+  machine: Machine,
+  prepared: PreparedMachine,
+  spec: RunSpec,
+): MachineRun {
+  const arn = spec.executionArn;
   // The execution's deadline: its TimeoutSeconds, and at most a year (AWS's quota), on the workflow's clock.
   const scale = deps.timeScale ?? 1;
-  const lifetime = Math.min(machine.prepared.timeoutSeconds ?? MAX_EXECUTION_SECONDS, MAX_EXECUTION_SECONDS);
-  const remainingMs = lifetime * 1000 * scale - (Date.now() - record.startDate);
+  const lifetime = Math.min(prepared.timeoutSeconds ?? MAX_EXECUTION_SECONDS, MAX_EXECUTION_SECONDS);
+  const remainingMs = lifetime * 1000 * scale - (Date.now() - spec.startDate);
   const timedOut: Outcome = {
     status: 'TIMED_OUT',
     error: 'States.Timeout',
     cause:
-      machine.prepared.timeoutSeconds !== undefined &&
-      machine.prepared.timeoutSeconds <= MAX_EXECUTION_SECONDS
+      prepared.timeoutSeconds !== undefined && prepared.timeoutSeconds <= MAX_EXECUTION_SECONDS
         ? 'the execution exceeded its TimeoutSeconds'
         : 'the execution reached the one-year limit of a Standard execution',
   };
-  if (remainingMs <= 0) {
-    finish(timedOut);
-    return { done: Promise.resolve(), stop: () => {} };
-  }
-  const definition = machine.prepared.definition;
-  const input: unknown = JSON.parse(record.input);
+  if (remainingMs <= 0) return { outcome: Promise.resolve(timedOut), stop: () => {} };
   const context = buildContext(
     {
       executionArn: arn,
-      name: record.name,
-      input,
-      startTime: new Date(record.startDate).toISOString(),
+      name: spec.name,
+      input: spec.input,
+      startTime: new Date(spec.startDate).toISOString(),
       stateMachineArn: machine.arn,
       stateMachineName: machine.name,
       roleArn: `arn:aws:iam::${deps.accountId}:role/local-stepfunctions`,
     },
-    machine.prepared.stateNames,
+    prepared.stateNames,
   );
   const abort = new AbortController();
-  // A quota or limit the run broke outside any state's Catch: it ends the execution (States.Runtime-like).
-  let broken: Outcome | undefined;
-  const breakRun = (outcome: Outcome) => {
-    if (broken || stopped) return;
-    broken = outcome;
+  let ended: Outcome | undefined;
+  const end = (outcome: Outcome) => {
+    if (ended) return;
+    ended = outcome;
     run.abort();
     abort.abort();
     deps.tokens.closeExecution(arn, executionStopped);
@@ -104,29 +152,38 @@ export function runExecution(deps: RunnerDeps, machine: Machine, record: Executi
   const history = (n: number) => {
     events += n;
     if (events > maxEvents) {
-      breakRun({
+      end({
         status: 'FAILED',
         error: 'States.Runtime',
         cause: `The execution reached the maximum number of history events (${maxEvents}).`,
       });
     }
   };
-  const handlers = createTaskHandlers(machine.prepared, {
+  const handlers = createTaskHandlers(prepared, {
     ...deps,
     executionArn: arn,
     history,
     signal: abort.signal,
+    mapRun: (mapRun, parameters) =>
+      runMapRun(
+        deps,
+        machine,
+        { executionArn: arn, name: spec.name, log: spec.log },
+        mapRun,
+        parameters,
+        abort.signal,
+      ),
   });
-  const run = new StateMachine(definition, { validationOptions: { noValidate: true } }).run(
-    input as Parameters<StateMachine['run']>[0],
+  const run = new StateMachine(prepared.definition, { validationOptions: { noValidate: true } }).run(
+    spec.input as Parameters<StateMachine['run']>[0],
     { context, overrides: { taskResourceLocalHandlers: handlers }, noThrowOnAbort: true },
   );
-  const lifetimeTimer = longTimeout(() => breakRun(timedOut), remainingMs);
-  const logging = logEvents(run.eventLogs, log, (event) => {
-    history(historyEvents(event, machine.prepared.stateTypes));
+  const lifetimeTimer = longTimeout(() => end(timedOut), remainingMs);
+  const logging = logEvents(run.eventLogs, spec.log, (event) => {
+    history(historyEvents(event, prepared.stateTypes));
     if (event.type !== 'StateExited' || event.state.output === undefined) return;
     if (Buffer.byteLength(JSON.stringify(event.state.output)) > MAX_STATE_PAYLOAD_BYTES) {
-      breakRun({
+      end({
         status: 'FAILED',
         error: 'States.DataLimitExceeded',
         cause: `state ${event.state.name} produced output over ${MAX_STATE_PAYLOAD_BYTES} bytes`,
@@ -134,36 +191,115 @@ export function runExecution(deps: RunnerDeps, machine: Machine, record: Executi
     }
   });
   history(1); // ExecutionStarted
-  const done = run.result
+  const outcome = run.result
     .then(
       (output): Outcome => ({ status: 'SUCCEEDED', output: JSON.stringify(output ?? null) }),
       (error: unknown) => failure(error),
     )
-    .then(async (outcome) => {
+    .then(async (result) => {
       lifetimeTimer.cancel();
       abort.abort();
       // Tasks left open (a Map iteration aborted because a sibling failed) end with the execution.
       deps.tokens.closeExecution(arn, executionStopped);
       // The event log is closed by now; draining it first keeps the outcome the last line.
       await logging;
-      finish(broken ?? outcome);
+      return { ...(ended ?? result), historyEvents: events };
     });
-
   return {
-    done,
-    stop(reason) {
-      if (stopped) return;
-      stopped = true;
+    outcome,
+    stop: () => {
       lifetimeTimer.cancel();
-      abort.abort();
-      run.abort();
-      deps.tokens.closeExecution(arn, executionStopped);
-      log(
-        reason === 'abort' ? 'execution ABORTED' : 'stopped with the service: it resumes at the next start',
-      );
+      end({ status: 'ABORTED' });
     },
   };
 }
+
+/**
+ * A Distributed Map's Map Run: reads its items, batches them, runs each batch as a child execution (its own
+ * history; at most MaxConcurrency at once), and fails with States.ExceedToleratedFailureThreshold past the
+ * tolerated failures. The parent records only the Map Run's start and end.
+ */
+async function runMapRun(
+  deps: RunnerDeps,
+  machine: Machine,
+  parent: { readonly executionArn: string; readonly name: string; readonly log: (line: string) => void },
+  spec: MapRunSpec,
+  parameters: { readonly Bucket?: unknown; readonly Key?: unknown; readonly Items?: unknown },
+  signal: AbortSignal,
+): Promise<unknown[]> {
+  let items: unknown = parameters.Items;
+  if (parameters.Bucket !== undefined) {
+    if (!deps.readObject)
+      throw new StateError('States.ItemReaderFailed', 'this service has no S3 to read items from');
+    try {
+      items = JSON.parse(await deps.readObject(String(parameters.Bucket), String(parameters.Key)));
+    } catch (error) {
+      throw new StateError(
+        'States.ItemReaderFailed',
+        `reading s3://${String(parameters.Bucket)}/${String(parameters.Key)}: ${String(error)}`,
+      );
+    }
+  }
+  if (!Array.isArray(items))
+    throw new StateError('States.ItemReaderFailed', 'the items are not a JSON array');
+  const refused = deps.canStartChildren?.(machine.arn);
+  if (refused) throw new StateError('States.TaskFailed', refused);
+  const inputs: unknown[] = [];
+  const size = spec.maxItemsPerBatch;
+  if (size === undefined) inputs.push(...items);
+  else for (let i = 0; i < items.length; i += size) inputs.push({ Items: items.slice(i, i + size) });
+  const concurrency = spec.maxConcurrency > 0 ? spec.maxConcurrency : 10_000;
+  const runId = randomUUID();
+  parent.log(`map run ${spec.label}: ${items.length} items in ${inputs.length} child executions`);
+  const outputs: unknown[] = new Array(inputs.length);
+  let failed = 0;
+  let next = 0;
+  const running = new Set<MachineRun>();
+  const stopAll = () => {
+    for (const child of running) child.stop();
+  };
+  signal.addEventListener('abort', stopAll, { once: true });
+  const worker = async () => {
+    while (next < inputs.length && !signal.aborted) {
+      const index = next++;
+      const name = `${runId}:${index}`;
+      const child = runMachine(deps, machine, spec.child, {
+        executionArn: `${machine.arn.replace(':stateMachine:', ':execution:')}/${spec.label}:${name}`,
+        name,
+        input: inputs[index],
+        startDate: Date.now(),
+        log: (line) => parent.log(`${spec.label}/${index}: ${line}`),
+      });
+      running.add(child);
+      const outcome = await child.outcome;
+      running.delete(child);
+      parent.log(
+        `${spec.label}/${index}: child execution ${outcome.status}${outcome.error ? `: ${outcome.error}` : ''}${eventCount(outcome.historyEvents)}`,
+      );
+      if (outcome.status === 'SUCCEEDED') outputs[index] = JSON.parse(outcome.output ?? 'null');
+      else failed++;
+    }
+  };
+  try {
+    await Promise.all(Array.from({ length: Math.min(concurrency, inputs.length) }, worker));
+  } finally {
+    signal.removeEventListener('abort', stopAll);
+  }
+  const tolerated =
+    inputs.length === 0
+      ? true
+      : (failed * 100) / inputs.length <= spec.toleratedFailurePercentage &&
+        (spec.toleratedFailureCount === undefined || failed <= spec.toleratedFailureCount);
+  if (!tolerated) {
+    throw new StateError(
+      'States.ExceedToleratedFailureThreshold',
+      `${failed} of ${inputs.length} child executions of map run ${spec.label} failed`,
+    );
+  }
+  return outputs;
+}
+
+const eventCount = (n: number | undefined) => (n === undefined ? '' : ` (${n} history events)`);
 
 function failure(error: unknown): Outcome {
   if (error instanceof ExecutionTimeoutError) {

@@ -4,7 +4,13 @@
 import { randomUUID } from 'node:crypto';
 import type { RunOptions } from 'aws-local-stepfunctions';
 import { fillPlaceholders } from './context.ts';
-import { functionNameOf, type PreparedMachine, type TaskCall, type TaskSpec } from './definition.ts';
+import {
+  functionNameOf,
+  type MapRunSpec,
+  type PreparedMachine,
+  type TaskCall,
+  type TaskSpec,
+} from './definition.ts';
 import { StateError, statesTimeout } from './errors.ts';
 import type { TaskTokens, TaskWaiter } from './task-tokens.ts';
 import { longSleep, longTimeout } from './timers.ts';
@@ -35,6 +41,14 @@ export interface TaskRuntime {
   readonly history?: ((events: number) => void) | undefined;
   /** Aborted when the execution stops. */
   readonly signal?: AbortSignal | undefined;
+  /** Runs a Distributed Map's Map Run (runner.ts). */
+  readonly mapRun?: ((spec: MapRunSpec, parameters: MapRunParameters) => Promise<unknown>) | undefined;
+}
+
+export interface MapRunParameters {
+  readonly Bucket?: unknown;
+  readonly Key?: unknown;
+  readonly Items?: unknown;
 }
 
 /** One entry into a Task state; Retry re-runs it with the same effective input object (see `enter`). */
@@ -94,6 +108,8 @@ const ATTEMPT_EVENTS: Record<TaskSpec['kind'], number> = {
   'lambda-callback': 4,
   'lambda-function': 3,
   wait: 0,
+  // MapRunStarted, MapRunSucceeded/Failed (the child executions keep their own histories).
+  'map-run': 2,
 };
 
 function runAttempt(spec: TaskSpec, call: TaskCall, entry: Entry, runtime: TaskRuntime): Promise<unknown> {
@@ -115,6 +131,12 @@ function runAttempt(spec: TaskSpec, call: TaskCall, entry: Entry, runtime: TaskR
     return Promise.reject(new StateError('States.Runtime', cause, false, false));
   }
   if (spec.kind === 'wait') return waitFor(call, scale, runtime.signal);
+  if (spec.kind === 'map-run') {
+    const { mapRun } = runtime;
+    if (!mapRun || !spec.mapRun)
+      return Promise.reject(new StateError('States.Runtime', 'no map runs here', false, false));
+    return mapRun(spec.mapRun, (call.Parameters ?? {}) as MapRunParameters);
+  }
   const waiter =
     spec.kind === 'lambda-callback'
       ? runtime.tokens.open({

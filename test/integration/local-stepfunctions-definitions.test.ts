@@ -87,12 +87,16 @@ describe('prepared definitions', () => {
       /never passes \$\$\.Task\.Token/,
     ],
     [
-      'a distributed Map',
+      'a distributed Map with a ResultWriter',
       JSON.stringify({
         StartAt: 'M',
         States: {
           M: {
             Type: 'Map',
+            ResultWriter: {
+              Resource: 'arn:aws:states:::s3:putObject',
+              Parameters: { Bucket: 'b', Prefix: 'p' },
+            },
             ItemProcessor: {
               ProcessorConfig: { Mode: 'DISTRIBUTED', ExecutionType: 'STANDARD' },
               StartAt: 'P',
@@ -102,7 +106,7 @@ describe('prepared definitions', () => {
           },
         },
       }),
-      /only inline Map/,
+      /ResultWriter is not supported locally/,
     ],
     [
       'a state name used twice',
