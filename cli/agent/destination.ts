@@ -41,6 +41,8 @@ interface Delivered {
 }
 
 const MAX_CHUNK_ATTEMPTS = 3;
+/** A chunk still refused (403) after this many fresh URLs is treated as missing: repaired, not re-signed again. */
+const MAX_FRESH_URLS = 3;
 
 /** Bytes read per step of the whole-image pass. */
 const HASH_READ = 4 * 1024 * 1024;
@@ -263,6 +265,8 @@ async function download(
     // A sparse file of the final size: chunks that are all zeros are never written, they stay holes.
     await file.truncate(image.size);
     let page: DownloadPlan | undefined = firstPage;
+    // Chunk index → fresh URLs asked for it after a 403.
+    const freshUrls = new Map<number, number>();
     while (page) {
       const items: PlanChunk[] = page.items;
       const retryWithFreshUrls: PlanChunk[] = [];
@@ -295,12 +299,15 @@ async function download(
               }
               problem = `failed verification (${bytes.length} bytes hashing to ${digest})`;
             } catch (err) {
-              if (err instanceof UrlExpired) {
+              const resigned = freshUrls.get(chunk.index) ?? 0;
+              if (err instanceof UrlExpired && resigned < MAX_FRESH_URLS) {
+                freshUrls.set(chunk.index, resigned + 1);
                 giveBack(buf);
                 retryWithFreshUrls.push(chunk);
                 return;
               }
-              if (err instanceof WrongLength) {
+              if (err instanceof UrlExpired) problem = `is refused (403) with ${resigned} fresh URLs`;
+              else if (err instanceof WrongLength) {
                 fetched++;
                 problem = `failed verification (${err.message})`;
               } else if (err instanceof ChunkNotFound) problem = 'is not at the cache node';

@@ -1,7 +1,9 @@
 // Moving one chunk over HTTP: presigned PUT to the source cache node, signed GET from the edge. Transient
 // failures (network, 5xx, SlowDown, a body cut off midway, a stalled connection) are retried with exponential
 // backoff; an expired URL asks the caller for a new one; a chunk the edge does not have, or answers with a body of
-// another length, is reported as such, for the caller to repair.
+// another length, is reported as such, for the caller to repair. CloudFront answers both an expired URL and a
+// missing chunk with 403 (its origin access may not list the bucket, so S3 says 403 for a missing key): the URL's
+// own expiry tells them apart.
 //
 // node:http(s) with keep-alive agents rather than fetch: fetch copies a Buffer body twice on the way out and hands a
 // response over as web-stream pieces that arrayBuffer() concatenates, then the caller hashes it in a second pass.
@@ -21,7 +23,10 @@ export class UrlExpired extends Error {
   override readonly name = 'UrlExpired';
 }
 
-/** The edge answered 404: the cache node does not hold the chunk (lost, or deleted as corrupt). */
+/**
+ * The cache node does not hold the chunk (lost, or deleted as corrupt): the edge answered 404, or 403 to a URL
+ * that has not expired.
+ */
 export class ChunkNotFound extends Error {
   override readonly name = 'ChunkNotFound';
 }
@@ -318,9 +323,50 @@ export async function getChunk(
       },
     );
     if (typeof out !== 'string') return out;
-    if (status === 403) throw new UrlExpired(out);
+    if (status === 403) {
+      const expiresAt = signedUrlExpiry(url);
+      if (expiresAt !== undefined && expiresAt - Date.now() > EXPIRY_MARGIN_MS) {
+        throw new ChunkNotFound(
+          `403 to a URL valid until ${new Date(expiresAt).toISOString()}: the cache node does not hold it`,
+        );
+      }
+      throw new UrlExpired(out);
+    }
     if (status === 404) throw new ChunkNotFound(out.slice(0, 300));
     if (retryable(status)) throw new Error(`GET returned ${status}`);
     throw fatal(`GET returned ${status}: ${out.slice(0, 300)}`);
   });
+}
+
+/** A 403 to a URL with less than this left before it expires (clock skew, a slow request) counts as expiry. */
+const EXPIRY_MARGIN_MS = 60_000;
+
+/**
+ * When a CloudFront signed URL stops being valid (ms since the epoch): its canned policy's `Expires`, or its custom
+ * policy's DateLessThan. Undefined for an unsigned URL or one that cannot be read.
+ */
+export function signedUrlExpiry(url: string): number | undefined {
+  let params: URLSearchParams;
+  try {
+    params = new URL(url).searchParams;
+  } catch {
+    return undefined;
+  }
+  const expires = params.get('Expires');
+  if (expires !== null) return /^\d+$/.test(expires) ? Number(expires) * 1000 : undefined;
+  const policy = params.get('Policy');
+  if (policy === null) return undefined;
+  try {
+    // CloudFront's URL-safe base64: - for +, _ for =, ~ for /.
+    const json = Buffer.from(
+      policy.replace(/-/g, '+').replace(/_/g, '=').replace(/~/g, '/'),
+      'base64',
+    ).toString('utf8');
+    const epoch = (
+      JSON.parse(json) as { Statement?: { Condition?: { DateLessThan?: Record<string, unknown> } }[] }
+    ).Statement?.[0]?.Condition?.DateLessThan?.['AWS:EpochTime'];
+    return typeof epoch === 'number' ? epoch * 1000 : undefined;
+  } catch {
+    return undefined;
+  }
 }

@@ -5,7 +5,7 @@
 // chunk again.
 import { open, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { HeadObjectCommand } from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, HeadObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { vmLikeSpec, writeRawImage } from '../../local/sample-images.ts';
 import { retryMigration } from '../../protocol/api/migrations.ts';
@@ -48,7 +48,7 @@ describe('a corrupted chunk in a cache node', () => {
 
   beforeAll(async () => {
     t = await startTestCloud({ agents: false });
-    for (const image of ['flip-01.raw', 'flip-02.raw']) {
+    for (const image of ['flip-01.raw', 'flip-02.raw', 'flip-03.raw']) {
       await writeRawImage(
         join(t.cloud.dataCenterDir('dc-gz'), 'images', image),
         vmLikeSpec(64 << 20, 32 << 20, `chaos-corruption-${image}`),
@@ -99,6 +99,26 @@ describe('a corrupted chunk in a cache node', () => {
     expect(done.history?.map((h) => h.event)).toContain('chunk-repaired');
     // The cache node holds an intact copy again.
     expect(await sha256File(path)).toBe(chunk.sha256);
+    await destination.kill();
+  });
+
+  it("deleted behind the system's back: the edge's 403 to a valid URL is a missing chunk, copied again", async () => {
+    const { id, manifest, victim } = await readyToDownload('flip-03.raw');
+    const chunk = manifest.chunks[victim] as Manifest['chunks'][number];
+    await directS3(t).send(new DeleteObjectCommand({ Bucket: bucketOf('nrt'), Key: chunkKey(chunk.sha256) }));
+    const destination = start('dc-osa');
+    const done = await waitForMigration(t.admin, id, undefined, 180_000);
+    expect(done.status, JSON.stringify(done.error)).toBe('COMPLETED');
+    expect(await sha256File(join(t.cloud.dataCenterDir('dc-osa'), 'images', 'flip-03.raw'))).toBe(
+      await sha256File(join(t.cloud.dataCenterDir('dc-gz'), 'images', 'flip-03.raw')),
+    );
+    // As on AWS, the edge cannot tell the agent "missing" (its origin access does not list the bucket): a 403 to a
+    // URL that has not expired is read as such, not re-signed without end.
+    await destination.waitForLine(
+      new RegExp(`chunk ${victim} .* is not at the cache node; asking for a repair`),
+    );
+    await destination.waitForLine(new RegExp(`chunk ${victim} .* copied again from cache node hkg`));
+    expect(await exists(chunkFile(t, 'nrt', chunk.sha256))).toBe(true);
     await destination.kill();
   });
 

@@ -210,6 +210,31 @@ describe('chunk transfers over node:http', () => {
       expect(s.requests).toHaveLength(2);
     });
 
+    it('tells a missing chunk (403 to an unexpired signed URL, as CloudFront answers) from an expired URL', async () => {
+      const inAnHour = Math.floor(Date.now() / 1000) + 3600;
+      const policy = (epoch: number) =>
+        Buffer.from(
+          JSON.stringify({
+            Statement: [{ Resource: '*', Condition: { DateLessThan: { 'AWS:EpochTime': epoch } } }],
+          }),
+        )
+          .toString('base64')
+          .replace(/\+/g, '-')
+          .replace(/=/g, '_')
+          .replace(/\//g, '~');
+      const denied = () =>
+        answer(403, '<Error><Code>AccessDenied</Code><Message>Access denied</Message></Error>');
+      s.script.push(denied(), denied(), denied(), denied());
+      const get = (query: string) =>
+        getChunk(`${s.url}/c?${query}&Signature=x&Key-Pair-Id=K`, CHUNK.length, signal());
+      await expect(get(`Expires=${inAnHour}`)).rejects.toBeInstanceOf(ChunkNotFound);
+      await expect(get(`Policy=${policy(inAnHour)}`)).rejects.toBeInstanceOf(ChunkNotFound);
+      await expect(get(`Expires=${inAnHour - 3600 - 10}`)).rejects.toBeInstanceOf(UrlExpired);
+      // About to expire: the request may have been judged after it did.
+      await expect(get(`Expires=${inAnHour - 3600 + 30}`)).rejects.toBeInstanceOf(UrlExpired);
+      expect(s.requests).toHaveLength(4);
+    });
+
     it('fails at once on another 4xx, with the status and the body', async () => {
       s.script.push(answer(400, 'InvalidArgument: bad signature'));
       await expect(getChunk(`${s.url}/c`, CHUNK.length, signal())).rejects.toThrow(
