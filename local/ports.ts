@@ -1,5 +1,6 @@
 // Port helpers for the local cloud's servers: pick a free loopback port, and fail early with a message that
 // names the port and the component when the port is already taken.
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 
 export const LOOPBACK = '127.0.0.1';
@@ -18,8 +19,43 @@ export class PortInUseError extends Error {
   }
 }
 
-/** A port that was free on the loopback interface a moment ago (the OS picks it). */
-export function findFreePort(host: string = LOOPBACK): Promise<number> {
+/**
+ * A port that was free on the loopback interface a moment ago. It is taken below the kernel's ephemeral range: a
+ * port the OS hands out (port 0) comes from that range, where outgoing connections take their local ports too, and
+ * one of them may hold it by the time the server that was promised it binds.
+ */
+export async function findFreePort(host: string = LOOPBACK): Promise<number> {
+  const ephemeralFrom = firstEphemeralPort();
+  const low = 10_000;
+  if (ephemeralFrom - low > 1_000) {
+    for (let attempt = 0; attempt < 50; attempt++) {
+      const port = low + Math.floor(Math.random() * (ephemeralFrom - low));
+      if (await canBind(host, port)) return port;
+    }
+  }
+  return anyPort(host);
+}
+
+function firstEphemeralPort(): number {
+  try {
+    const range = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/);
+    const from = Number(range[0]);
+    return Number.isInteger(from) && from > 0 ? from : 32_768;
+  } catch {
+    return 32_768; // Linux's default; elsewhere ports below it are just as good a guess.
+  }
+}
+
+function canBind(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.unref();
+    server.once('error', () => resolve(false));
+    server.listen({ host, port, exclusive: true }, () => server.close(() => resolve(true)));
+  });
+}
+
+function anyPort(host: string): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.unref();
