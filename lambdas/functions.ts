@@ -2,7 +2,7 @@
 // it may touch (lambdas/needs.ts). CDK makes one function per entry with exactly these grants and variables; the
 // local cloud runs the same handlers with the same variables under the same IAM policy. A handler module binds to
 // its entry (`task(FUNCTIONS.admit, ...)`), so its adapters are typed by these needs.
-import type { ApiFunction, Needs, ScheduledFunction, TaskFunction } from './needs.ts';
+import type { ApiFunction, FunctionDefinition, Needs, ScheduledFunction, TaskFunction } from './needs.ts';
 
 const task = <const N extends Needs>(fn: Omit<TaskFunction<N>, 'kind'>): TaskFunction<N> => ({
   kind: 'task',
@@ -33,6 +33,8 @@ export const API_FUNCTION = {
     chunks: { read: true, write: true, delete: true, list: true },
     executions: { start: true, stop: true, taskResponse: true },
     edge: { sign: true, invalidate: true },
+    // Each data center's work queue is created when its agent first asks for it, deleted with the data center.
+    workQueues: { manage: true },
   },
 } as const satisfies ApiFunction;
 
@@ -59,6 +61,14 @@ export const TASK_FUNCTIONS = {
     description: 'CMN: take transfer slots',
     needs: { tables: { Registry: 'readWrite', Migrations: 'readWrite' } },
   }),
+  // Queued for a slot: waits (a callback, no state transitions) until a release wakes it or the queue time is up.
+  awaitSlot: task({
+    name: 'await-slot',
+    substitution: 'AwaitSlotFunction',
+    entry: 'lambdas/workflow/await-slot.ts',
+    description: 'Callback: wait for a transfer slot at a full cache node',
+    needs: { tables: { Registry: 'read', Migrations: 'readWrite' }, executions: { taskResponse: true } },
+  }),
   awaitDecision: task({
     name: 'await-decision',
     substitution: 'AwaitDecisionFunction',
@@ -72,7 +82,12 @@ export const TASK_FUNCTIONS = {
     entry: 'lambdas/workflow/request-work.ts',
     description: 'Callback: hand work to an agent',
     // taskResponse: a step whose work is already done (a re-run after a restart) is answered at once.
-    needs: { tables: { Migrations: 'readWrite' }, executions: { taskResponse: true } },
+    // workQueues.send: the agent is woken through its work queue.
+    needs: {
+      tables: { Migrations: 'readWrite' },
+      executions: { taskResponse: true },
+      workQueues: { send: true },
+    },
   }),
   // Manifests of 100k+ chunks: the content index is read in batches of 100 keys.
   checkCache: task({
@@ -97,6 +112,20 @@ export const TASK_FUNCTIONS = {
     needs: {
       tables: { Registry: 'read', Migrations: 'readWrite', ContentIndex: 'read' },
       control: { read: true, list: true },
+    },
+  }),
+  // Chunks another migration is uploading: waits until it finishes or ends (a callback, woken by it).
+  awaitShared: task({
+    name: 'await-shared',
+    substitution: 'AwaitSharedFunction',
+    entry: 'lambdas/workflow/await-shared.ts',
+    description: 'Callback: wait for chunks other migrations are uploading',
+    memorySize: 1024,
+    timeoutSeconds: 300,
+    needs: {
+      tables: { Registry: 'read', Migrations: 'readWrite', ContentIndex: 'read' },
+      control: { read: true, list: true },
+      executions: { taskResponse: true },
     },
   }),
   planReplication: task({
@@ -139,14 +168,15 @@ export const TASK_FUNCTIONS = {
     substitution: 'CompleteFunction',
     entry: 'lambdas/workflow/complete.ts',
     description: 'Finish and release',
-    needs: { tables: { Registry: 'readWrite', Migrations: 'readWrite' } },
+    // taskResponse: releasing slots and ending uploads wakes the migrations waiting for them.
+    needs: { tables: { Registry: 'readWrite', Migrations: 'readWrite' }, executions: { taskResponse: true } },
   }),
   recordFailure: task({
     name: 'record-failure',
     substitution: 'RecordFailureFunction',
     entry: 'lambdas/workflow/record-failure.ts',
     description: 'Catch: record the cause, release',
-    needs: { tables: { Registry: 'readWrite', Migrations: 'readWrite' } },
+    needs: { tables: { Registry: 'readWrite', Migrations: 'readWrite' }, executions: { taskResponse: true } },
   }),
 } as const;
 
@@ -163,12 +193,25 @@ export const SCHEDULED_FUNCTIONS = {
     // Registry write: a started backup holds its data centers (activeMigrations) from creation.
     needs: { tables: { Registry: 'readWrite', Migrations: 'readWrite' }, executions: { start: true } },
   },
+  dueWork: {
+    kind: 'scheduled',
+    name: 'due-work',
+    entry: 'lambdas/workflow/due-work.ts',
+    description:
+      'Start scheduled migrations that are due; wake queued migrations a lost wake-up left waiting',
+    everyMinutes: 1,
+    timeoutSeconds: 300,
+    needs: {
+      tables: { Registry: 'read', Migrations: 'readWrite' },
+      executions: { start: true, taskResponse: true },
+    },
+  },
 } as const satisfies Record<string, ScheduledFunction>;
 
-export const ALL_FUNCTIONS = [
+export const ALL_FUNCTIONS: readonly FunctionDefinition[] = [
   API_FUNCTION,
   ...Object.values(TASK_FUNCTIONS),
   ...Object.values(SCHEDULED_FUNCTIONS),
-] as const;
+];
 
 export const MIGRATION_ASL_PATH = new URL('../statemachines/migration.asl.json', import.meta.url);

@@ -47,6 +47,8 @@ export class AgentSupervisor {
   constructor(
     private readonly endpoint: string,
     private readonly log: (dataCenterId: string, line: string) => void,
+    /** A data center's AWS environment: its agent's own credentials, as Roles Anywhere gives them on AWS. */
+    private readonly awsEnvironment: (dataCenterId: string) => Record<string, string> = () => ({}),
   ) {}
 
   start(spec: AgentSpec, failures = 0): void {
@@ -54,7 +56,7 @@ export class AgentSupervisor {
     this.specs.set(spec.dataCenterId, spec);
     mkdirSync(`${spec.dir}/images`, { recursive: true });
     const child = spawn(process.execPath, agentArgs(spec, this.endpoint), {
-      env: { ...process.env, VMMIG_TOKEN: spec.token },
+      env: { ...process.env, ...this.awsEnvironment(spec.dataCenterId), VMMIG_TOKEN: spec.token },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     this.children.set(spec.dataCenterId, child);

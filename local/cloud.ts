@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { serve } from '@hono/node-server';
 import { AwsClients } from '../lambdas/aws/clients.ts';
 import { TABLE_DEFINITIONS } from '../lambdas/aws/tables.ts';
@@ -16,6 +17,7 @@ import {
   TASK_FUNCTIONS,
 } from '../lambdas/functions.ts';
 import { DEFAULT_FUNCTION_TIMEOUT_SECONDS, type FunctionDefinition } from '../lambdas/needs.ts';
+import type { DueWorkReport } from '../lambdas/workflow/due-work.ts';
 import type { PolicyRunReport } from '../lambdas/workflow/run-policies.ts';
 import type { DeclaredHandler } from '../lambdas/workflow/task.ts';
 import type { Topology } from '../protocol/topology.ts';
@@ -28,6 +30,7 @@ import {
   LOCAL_NAMES,
   type LocalServices,
   lambdaEnvironment,
+  principalEnvironment,
   type RootDeps,
   rootDeps,
 } from './deployment.ts';
@@ -133,6 +136,8 @@ export interface LocalCloud {
    * servers (S3 not through the fault proxy) and every adapter. Tests look inside with it.
    */
   readonly root: { readonly clients: AwsClients; readonly deps: RootDeps };
+  /** The AWS environment of a data center's agent: its own credentials and the local SQS endpoint. */
+  agentEnvironment(dataCenterId: string): Record<string, string>;
   /** The environment a declared function sees as a Lambda here (to run a Lambda entry module unchanged). */
   lambdaEnvironment(definition: FunctionDefinition): Record<string, string>;
   stop(): Promise<void>;
@@ -259,6 +264,13 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
     });
     stops.push(() => edge.stop());
 
+    // The state machine's own role: what a Distributed Map's ItemReader reads S3 with.
+    const stateMachineClients = new AwsClients({
+      region: topology.homeRegion,
+      credentials: credentialsOf({ kind: 'stateMachine' }),
+      endpoints: { s3: s3Endpoint },
+      s3ForcePathStyle: true,
+    });
     const functions: Record<string, (event: never) => Promise<unknown>> = {};
     for (const definition of Object.values(TASK_FUNCTIONS)) {
       const handler = (await loadHandler(definition.entry)).in(functionRuntime(definition, services));
@@ -273,6 +285,18 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
       functions,
       log: (line) => log('sfn', line),
       gate,
+      readObject: async (bucket, key) => {
+        const s3 = stateMachineClients.s3(topology.homeRegion);
+        const out = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+        return (await out.Body?.transformToString()) ?? '';
+      },
+      canStartChildren: (stateMachineArn) => {
+        const request = { action: 'states:StartExecution', resource: stateMachineArn };
+        const decision = gate.authorizer.decide({ kind: 'stateMachine' }, request);
+        return decision === 'Allowed'
+          ? undefined
+          : accessDeniedMessage(gate.authorizer.describe({ kind: 'stateMachine' }), request, decision);
+      },
       canInvoke: (functionArn) => {
         const request = { action: 'lambda:InvokeFunction', resource: functionArn };
         const decision = gate.authorizer.decide({ kind: 'stateMachine' }, request);
@@ -340,26 +364,36 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
       await Promise.race([Promise.allSettled([...inFlight]), new Promise((r) => setTimeout(r, 3000))]);
     });
 
-    // Backup policies run on their own: a timer here, EventBridge Scheduler on AWS.
+    // The scheduled functions (backup policies, due scheduled starts and wake-ups) run on a timer here, on
+    // EventBridge Scheduler every minute on AWS.
     const tick = options.policyTickMs ?? 15_000;
     if (tick > 0) {
       const runPolicies = (await loadHandler<PolicyRunReport>(SCHEDULED_FUNCTIONS.runPolicies.entry)).in(
         functionRuntime(SCHEDULED_FUNCTIONS.runPolicies, services),
       );
+      const dueWork = (await loadHandler<DueWorkReport>(SCHEDULED_FUNCTIONS.dueWork.entry)).in(
+        functionRuntime(SCHEDULED_FUNCTIONS.dueWork, services),
+      );
       let running = false;
       const timer = setInterval(() => {
         if (running) return;
         running = true;
-        runPolicies({} as never)
+        const policies = runPolicies({} as never)
           .then((r) => {
             for (const s of r.started)
               log('scheduler', `backup policy ${s.policyId}: started ${s.migrationId}`);
             for (const s of r.skipped) log('scheduler', `backup policy ${s.policyId}: skipped (${s.reason})`);
           })
-          .catch((err: Error) => log('scheduler', `backup policies: ${err.message}`))
-          .finally(() => {
-            running = false;
-          });
+          .catch((err: Error) => log('scheduler', `backup policies: ${err.message}`));
+        const due = dueWork({} as never)
+          .then((r) => {
+            for (const id of r.started) log('scheduler', `scheduled migration ${id}: started`);
+            if (r.woken > 0) log('scheduler', `woke ${r.woken} migration(s) queued for a free slot`);
+          })
+          .catch((err: Error) => log('scheduler', `due work: ${err.message}`));
+        void Promise.all([policies, due]).finally(() => {
+          running = false;
+        });
       }, tick);
       timer.unref();
       stops.push(async () => clearInterval(timer));
@@ -375,10 +409,16 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
     writeState({ pid: process.pid, startedAt: new Date().toISOString(), dataDir, endpoints });
 
     const dataCenterDir = (id: string) => join(dataDir, 'dc', id);
+    // An agent reaches its work queue with its own credentials (its role's policy allows only its own queue).
+    const agentEnvironment = (dataCenterId: string): Record<string, string> => ({
+      ...principalEnvironment({ kind: 'agent', dataCenterId }),
+      AWS_REGION: topology.homeRegion,
+      AWS_ENDPOINT_URL_SQS: s3.endpoint,
+    });
     let agents: AgentSupervisor | undefined;
     if (options.agents !== false) {
       const agentOptions = typeof options.agents === 'object' ? options.agents : {};
-      agents = new AgentSupervisor(apiEndpoint, (dc, line) => log(`agent ${dc}`, line));
+      agents = new AgentSupervisor(apiEndpoint, (dc, line) => log(`agent ${dc}`, line), agentEnvironment);
       const supervisor = agents;
       const spec = (id: string) => ({
         dataCenterId: id,
@@ -433,6 +473,7 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
         }),
       },
       lambdaEnvironment: (definition) => lambdaEnvironment(definition, services),
+      agentEnvironment,
       agentToken: (id) => agentToken(tokens, id),
       dataCenterDir,
       stop: stopAll,

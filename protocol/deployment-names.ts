@@ -42,6 +42,10 @@ export class DeploymentNames {
     return `${this.prefix}-work-`;
   }
 
+  workQueueName(dataCenterId: string): string {
+    return `${this.workQueuePrefix}${dataCenterId}`;
+  }
+
   /** AGENT_ROLE_PREFIX: the role of data center X's agent is this + X (lambdas/api/iam-principals.ts). */
   get agentRolePrefix(): string {
     return `${this.prefix}-agent-`;

@@ -6,9 +6,9 @@ import { type AgentOptions, JobCancelled, JobFailure } from './context.ts';
 import { deliver } from './destination.ts';
 import { handover, release } from './local-jobs.ts';
 import { provideManifest, uploadMissing } from './source.ts';
+import { LOOK_EVERY_MS, WorkQueueListener } from './work-queue.ts';
 
 const MAX_JOBS = 4;
-const LONG_POLL_SECONDS = 10;
 /** Reported to the API on every poll, with the qemu-img version when there is one. */
 export const AGENT_VERSION = '0.1.0';
 
@@ -16,37 +16,83 @@ export class Agent {
   private readonly running = new Map<string, AbortController>();
   private readonly retryAt = new Map<string, { at: number; failures: number }>();
   private wake: (() => void) | undefined;
+  /** Work seen but not started (job slots full, a retry not due): look again soon, not in minutes. */
+  private deferred = false;
 
   constructor(private readonly opts: AgentOptions) {}
 
-  /** Polls until the signal aborts; running jobs are aborted with it. */
-  /** Polls until the signal aborts; running jobs are aborted with it. */
+  /**
+   * Runs until the signal aborts (running jobs are aborted with it): looks at its work, starts what it can, then
+   * waits on its work queue until woken, a job ends, or LOOK_EVERY_MS passes. Without a usable queue it polls the
+   * API every poll interval instead (and says so).
+   */
   async run(signal: AbortSignal): Promise<void> {
     const { log } = this.opts;
     log(
-      `agent for ${this.opts.dataCenterId} polling ${this.opts.client.endpoint} (images in ${this.opts.dir}/images)`,
+      `agent for ${this.opts.dataCenterId} at ${this.opts.client.endpoint} (images in ${this.opts.dir}/images)`,
     );
+    let queue: WorkQueueListener | undefined;
+    // A queue that could not be opened or used is tried again after this (meanwhile the API is asked).
+    let openQueueAt = 0;
     let apiDown = false;
     while (!signal.aborted) {
-      let started = 0;
+      if (!queue && Date.now() >= openQueueAt) {
+        const opened = await WorkQueueListener.open(this.opts.client, signal);
+        if ('listener' in opened) {
+          queue = opened.listener;
+          log('listening on the work queue');
+        } else {
+          openQueueAt = Date.now() + LOOK_EVERY_MS;
+          if (!signal.aborted && !apiDown)
+            log(`no work queue (${opened.reason}): asking the API every ${this.opts.pollIntervalMs} ms`);
+        }
+      }
       try {
-        // Idle: a long poll answers as soon as work appears. Busy: a short poll every interval.
-        const waitSeconds = this.running.size === 0 ? LONG_POLL_SECONDS : 0;
         const res = await this.opts.client.call<{ items: WorkItem[] }>(getWork, {
-          query: { waitSeconds, agentVersion: AGENT_VERSION, qemuImg: (await findQemu())?.version },
+          query: { agentVersion: AGENT_VERSION, qemuImg: (await findQemu())?.version },
           signal,
         });
         if (apiDown) log('API reachable again');
         apiDown = false;
-        for (const work of res.body.items) if (this.maybeStart(work, signal)) started++;
+        this.deferred = false;
+        for (const work of res.body.items) this.maybeStart(work, signal);
       } catch (err) {
         if (signal.aborted) break;
         if (!apiDown) log(`cannot reach the API: ${(err as Error).message}; retrying`);
         apiDown = true;
       }
-      if (started === 0) await this.idle(signal);
+      if (queue && !apiDown) {
+        try {
+          await this.waitOnQueue(queue, signal);
+          continue;
+        } catch (err) {
+          if (signal.aborted) break;
+          log(
+            `work queue unusable (${(err as Error).message}): asking the API every ${this.opts.pollIntervalMs} ms`,
+          );
+          queue = undefined;
+          openQueueAt = Date.now() + LOOK_EVERY_MS;
+        }
+      }
+      await this.idle(signal);
     }
     for (const c of this.running.values()) c.abort(new Error('agent stopping'));
+  }
+
+  /** Waits for a wake-up, a finished job (its next step may be waiting already), or the periodic look. */
+  private async waitOnQueue(queue: WorkQueueListener, signal: AbortSignal): Promise<void> {
+    const interrupt = new AbortController();
+    const stop = () => interrupt.abort();
+    this.wake = stop;
+    signal.addEventListener('abort', stop, { once: true });
+    // Work refused for now (all job slots taken, or a retry not due yet) is looked at again soon.
+    const waitMs = this.deferred ? Math.min(LOOK_EVERY_MS, this.opts.pollIntervalMs * 5) : LOOK_EVERY_MS;
+    try {
+      await queue.wait(waitMs, interrupt.signal);
+    } finally {
+      this.wake = undefined;
+      signal.removeEventListener('abort', stop);
+    }
   }
 
   /** Sleeps a poll interval, or less when a job finishes (its next step may already be waiting). */
@@ -66,9 +112,12 @@ export class Agent {
 
   private maybeStart(work: WorkItem, signal: AbortSignal): boolean {
     const key = `${work.migrationId}#${work.action}`;
-    if (this.running.has(key) || this.running.size >= MAX_JOBS) return false;
+    if (this.running.has(key)) return false;
     const retry = this.retryAt.get(key);
-    if (retry && Date.now() < retry.at) return false;
+    if (this.running.size >= MAX_JOBS || (retry && Date.now() < retry.at)) {
+      this.deferred = true;
+      return false;
+    }
     const abort = new AbortController();
     const onStop = () => abort.abort(signal.reason);
     signal.addEventListener('abort', onStop, { once: true });

@@ -14,11 +14,26 @@ export interface HookEnv {
   readonly [more: string]: string;
 }
 
+/** The agent's credentials (its API token, its AWS keys) never reach a hook or anything it starts. */
+const CREDENTIALS = [
+  'VMMIG_TOKEN',
+  'AWS_ACCESS_KEY_ID',
+  'AWS_SECRET_ACCESS_KEY',
+  'AWS_SESSION_TOKEN',
+  'AWS_SECURITY_TOKEN',
+  'AWS_CONTAINER_AUTHORIZATION_TOKEN',
+];
+
+export function hookEnvironment(env: HookEnv): NodeJS.ProcessEnv {
+  const inherited = Object.fromEntries(Object.entries(process.env).filter(([k]) => !CREDENTIALS.includes(k)));
+  return { ...inherited, ...env };
+}
+
 export function runHook(name: string, command: string, env: HookEnv): Promise<void> {
   return new Promise((resolve, reject) => {
     const child = spawn(command, {
       shell: true,
-      env: { ...process.env, ...env },
+      env: hookEnvironment(env),
       stdio: ['ignore', 'inherit', 'pipe'],
     });
     let stderr = '';

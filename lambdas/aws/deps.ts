@@ -14,7 +14,9 @@ import { MigrationStore } from './migration-store.ts';
 import { NodeSlots } from './node-slots.ts';
 import { PolicyStore } from './policy-store.ts';
 import { RegistryStore } from './registry-store.ts';
+import { ScheduledStarts } from './scheduled-starts.ts';
 import { TABLE_DEFINITIONS, type TableId } from './tables.ts';
+import { Waiters } from './waiters.ts';
 import { WorkQueues } from './work-queues.ts';
 
 /** Where a function runs: its environment (the variables environmentFor sets) and how its SDK clients connect. */
@@ -32,6 +34,8 @@ export interface AllDeps {
   readonly slots: NodeSlots;
   readonly migrations: MigrationStore;
   readonly policies: PolicyStore;
+  readonly waiters: Waiters;
+  readonly scheduledStarts: ScheduledStarts;
   readonly mapping: MappingStore;
   readonly contentIndex: ContentIndex;
   readonly storage: ChunkStorage;
@@ -59,7 +63,7 @@ type Or<A extends boolean, B extends boolean> = A extends true ? true : B;
 /** The adapters a function with needs N may use. */
 export type DepsOf<N extends Needs> = Uses<'cacheNodes'> &
   When<HasTable<N, 'Registry'>, 'registry' | 'slots'> &
-  When<HasTable<N, 'Migrations'>, 'migrations' | 'policies'> &
+  When<HasTable<N, 'Migrations'>, 'migrations' | 'policies' | 'waiters' | 'scheduledStarts'> &
   When<And<HasTable<N, 'ContentMap'>, HasTable<N, 'LocationMap'>>, 'mapping'> &
   When<HasTable<N, 'ContentIndex'>, 'contentIndex'> &
   When<Or<Declared<N, 'control'>, Declared<N, 'chunks'>>, 'storage'> &
@@ -98,6 +102,8 @@ export function buildDeps<N extends Needs>(needs: N, runtime: Runtime): DepsOf<N
     const name = tableName('Migrations', env);
     deps.migrations = new MigrationStore(clients.dynamo(), name);
     deps.policies = new PolicyStore(clients.dynamo(), name);
+    deps.waiters = new Waiters(clients.dynamo(), name);
+    deps.scheduledStarts = new ScheduledStarts(clients.dynamo(), name);
   }
   if (tables.ContentMap && tables.LocationMap) {
     deps.mapping = new MappingStore(clients.dynamo(), {
@@ -126,7 +132,13 @@ export function buildDeps<N extends Needs>(needs: N, runtime: Runtime): DepsOf<N
     );
   }
   if (needs.edge?.invalidate) deps.edgeCache = edgeCache(optionalEnv(ENV.edgeDistributionId, env), clients);
-  if (needs.workQueues) deps.workQueues = new WorkQueues(clients.sqs(), requireEnv(ENV.workQueuePrefix, env));
+  if (needs.workQueues) {
+    deps.workQueues = new WorkQueues(
+      clients.sqs(),
+      requireEnv(ENV.workQueuePrefix, env),
+      clients.config.region ?? requireEnv('AWS_REGION', env),
+    );
+  }
   return deps as DepsOf<N>;
 }
 

@@ -364,6 +364,32 @@ export class MigrationStore {
     return (out.Items ?? []).map((i) => stripKeys<StoredWork>(i));
   }
 
+  /**
+   * Marks a work item as seen by its agent now, unless it was within `everyMs`: true when this call marked it (the
+   * caller then sends the heartbeat), so a busy agent's frequent looks cost one heartbeat per interval.
+   */
+  async touchWork(
+    work: Pick<StoredWork, 'dataCenterId' | 'migrationId' | 'action'>,
+    everyMs: number,
+  ): Promise<boolean> {
+    const now = Date.now();
+    try {
+      await this.doc.send(
+        new UpdateCommand({
+          TableName: this.table,
+          Key: { pk: `WORK#${work.dataCenterId}`, sk: `${work.migrationId}#${work.action}` },
+          UpdateExpression: 'SET seenAt = :now',
+          ConditionExpression: 'attribute_exists(pk) AND (attribute_not_exists(seenAt) OR seenAt < :before)',
+          ExpressionAttributeValues: { ':now': now, ':before': now - everyMs },
+        }),
+      );
+      return true;
+    } catch (err) {
+      if ((err as Error).name === 'ConditionalCheckFailedException') return false;
+      throw err;
+    }
+  }
+
   /** Deletes a work item only if it still holds this token (a newer attempt's item is left alone). */
   async deleteWork(
     work: Pick<StoredWork, 'dataCenterId' | 'migrationId' | 'action' | 'taskToken'>,

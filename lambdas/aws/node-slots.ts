@@ -49,6 +49,24 @@ export class NodeSlots {
     }
   }
 
+  /** Slots a migration could take at the node now (0 when it is not active or unknown). */
+  /**
+   * How many migrations queued at a cache node may try again now: its free slots while it is active; all of them
+   * when it stopped taking work (draining, down, deleted), so that each goes round it.
+   */
+  async wakeable(cacheNodeId: string): Promise<number> {
+    const out = await this.doc.send(
+      new GetCommand({
+        TableName: this.table,
+        Key: { kind: 'cacheNode', id: cacheNodeId },
+        ConsistentRead: true,
+      }),
+    );
+    const node = out.Item as { status?: string; capacity?: number; reservations?: Set<string> } | undefined;
+    if (node?.status !== 'active') return Number.POSITIVE_INFINITY;
+    return Math.max(0, (node.capacity ?? 0) - (node.reservations?.size ?? 0));
+  }
+
   async release(cacheNodeId: string, migrationId: string): Promise<void> {
     await this.removeFromSet('cacheNode', cacheNodeId, 'reservations', migrationId);
   }

@@ -11,8 +11,10 @@ import {
   type SQSClient,
 } from '@aws-sdk/client-sqs';
 
+/** A wake-up received but not deleted (its agent went away) is visible again after this long. */
+const WAKE_UP_VISIBILITY_SECONDS = 5;
 /** Wake-ups older than this are useless (the agent looks at its work at start and every few minutes anyway). */
-export const WAKE_UP_RETENTION_SECONDS = 3600;
+const WAKE_UP_RETENTION_SECONDS = 3600;
 /** ReceiveMessage waits at most this long on SQS (its maximum). */
 export const LONG_POLL_SECONDS = 20;
 
@@ -27,6 +29,8 @@ export class WorkQueues {
   constructor(
     private readonly sqs: SQSClient,
     private readonly prefix: string,
+    /** Where the queues live (the control plane's region). */
+    readonly region: string,
   ) {}
 
   queueName(dataCenterId: string): string {
@@ -41,6 +45,8 @@ export class WorkQueues {
         Attributes: {
           MessageRetentionPeriod: String(WAKE_UP_RETENTION_SECONDS),
           ReceiveMessageWaitTimeSeconds: String(LONG_POLL_SECONDS),
+          // A wake-up handed to a receive whose agent went away comes back soon, not after the default 30 s.
+          VisibilityTimeout: String(WAKE_UP_VISIBILITY_SECONDS),
           SqsManagedSseEnabled: 'true',
         },
       }),

@@ -6,6 +6,8 @@ export const uploadPlanKey = (migrationId: string, attempt: number) =>
 export const replicationPrefix = (migrationId: string, attempt: number) =>
   `migrations/${migrationId}/a${attempt}/replication`;
 export const replicationBatchKey = (prefix: string, batch: number) => `${prefix}/${batch}.json`;
+/** The Distributed Map's items: one `{migrationId, prefix, batch}` per batch. */
+export const replicationItemsKey = (prefix: string) => `${prefix}/items.json`;
 
 /** One chunk the source must upload (first occurrence in the image). */
 export interface UploadPlanEntry {

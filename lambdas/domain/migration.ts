@@ -97,8 +97,9 @@ export interface MigrationRecord {
   /** Cache nodes where this migration holds a transfer slot. */
   readonly reservedCacheNodes: readonly string[];
   readonly executionArn?: string;
-  /** When the migration started waiting for a transfer slot. */
+  /** When the migration started waiting for a transfer slot, and at which cache node. */
   readonly queuedSince?: string;
+  readonly queuedAt?: string;
   readonly error?: { readonly code: string; readonly message: string; readonly at: string };
   readonly createdAt: string;
   readonly updatedAt: string;

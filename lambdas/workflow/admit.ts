@@ -4,6 +4,7 @@
 // (take the alternative at once). A node that stopped being active sends the workflow back to Resolve.
 
 import type { Uses } from '../aws/deps.ts';
+import { slotTopic, slotWaitOrder } from '../aws/waiters.ts';
 import { suggestAlternative } from '../domain/congestion.ts';
 import { cacheNodesOf, type MigrationRecord, newLeg } from '../domain/migration.ts';
 import { TASK_FUNCTIONS } from '../functions.ts';
@@ -14,9 +15,19 @@ export interface AdmitOutput {
   readonly reresolve: boolean;
   /** 'suggest': wait for an admin's decision on the suggested destination. */
   readonly decision: 'none' | 'suggest';
+  /** Queued: the full cache node, and how long the migration may still wait for it (AwaitSlot's timeout). */
+  readonly queuedAt: string;
+  readonly waitSeconds: number;
 }
 
-const NOT_ADMITTED = { admitted: false, reresolve: false, decision: 'none' } as const;
+const result = (fields: Partial<AdmitOutput>): AdmitOutput => ({
+  admitted: false,
+  reresolve: false,
+  decision: 'none',
+  queuedAt: '',
+  waitSeconds: 0,
+  ...fields,
+});
 
 export const handler = task(
   TASK_FUNCTIONS.admit,
@@ -59,7 +70,7 @@ export const handler = task(
             },
           },
         );
-        return { admitted: false, reresolve: true, decision: 'none' };
+        return result({ reresolve: true });
       }
       return congested(deps, m, node);
     }
@@ -69,13 +80,16 @@ export const handler = task(
       {
         ...(alreadyAdmitted ? {} : { status: 'ADMITTED' as const }),
         ...(nodes.length > 0 ? { addToSet: [[['reservedCacheNodes'], new Set(nodes)] as const] } : {}),
-        remove: [['queuedSince']],
+        remove: [['queuedSince'], ['queuedAt']],
       },
       alreadyAdmitted
         ? {}
         : { history: { event: 'admitted', message: `transfer slots taken at ${nodes.join(', ')}` } },
     );
-    return { admitted: true, reresolve: false, decision: 'none' };
+    // Admitted after its queue timed out or a wake-up was missed: its waiter has nothing left to wait for.
+    if (m.queuedSince && m.queuedAt)
+      await deps.waiters.forget(slotTopic(m.queuedAt), slotWaitOrder(m.queuedSince, m.id));
+    return result({ admitted: true });
   },
 );
 
@@ -117,14 +131,14 @@ async function congested(
       // Resolve marked the old destination as in use; it no longer is (the end of the migration frees only
       // its current data centers), so it could never be removed otherwise.
       await deps.slots.removeActiveMigration(leg.dataCenterId, m.id);
-      return { admitted: false, reresolve: true, decision: 'none' };
+      return result({ reresolve: true });
     }
     if (alt && m.onCongestion === 'suggest') {
       // The status becomes AWAITING_DECISION in AwaitDecision, together with the task token: a client that sees
       // it can decide at once.
       if (!m.decision) {
         await deps.migrations.update(m.id, {
-          remove: [['queuedSince']],
+          remove: [['queuedSince'], ['queuedAt']],
           set: [
             [
               ['decision'],
@@ -140,7 +154,7 @@ async function congested(
           ],
         });
       }
-      return { admitted: false, reresolve: false, decision: 'suggest' };
+      return result({ decision: 'suggest' });
     }
     if (!alt && m.status !== 'QUEUED') {
       await deps.migrations.addHistory(
@@ -156,20 +170,32 @@ async function congested(
 async function queue(deps: Uses<'migrations'>, m: MigrationRecord, nodeId: string): Promise<AdmitOutput> {
   const queuedSince = m.queuedSince ?? new Date().toISOString();
   const waited = (Date.now() - Date.parse(queuedSince)) / 1000;
-  if (waited > m.queueTimeoutSeconds) {
+  if (waited >= m.queueTimeoutSeconds) {
     throw new TaskFailure(
       'CongestionTimeout',
       `cache node ${nodeId} stayed at capacity for ${Math.round(waited)} s (queue timeout ${m.queueTimeoutSeconds} s)`,
     );
   }
-  if (m.status !== 'QUEUED') {
+  if (m.status !== 'QUEUED' || m.queuedAt !== nodeId) {
     await deps.migrations.update(
       m.id,
-      { status: 'QUEUED', set: [[['queuedSince'], queuedSince]] },
       {
-        history: { event: 'queued', message: `cache node ${nodeId} is at capacity; waiting for a free slot` },
+        ...(m.status === 'QUEUED' ? {} : { status: 'QUEUED' as const }),
+        set: [
+          [['queuedSince'], queuedSince],
+          [['queuedAt'], nodeId],
+        ],
       },
+      m.status === 'QUEUED'
+        ? {}
+        : {
+            history: {
+              event: 'queued',
+              message: `cache node ${nodeId} is at capacity; waiting for a free slot`,
+            },
+          },
     );
   }
-  return NOT_ADMITTED;
+  // AwaitSlot waits at most what is left of the queue timeout; then the migration fails (CongestionTimeout).
+  return result({ queuedAt: nodeId, waitSeconds: Math.max(1, Math.ceil(m.queueTimeoutSeconds - waited)) });
 }

@@ -3,18 +3,23 @@
 import type { Uses } from '../aws/deps.ts';
 import { MigrationTerminatedError } from '../aws/migration-store.ts';
 import { cacheNodesOf, type MigrationRecord, type MigrationStatus } from '../domain/migration.ts';
+import { wakeSlotWaiters, wakeUploadWaiters } from './wake.ts';
 
-export async function releaseAll(deps: Uses<'migrations' | 'slots'>, m: MigrationRecord): Promise<void> {
+export type LifecycleDeps = Uses<'migrations' | 'slots' | 'waiters' | 'sfn'>;
+
+export async function releaseAll(deps: LifecycleDeps, m: MigrationRecord): Promise<void> {
   const nodes = new Set([...cacheNodesOf(m), ...m.reservedCacheNodes]);
   await Promise.all([
     ...[...nodes].map((n) => deps.slots.release(n, m.id)),
     ...[m.sourceDataCenterId, ...m.destinations].map((dc) => deps.slots.removeActiveMigration(dc, m.id)),
     deps.migrations.deleteAllWork(m),
   ]);
+  // What waited on this migration: migrations queued for the slots it held, and for the chunks it uploaded.
+  await Promise.all([...[...nodes].map((n) => wakeSlotWaiters(deps, n)), wakeUploadWaiters(deps, m.id)]);
 }
 
 export async function finish(
-  deps: Uses<'migrations' | 'slots'>,
+  deps: LifecycleDeps,
   m: MigrationRecord,
   status: Extract<MigrationStatus, 'COMPLETED' | 'FAILED' | 'CANCELLED'>,
   message: string,

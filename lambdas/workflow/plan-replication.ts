@@ -1,9 +1,15 @@
 // CMN content routing: for every destination cache node, the chunks it lacks, each copied from the nearest
-// node that holds it. Batches go to the control bucket; the state machine maps over their numbers.
+// node that holds it. Batches go to the control bucket, and so does the list of them, which the state machine's
+// Distributed Map reads (a list in the state's payload would bind the image size to 256 KiB).
 
 import { distinctNonZeroChunks } from '../domain/chunks.ts';
 import { mapLimit } from '../domain/concurrency.ts';
-import { type CopyItem, replicationBatchKey, replicationPrefix } from '../domain/control-keys.ts';
+import {
+  type CopyItem,
+  replicationBatchKey,
+  replicationItemsKey,
+  replicationPrefix,
+} from '../domain/control-keys.ts';
 import { planReplication, type ReplicationPlan, UnreachableChunkError } from '../domain/replication.ts';
 import { TASK_FUNCTIONS } from '../functions.ts';
 import { loadManifest } from './manifest.ts';
@@ -12,8 +18,10 @@ import { TaskFailure, task } from './task.ts';
 export const COPY_BATCH_SIZE = 250;
 
 export interface PlanReplicationOutput {
-  readonly prefix: string;
-  readonly batches: number[];
+  /** Where the Distributed Map reads its items: one `CopyBatchEvent` per batch. */
+  readonly bucket: string;
+  readonly itemsKey: string;
+  readonly batches: number;
   readonly copies: number;
 }
 
@@ -57,6 +65,12 @@ export const handler = task(
     await mapLimit(batches, 8, (batch, n) =>
       deps.storage.putJson(deps.control, replicationBatchKey(prefix, n), batch),
     );
+    const itemsKey = replicationItemsKey(prefix);
+    await deps.storage.putJson(
+      deps.control,
+      itemsKey,
+      batches.map((_, batch) => ({ migrationId: m.id, prefix, batch })),
+    );
 
     const set: (readonly [readonly string[], unknown])[] = [];
     for (const leg of openLegs) {
@@ -83,6 +97,6 @@ export const handler = task(
       { set, ...(items.length > 0 ? { status: 'REPLICATING' as const } : {}) },
       { history: { event: 'replication-planned', message } },
     );
-    return { prefix, batches: batches.map((_, n) => n), copies: items.length };
+    return { bucket: deps.control.bucket, itemsKey, batches: batches.length, copies: items.length };
   },
 );

@@ -79,5 +79,7 @@ export const handler = task(
       createdAt: new Date().toISOString(),
       taskToken: event.taskToken,
     });
+    // The agent long-polls its queue: wake it (a lost wake-up costs at most its periodic look at the work).
+    await deps.workQueues.wake(dataCenterId, { migrationId: m.id, action: event.action });
   },
 );

@@ -29,7 +29,9 @@ export interface PolicyRunReport {
 }
 
 export async function runDuePolicies(
-  deps: Uses<'policies' | 'migrations' | 'registry' | 'slots' | 'sfn' | 'stateMachineArn'>,
+  deps: Uses<
+    'policies' | 'migrations' | 'registry' | 'slots' | 'sfn' | 'stateMachineArn' | 'scheduledStarts'
+  >,
   now = new Date(),
 ): Promise<PolicyRunReport> {
   const { policies } = deps;

@@ -90,7 +90,7 @@ export async function buildMigration(
 
 /** Creates the migration unless it exists, and starts its current attempt unless started. */
 export async function createAndStart(
-  deps: Uses<'migrations' | 'slots' | 'sfn' | 'stateMachineArn'>,
+  deps: Uses<'migrations' | 'slots' | 'sfn' | 'stateMachineArn' | 'scheduledStarts'>,
   record: MigrationRecord,
 ): Promise<MigrationRecord> {
   const created = await deps.migrations.create(record);
@@ -114,8 +114,20 @@ export async function createAndStart(
   const held = await Promise.all(dcs.map((dc) => deps.slots.addActiveMigration(dc, m.id)));
   const removed = dcs.find((_, i) => !held[i]);
   if (removed) throw conflict(`data center "${removed}" was removed while the migration was being created`);
-  return m.executionArn ? m : startExecution(deps, m);
+  if (m.executionArn) return m;
+  // A far start is an entry the scheduler finds when it is due, not an execution waiting for weeks.
+  if (m.startAt && Date.parse(m.startAt) - Date.now() > SCHEDULE_LEAD_MS) {
+    await deps.scheduledStarts.add({ migrationId: m.id, startAt: m.startAt });
+    return m;
+  }
+  return startExecution(deps, m);
 }
+
+/**
+ * Migrations starting within this lead are started at once (their execution waits the rest, at most this long);
+ * later ones are started by the scheduler, which runs every minute.
+ */
+export const SCHEDULE_LEAD_MS = 90_000;
 
 export async function startExecution(
   deps: Uses<'migrations' | 'sfn' | 'stateMachineArn'>,

@@ -2,7 +2,7 @@
 // this account) and one role per data center of the topology, named `<AGENT_ROLE_PREFIX><data center id>` and
 // assumable through IAM Roles Anywhere by a certificate whose CN is that id. Data centers registered later through
 // the API get their role the same way: add them to the topology and deploy.
-import { Duration, Stack } from 'aws-cdk-lib';
+import { ArnFormat, Duration, Stack } from 'aws-cdk-lib';
 import type * as apigw from 'aws-cdk-lib/aws-apigatewayv2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as rolesanywhere from 'aws-cdk-lib/aws-rolesanywhere';
@@ -64,6 +64,19 @@ export class AgentAccess extends Construct {
       );
       // Which routes and rows an agent may use is decided by the app (its own data center only).
       this.allowInvoke(role, api);
+      // Its own work queue only: long polls that tell an idle agent to look at its work.
+      role.addToPrincipalPolicy(
+        new iam.PolicyStatement({
+          actions: ['sqs:ReceiveMessage', 'sqs:DeleteMessage'],
+          resources: [
+            Stack.of(this).formatArn({
+              service: 'sqs',
+              resource: names.workQueueName(dc.id),
+              arnFormat: ArnFormat.NO_RESOURCE_NAME,
+            }),
+          ],
+        }),
+      );
       roles.set(dc.id, role);
     }
     this.agentRoles = roles;

@@ -1,13 +1,13 @@
 // The migration state machine (statemachines/migration.asl.json, deployed unchanged with definition
 // substitutions) and one Lambda per entry of TASK_FUNCTIONS, each granted only what its declaration lists.
 import { fileURLToPath } from 'node:url';
-import { RemovalPolicy } from 'aws-cdk-lib';
+import { ArnFormat, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import { MIGRATION_ASL_PATH, TASK_FUNCTIONS } from '../../lambdas/functions.ts';
-import { acknowledge } from '../nag.ts';
+import { acknowledge, acknowledgeWildcardResource } from '../nag.ts';
 import { ServiceFunction, type ServiceResources } from './service-function.ts';
 
 export interface MigrationWorkflowProps {
@@ -61,6 +61,51 @@ export class MigrationWorkflow extends Construct {
         actions: ['lambda:InvokeFunction'],
         resources: [...functions.values()].map((f) => f.functionArn),
       }),
+    );
+    // The Replicate Distributed Map: it reads its items from the control bucket and runs child executions of this
+    // same state machine (Step Functions' documented policy for a Distributed Map).
+    const stack = Stack.of(this);
+    const name = props.resources.stateMachineName;
+    const self = stack.formatArn({
+      service: 'states',
+      resource: 'stateMachine',
+      resourceName: name,
+      arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+    });
+    const children = [`${name}:*`, `${name}/*`].map((resourceName) =>
+      stack.formatArn({
+        service: 'states',
+        resource: 'execution',
+        resourceName,
+        arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+      }),
+    );
+    const items = props.resources.controlBucket.arnForObjects('migrations/*');
+    this.stateMachine.addToRolePolicy(
+      new iam.PolicyStatement({ actions: ['states:StartExecution'], resources: [self] }),
+    );
+    this.stateMachine.addToRolePolicy(
+      new iam.PolicyStatement({
+        actions: ['states:DescribeExecution', 'states:StopExecution'],
+        resources: children,
+      }),
+    );
+    this.stateMachine.addToRolePolicy(
+      new iam.PolicyStatement({ actions: ['s3:GetObject'], resources: [items] }),
+    );
+    for (const arn of children) {
+      acknowledgeWildcardResource(
+        this.stateMachine,
+        arn,
+        'A Distributed Map runs its batches as child executions of this state machine, named at run time; the ' +
+          'grant covers the executions of this one state machine.',
+      );
+    }
+    acknowledgeWildcardResource(
+      this.stateMachine,
+      items,
+      'The Distributed Map reads the list of copy batches a migration wrote under migrations/<id>/ of the control ' +
+        'bucket; the key is per migration and attempt.',
     );
     acknowledge(
       this.stateMachine,

@@ -4,8 +4,11 @@
 // emulates what AWS permits, not who could forge a key on one's own machine.
 import type { AuthPrincipal } from './policies.ts';
 
-/** The principals that sign requests to the local servers (admin and state machine act only inside the cloud). */
-export type LocalPrincipal = Extract<AuthPrincipal, { kind: 'function' | 'agent' | 'cloudfront' | 'root' }>;
+/** The principals that sign requests to the local servers (the admin acts only through the API). */
+export type LocalPrincipal = Extract<
+  AuthPrincipal,
+  { kind: 'function' | 'agent' | 'cloudfront' | 'stateMachine' | 'root' }
+>;
 
 const ROOT_KEY = 'local';
 const KEY_PREFIX = 'VMMIG';
@@ -34,6 +37,7 @@ export function principalOfKey(accessKeyId: string): LocalPrincipal | undefined 
   const [kind, ...rest] = Buffer.from(hex, 'hex').toString('utf8').split('/');
   const id = rest.join('/');
   if (kind === 'cloudfront' && id === '') return { kind: 'cloudfront' };
+  if (kind === 'stateMachine' && id === '') return { kind: 'stateMachine' };
   if (kind === 'function' && id) return { kind: 'function', name: id };
   if (kind === 'agent' && id) return { kind: 'agent', dataCenterId: id };
   return undefined;

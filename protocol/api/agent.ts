@@ -11,9 +11,6 @@ const idParams = z.object({
 });
 const destParams = idParams.extend({ dataCenterId: pathId('dataCenterId', 'dc-osa') });
 
-/** Long polls end before API Gateway's 29-second limit. */
-export const MAX_WORK_WAIT_SECONDS = 20;
-
 export const WorkItem = z
   .object({
     migrationId: MigrationId,
@@ -38,7 +35,10 @@ export const getWork = createRoute({
   path: '/v1/agent/work',
   tags,
   summary: "The calling agent's pending work (admins pass dataCenterId)",
-  description: 'With waitSeconds, the answer waits (long poll) until there is work or the time is up.',
+  description:
+    'Answers at once. An idle agent does not poll this: it long-polls its work queue (POST /v1/agent/work-queue) ' +
+    'and asks here when woken, when a job ends, and every few minutes. Asking keeps the listed work alive ' +
+    '(heartbeats to the waiting workflow steps).',
   request: {
     query: z.object({
       dataCenterId: NodeId.optional().openapi({ param: { name: 'dataCenterId', in: 'query' } }),
@@ -55,18 +55,39 @@ export const getWork = createRoute({
           param: { name: 'qemuImg', in: 'query' },
           description: 'the agent reports its qemu-img version',
         }),
-      waitSeconds: z.coerce
-        .number()
-        .int()
-        .min(0)
-        .max(MAX_WORK_WAIT_SECONDS)
-        .default(0)
-        .openapi({ param: { name: 'waitSeconds', in: 'query' } }),
     }),
   },
   responses: {
     200: json(z.object({ items: z.array(WorkItem) }), 'Work items'),
     ...errorResponses(400, 401, 403),
+  },
+});
+
+export const WorkQueue = z
+  .object({
+    queueUrl: z.string().describe('the SQS queue to long-poll with the agent’s own AWS credentials'),
+    region: z.string(),
+    waitSeconds: z.int().describe('ReceiveMessage WaitTimeSeconds to use (SQS allows at most 20)'),
+  })
+  .openapi('WorkQueue');
+export type WorkQueue = z.infer<typeof WorkQueue>;
+
+export const openWorkQueue = createRoute({
+  method: 'post',
+  path: '/v1/agent/work-queue',
+  tags,
+  summary: "The calling agent's work queue, created if missing (admins pass dataCenterId)",
+  description:
+    'An SQS queue per data center: a message means "look at your work" (GET /v1/agent/work); the work itself ' +
+    'stays with the API. An idle agent costs one long poll every 20 s instead of a busy API call.',
+  request: {
+    query: z.object({
+      dataCenterId: NodeId.optional().openapi({ param: { name: 'dataCenterId', in: 'query' } }),
+    }),
+  },
+  responses: {
+    200: json(WorkQueue, 'The queue'),
+    ...errorResponses(400, 401, 403, 404),
   },
 });
 

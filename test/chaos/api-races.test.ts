@@ -91,7 +91,7 @@ describe('one Idempotency-Key, 20 requests at once', () => {
       query: { vmId, limit: 100 },
     });
     expect(listed.body.items.map((m) => m.id)).toEqual([id]);
-    await waitForWork(t.agent('dc-gz'), id, 'manifest');
+    await waitForWork(t, 'dc-gz', id, 'manifest');
     expect(await events(id, 'created')).toBe(1);
     expect(await events(id, 'admitted')).toBe(1);
     const sfn = t.cloud.root.clients.sfn();
@@ -158,7 +158,7 @@ describe('one Idempotency-Key, 20 requests at once', () => {
       });
       expect(listed.body.items).toHaveLength(1);
     }
-    for (const id of members) await waitForWork(t.agent('dc-gz'), id, 'manifest');
+    for (const id of members) await waitForWork(t, 'dc-gz', id, 'manifest');
     for (const id of members) expect(await events(id, 'created')).toBe(1);
     await cancel(...members);
   });
@@ -176,7 +176,7 @@ describe('a callback sent several times at once changes the migration once', () 
     expect(await atOnce(TWICE, () => src.call(submitManifest, { params, json: ref }))).toEqual(
       Array(TWICE).fill(200),
     );
-    await waitForWork(src, id, 'upload');
+    await waitForWork(t, 'dc-gz', id, 'upload');
     expect(await events(id, 'manifest')).toBe(1);
 
     // Every chunk stored and reported, then "complete" five times at once: one answer takes the upload forward;
@@ -185,13 +185,13 @@ describe('a callback sent several times at once changes the migration once', () 
     const completes = await atOnce(TWICE, () => src.call(completeUpload, { params }, [202]));
     expect(completes).toContain(200);
     expect(completes.every((s) => s === 200 || s === 409)).toBe(true);
-    await waitForWork(dst, id, 'download');
+    await waitForWork(t, 'dc-osa', id, 'download');
     expect(await events(id, 'uploaded')).toBe(1);
     expect((await src.call(completeUpload, { params })).status).toBe(200);
 
     const done = { params: { ...params, dataCenterId: 'dc-osa' }, json: { sha256: d.image.manifest.sha256 } };
     expect(await atOnce(TWICE, () => dst.call(completeDestination, done))).toEqual(Array(TWICE).fill(200));
-    await waitForWork(src, id, 'release');
+    await waitForWork(t, 'dc-gz', id, 'release');
     expect(await events(id, 'destination-completed')).toBe(1);
     expect((await dst.call(completeDestination, done)).status).toBe(200);
 
@@ -229,7 +229,7 @@ describe('a callback sent several times at once changes the migration once', () 
     const retries = await atOnce(TWICE, () => t.admin.call(retryMigration, { params, json: {} }));
     expect(retries.filter((s) => s === 202)).toHaveLength(1);
     expect(retries.filter((s) => s !== 202).every((s) => s === 409)).toBe(true);
-    await waitForWork(t.agent('dc-gz'), id, 'manifest');
+    await waitForWork(t, 'dc-gz', id, 'manifest');
     const m = await full(id);
     expect(m.attempt).toBe(2);
     expect(await events(id, 'retried')).toBe(1);
@@ -269,7 +269,7 @@ describe('a callback sent several times at once changes the migration once', () 
       expect(answers.filter((s) => s === 200)).toHaveLength(1);
       expect(answers.filter((s) => s !== 200).every((s) => s === 409)).toBe(true);
       expect(await events(migrationId, 'decision')).toBe(1);
-      await waitForWork(t.agent('dc-gz'), migrationId, 'manifest');
+      await waitForWork(t, 'dc-gz', migrationId, 'manifest');
       const after = await full(migrationId);
       expect(after.legs.map((l) => l.dataCenterId)).toEqual([suggested]);
       expect(

@@ -35,7 +35,7 @@ const sha = async (path: string) =>
     .update(await readFile(path))
     .digest('hex');
 
-describe('agent crash during upload', () => {
+describe('agent crash during upload', { timeout: 180_000 }, () => {
   let t: TestCloud;
   const agents: AgentProcess[] = [];
 

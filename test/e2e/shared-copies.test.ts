@@ -26,7 +26,7 @@ const sha = async (path: string) =>
     .update(await readFile(path))
     .digest('hex');
 
-describe('copies shared by concurrent migrations', () => {
+describe('copies shared by concurrent migrations', { timeout: 180_000 }, () => {
   let t: TestCloud;
   /** Migrations whose CopyBatch is held until all of the batch's have arrived. */
   const held = new Set<string>();

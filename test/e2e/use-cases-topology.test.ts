@@ -44,7 +44,7 @@ describe('dynamic topology and bandwidth limits', { timeout: 180_000 }, () => {
     await agents.get(dc)?.kill();
     const a = startAgentProcess(t, dc, args);
     agents.set(dc, a);
-    await a.waitForLine(/polling/);
+    await a.waitForLine(/listening on the work queue/);
     return a;
   }
   const start = async (imageId: string, from: string, to: string) =>

@@ -9,6 +9,8 @@ import { Template } from 'aws-cdk-lib/assertions';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TABLE_DEFINITIONS } from '../../lambdas/aws/tables.ts';
 import { ENV } from '../../lambdas/config.ts';
+import { API_FUNCTION } from '../../lambdas/functions.ts';
+import { environmentFor, type ResourceValues } from '../../lambdas/needs.ts';
 import { BaseFunction } from '../../lib/constructs/base-function.ts';
 
 const outdir = mkdtempSync(join(tmpdir(), 'vmmig-bundle-'));
@@ -55,18 +57,25 @@ beforeAll(async () => {
   bundleDir = join(outdir, `asset.${code.Properties.Code.S3Key.replace(/\.zip$/, '')}`);
   // What the Lambda runtime would see at start: the variables the stack sets.
   savedEnv = { ...process.env };
-  for (const d of TABLE_DEFINITIONS) process.env[d.envVar] = `${d.id}-table`;
-  Object.assign(process.env, {
-    AWS_REGION: 'ap-northeast-1',
-    [ENV.controlBucket]: 'control',
-    [ENV.controlBucketRegion]: 'ap-northeast-1',
-    [ENV.cacheBucketPrefix]: 'vmmig-cn-123456789012-',
-    [ENV.stateMachineArn]: 'arn:aws:states:ap-northeast-1:123456789012:stateMachine:m',
-    [ENV.edgeBaseUrl]: 'https://d111.cloudfront.net',
-    [ENV.edgeKeyPairId]: 'K2JCJMDEHXQW5F',
-    [ENV.edgePrivateKeySecretArn]: 'arn:aws:secretsmanager:ap-northeast-1:123456789012:secret:k',
-    [ENV.agentRolePrefix]: 'vmmig-agent-',
-  });
+  // Exactly what the API function's declaration gives it (lambdas/needs.ts), as the stack does.
+  Object.assign(
+    process.env,
+    environmentFor(API_FUNCTION.needs, {
+      region: 'ap-northeast-1',
+      tableNames: Object.fromEntries(
+        TABLE_DEFINITIONS.map((d) => [d.id, `${d.id}-table`]),
+      ) as ResourceValues['tableNames'],
+      controlBucket: 'control',
+      controlBucketRegion: 'ap-northeast-1',
+      cacheBucketPrefix: 'vmmig-cn-123456789012-',
+      edgeBaseUrl: 'https://d111.cloudfront.net',
+      stateMachineArn: 'arn:aws:states:ap-northeast-1:123456789012:stateMachine:m',
+      edgeKeyPairId: 'K2JCJMDEHXQW5F',
+      edgePrivateKey: { secretArn: 'arn:aws:secretsmanager:ap-northeast-1:123456789012:secret:k' },
+      workQueuePrefix: 'vmmig-work-',
+    }),
+    { AWS_REGION: 'ap-northeast-1', [ENV.agentRolePrefix]: 'vmmig-agent-' },
+  );
   ({ handler } = (await import(pathToFileURL(join(bundleDir, 'index.mjs')).href)) as {
     handler: typeof handler;
   });

@@ -4,7 +4,7 @@ import { Match } from 'aws-cdk-lib/assertions';
 import { afterAll, describe, expect, it } from 'vitest';
 import { TABLE_DEFINITIONS } from '../../lambdas/aws/tables.ts';
 import { ENV } from '../../lambdas/config.ts';
-import { API_FUNCTION, SCHEDULED_FUNCTIONS, TASK_FUNCTIONS } from '../../lambdas/functions.ts';
+import { ALL_FUNCTIONS, API_FUNCTION, SCHEDULED_FUNCTIONS, TASK_FUNCTIONS } from '../../lambdas/functions.ts';
 import { environmentFor, type ResourceValues } from '../../lambdas/needs.ts';
 import { parseTopology, TOPOLOGY_CONTEXT_KEY } from '../../protocol/topology.ts';
 import { cdkJsonContext, defaultDeployment, resourcesOf } from './synth.ts';
@@ -202,36 +202,30 @@ describe('Lambda functions', () => {
     ]);
   });
 
-  it('let only the API stop executions; the API and request-work answer tasks; the API and the policy runner start them', () => {
-    for (const id of Object.keys(functions)) {
+  it('grant each function exactly the state machine actions its declaration lists; only the API stops executions', () => {
+    for (const definition of ALL_FUNCTIONS) {
+      const prefix =
+        definition.kind === 'task'
+          ? 'Migration workflow: '
+          : definition.kind === 'scheduled'
+            ? 'Scheduled: '
+            : '';
+      const [id] = functionByDescription(`${prefix}${definition.description}`);
       const sfn = statementsOf(roleOf(id))
         .flatMap(actions)
-        .filter((a) => a.startsWith('states:'));
-      if (String(functions[id]?.Properties['Description']).startsWith('Migration API')) {
-        expect(sfn.sort()).toEqual([
-          'states:SendTaskFailure',
-          'states:SendTaskHeartbeat',
-          'states:SendTaskSuccess',
-          'states:StartExecution',
-          'states:StopExecution',
-        ]);
-      } else if (String(functions[id]?.Properties['Description']).startsWith('Scheduled: Backup policies')) {
-        expect(sfn).toEqual(['states:StartExecution']);
-      } else if (
-        String(functions[id]?.Properties['Description']).startsWith(
-          `Migration workflow: ${TASK_FUNCTIONS.requestWork.description}`,
-        )
-      ) {
-        // A step whose work is already done (a re-run after a restart) is answered at once.
-        expect(sfn.sort()).toEqual([
-          'states:SendTaskFailure',
-          'states:SendTaskHeartbeat',
-          'states:SendTaskSuccess',
-        ]);
-      } else {
-        expect(sfn, id).toEqual([]);
-      }
+        .filter((a) => a.startsWith('states:'))
+        .sort();
+      const e = definition.needs.executions;
+      const expected = [
+        ...(e?.start ? ['states:StartExecution'] : []),
+        ...(e?.stop ? ['states:StopExecution'] : []),
+        ...(e?.taskResponse
+          ? ['states:SendTaskFailure', 'states:SendTaskHeartbeat', 'states:SendTaskSuccess']
+          : []),
+      ].sort();
+      expect(sfn, definition.name).toEqual(expected);
     }
+    expect(ALL_FUNCTIONS.filter((f) => f.needs.executions?.stop).map((f) => f.name)).toEqual(['api']);
   });
 
   it('let only the API repair chunks: delete a corrupted one and invalidate its cached copy', () => {
@@ -291,32 +285,47 @@ describe('principals', () => {
     });
   });
 
-  it('lets agents and the admin role invoke this API and nothing else', () => {
+  it('lets agents and the admin role invoke this API, and each agent read its own work queue, and nothing else', () => {
     const policies = Object.entries(resourcesOf(template, 'AWS::IAM::Policy')).filter(([id]) =>
       id.startsWith('Principals'),
     );
     expect(policies).toHaveLength(topology.dataCenters.length + 1);
+    const invoke = {
+      Effect: 'Allow',
+      Action: 'execute-api:Invoke',
+      Resource: {
+        'Fn::Join': [
+          '',
+          [
+            expect.stringMatching(/^arn:aws:execute-api:[a-z0-9-]+:$/),
+            { Ref: 'AWS::AccountId' },
+            ':',
+            { Ref: expect.stringMatching(/^ApiHttpApi/) },
+            '/*/*/*',
+          ],
+        ],
+      },
+    };
+    const ownQueue = (dc: string) => ({
+      Effect: 'Allow',
+      Action: ['sqs:DeleteMessage', 'sqs:ReceiveMessage'],
+      Resource: {
+        'Fn::Join': [
+          '',
+          [
+            expect.stringMatching(/^arn:aws:sqs:[a-z0-9-]+:$/),
+            { Ref: 'AWS::AccountId' },
+            `:vmmig-work-${dc}`,
+          ],
+        ],
+      },
+    });
+    const agents = topology.dataCenters.map((dc) => [`PrincipalsAgent${dc.id.replace(/-/g, '')}`, dc.id]);
     for (const [id, policy] of policies) {
+      const dc = agents.find(([prefix]) => id.startsWith(prefix as string))?.[1];
       expect(policy.Properties['PolicyDocument'], id).toEqual({
         Version: '2012-10-17',
-        Statement: [
-          {
-            Effect: 'Allow',
-            Action: 'execute-api:Invoke',
-            Resource: {
-              'Fn::Join': [
-                '',
-                [
-                  expect.stringMatching(/^arn:aws:execute-api:[a-z0-9-]+:$/),
-                  { Ref: 'AWS::AccountId' },
-                  ':',
-                  { Ref: expect.stringMatching(/^ApiHttpApi/) },
-                  '/*/*/*',
-                ],
-              ],
-            },
-          },
-        ],
+        Statement: dc ? [invoke, ownQueue(dc)] : [invoke],
       });
     }
   });

@@ -67,7 +67,7 @@ function allStates(definition: {
 }
 
 describe('state machine', () => {
-  it('calls only what its role is granted: Lambda functions, no distributed map or other integrations', () => {
+  it('calls only what its role is granted: Lambda functions, and the Distributed Map its items and children', () => {
     const states = allStates(JSON.parse(asl));
     const allowed = ['arn:aws:states:::lambda:invoke', 'arn:aws:states:::lambda:invoke.waitForTaskToken'];
     const resources = states.filter((s) => s['Type'] === 'Task').map((s) => String(s['Resource']));
@@ -75,13 +75,28 @@ describe('state machine', () => {
     expect(resources.filter((r) => !allowed.includes(r))).toEqual([]);
     const distributed = states.filter(
       (s) =>
-        s['ItemReader'] ||
         (s['ItemProcessor'] as { ProcessorConfig?: { Mode?: string } })?.ProcessorConfig?.Mode ===
-          'DISTRIBUTED',
+        'DISTRIBUTED',
     );
-    expect(distributed, 'a distributed map needs s3 and states:StartExecution grants on the role').toEqual(
-      [],
-    );
+    expect(distributed).toHaveLength(1);
+    const roleArn = stateMachine?.Properties['RoleArn'] as { 'Fn::GetAtt': [string, string] };
+    const statements = Object.values(resourcesOf(template, 'AWS::IAM::Policy'))
+      .filter((p) =>
+        (p.Properties['Roles'] as { Ref: string }[]).some((r) => r.Ref === roleArn['Fn::GetAtt'][0]),
+      )
+      .flatMap(
+        (p) =>
+          (p.Properties['PolicyDocument'] as { Statement: { Action: unknown; Resource: unknown }[] })
+            .Statement,
+      );
+    const grant = (action: string) =>
+      statements
+        .filter((s) => ([] as unknown[]).concat(s.Action).includes(action))
+        .map((s) => JSON.stringify(s.Resource));
+    expect(grant('states:StartExecution').join()).toMatch(/stateMachine:vmmig-migration"/);
+    expect(grant('states:DescribeExecution').join()).toMatch(/execution:vmmig-migration\/\*/);
+    expect(grant('states:StopExecution').join()).toMatch(/execution:vmmig-migration\/\*/);
+    expect(grant('s3:GetObject').join()).toMatch(/ControlBucket.*migrations\/\*/);
   });
 
   it('logs all events with execution data and traces with X-Ray', () => {

@@ -130,7 +130,7 @@ describe('Step Functions', () => {
             }),
           ),
       );
-    expect((await start(fn(TASK_FUNCTIONS.complete.name)))?.name).toBe('AccessDeniedException');
+    expect((await start(fn(TASK_FUNCTIONS.checkCache.name)))?.name).toBe('AccessDeniedException');
     // A well-formed token of a finished execution: who may answer gets the service's own answer, others are refused.
     const token = `sfnlocal.${Buffer.from(`${t.cloud.stateMachineArn.replace(':stateMachine:', ':execution:')}:gone`).toString('base64url')}.${'a'.repeat(64)}`;
     const answer = (principal: LocalPrincipal) =>
@@ -140,7 +140,7 @@ describe('Step Functions', () => {
           .send(new SendTaskSuccessCommand({ taskToken: token, output: '{}' })),
       );
     expect((await answer(fn(TASK_FUNCTIONS.requestWork.name)))?.name).toBe('TaskDoesNotExist');
-    expect((await answer(fn(TASK_FUNCTIONS.complete.name)))?.name).toBe('AccessDeniedException');
+    expect((await answer(fn(TASK_FUNCTIONS.checkCache.name)))?.name).toBe('AccessDeniedException');
   });
 });
 

@@ -22,7 +22,12 @@ export function startAgentProcess(
     t.cloud.endpoints.api,
   );
   const child = spawn(process.execPath, [...args, '--poll-interval', '200', ...extraArgs], {
-    env: { ...process.env, VMMIG_TOKEN: t.cloud.agentToken(dataCenterId) },
+    // Its own AWS identity, as an agent's role: it listens on its data center's work queue.
+    env: {
+      ...process.env,
+      ...t.cloud.agentEnvironment(dataCenterId),
+      VMMIG_TOKEN: t.cloud.agentToken(dataCenterId),
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const lines: string[] = [];

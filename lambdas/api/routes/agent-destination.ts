@@ -5,6 +5,7 @@ import { chunkKey } from '../../../protocol/chunk-key.ts';
 import { isZeroChunk } from '../../../protocol/manifest.ts';
 import { taskFailed, taskHeartbeat, taskSucceeded } from '../../aws/callbacks.ts';
 import { MigrationTerminatedError } from '../../aws/migration-store.ts';
+import { LONG_POLL_SECONDS } from '../../aws/work-queues.ts';
 import { conflict, forbidden, invalid } from '../../domain/errors.ts';
 import type { ApiDeps } from '../deps.ts';
 import { router } from '../env.ts';
@@ -22,8 +23,8 @@ import {
 } from './agent-common.ts';
 
 /** A long poll looks for work soon after the agent asks (work often follows its last report), then less often. */
-const WORK_POLL_FIRST_MS = 100;
-const WORK_POLL_MAX_MS = 1000;
+/** A work item's waiting step gets at most one heartbeat per minute from its agent's looks. */
+const WORK_HEARTBEAT_EVERY_MS = 60_000;
 
 export function agentDestinationRoutes(deps: ApiDeps) {
   const { migrations } = deps;
@@ -31,7 +32,7 @@ export function agentDestinationRoutes(deps: ApiDeps) {
   return router()
     .openapi(api.getWork, async (c) => {
       const p = c.get('principal');
-      const { dataCenterId: asked, waitSeconds, agentVersion, qemuImg } = c.req.valid('query');
+      const { dataCenterId: asked, agentVersion, qemuImg } = c.req.valid('query');
       let dc: string;
       if (p.kind === 'agent') {
         if (asked !== undefined && asked !== p.dataCenterId)
@@ -49,19 +50,36 @@ export function agentDestinationRoutes(deps: ApiDeps) {
           seenAt: new Date().toISOString(),
         });
       }
-      const deadline = Date.now() + waitSeconds * 1000;
-      let work = await migrations.listWork(dc);
-      // Stop waiting when the agent hangs up.
-      for (
-        let pause = WORK_POLL_FIRST_MS;
-        work.length === 0 && Date.now() < deadline && !c.req.raw.signal.aborted;
-      ) {
-        await new Promise((r) => setTimeout(r, pause));
-        work = await migrations.listWork(dc);
-        pause = Math.min(WORK_POLL_MAX_MS, pause * 2);
-      }
-      const items = work.map(({ taskToken: _, ...w }) => w);
+      const work = await migrations.listWork(dc);
+      // The agent has seen its work: the steps waiting for it stay alive (HeartbeatSeconds) while it is queued.
+      await Promise.all(
+        work.map(async (w) => {
+          if (await migrations.touchWork(w, WORK_HEARTBEAT_EVERY_MS))
+            await taskHeartbeat(deps.sfn, w.taskToken);
+        }),
+      );
+      const items = work.map((w) => {
+        const { taskToken: _, seenAt: __, ...item } = w as typeof w & { seenAt?: number };
+        return item;
+      });
       return c.json({ items }, 200);
+    })
+    .openapi(api.openWorkQueue, async (c) => {
+      const p = c.get('principal');
+      const { dataCenterId: asked } = c.req.valid('query');
+      let dc: string;
+      if (p.kind === 'agent') {
+        if (asked !== undefined && asked !== p.dataCenterId)
+          throw forbidden(`the agent of "${p.dataCenterId}" may open only its own work queue`);
+        dc = p.dataCenterId;
+      } else {
+        requireAdmin(p);
+        if (!asked) throw invalid('dataCenterId', 'an admin must name the data center');
+        dc = asked;
+      }
+      await deps.registry.requireDataCenter(dc);
+      const queueUrl = await deps.workQueues.ensure(dc);
+      return c.json({ queueUrl, region: deps.workQueues.region, waitSeconds: LONG_POLL_SECONDS }, 200);
     })
     .openapi(api.getDownloadPlan, async (c) => {
       const { migrationId, dataCenterId } = c.req.valid('param');

@@ -9,6 +9,7 @@ import { mapLimit } from '../../domain/concurrency.ts';
 import { manifestKey, type UploadPlanEntry, uploadPlanKey } from '../../domain/control-keys.ts';
 import { AppError, conflict, invalid } from '../../domain/errors.ts';
 import type { MigrationRecord } from '../../domain/migration.ts';
+import { wakeUploadWaiters } from '../../workflow/wake.ts';
 import type { ApiDeps } from '../deps.ts';
 import { router } from '../env.ts';
 import {
@@ -326,6 +327,8 @@ export function agentSourceRoutes(deps: ApiDeps) {
         'uploaded',
         `all ${plan.length} chunks verified at cache node ${node.id}`,
       );
+      // Migrations that awaited chunks this one uploaded look again now.
+      await wakeUploadWaiters(deps, m.id);
       return c.json({ status: 'complete' as const, verifiedChunks: plan.length }, 200);
     });
 }

@@ -2,6 +2,7 @@
 import * as api from '../../../protocol/api/registry.ts';
 import { conflict } from '../../domain/errors.ts';
 import { type CacheNodeRecord, chooseCacheNode, type DataCenterRecord } from '../../domain/registry.ts';
+import { wakeSlotWaiters } from '../../workflow/wake.ts';
 import type { ApiDeps } from '../deps.ts';
 import { router } from '../env.ts';
 import { type Principal, requireAdmin, requireDataCenterAccess } from '../principal.ts';
@@ -60,7 +61,9 @@ export function registryRoutes(deps: ApiDeps) {
     })
     .openapi(api.deleteDataCenter, async (c) => {
       requireAdmin(c.get('principal'));
-      await registry.deleteDataCenter(c.req.valid('param').dataCenterId);
+      const { dataCenterId } = c.req.valid('param');
+      await registry.deleteDataCenter(dataCenterId);
+      await deps.workQueues.remove(dataCenterId);
       return c.body(null, 204);
     })
     .openapi(api.listCacheNodes, async (c) => {
@@ -98,6 +101,8 @@ export function registryRoutes(deps: ApiDeps) {
         ...(patch.capacity !== undefined ? { capacity: patch.capacity } : {}),
         ...(patch.status !== undefined ? { status: patch.status } : {}),
       });
+      // More capacity, or a node active again: migrations queued there may start now.
+      await wakeSlotWaiters(deps, node.id);
       return c.json(viewCacheNode(node, c.get('principal')), 200);
     })
     .openapi(api.deleteCacheNode, async (c) => {

@@ -1,6 +1,8 @@
 // Plays a data center's agent by hand with the ApiClient, exactly the calls cli/agent/*.ts makes, so a test can
 // stop a migration at any step of the protocol (waiting for the manifest, the upload, a download, the release).
 import { createHash, randomBytes } from 'node:crypto';
+import { SQSClient } from '@aws-sdk/client-sqs';
+import { WorkQueueListener } from '../../../cli/agent/work-queue.ts';
 import type { ApiClient } from '../../../cli/client.ts';
 import {
   completeDestination,
@@ -62,21 +64,45 @@ export function tinyImage(lengths: readonly number[] = [1000, 2000, 1500]): Tiny
   return { bytes, manifest, file, fileSha256: sha(file) };
 }
 
-/** Long-polls the agent's work list until `action` for `migrationId` appears. */
+/**
+ * Waits until the agent of `dataCenterId` has `action` work for `migrationId`, as an agent does: it looks at its
+ * work, and between looks waits on its work queue (with the agent's own credentials) for a wake-up.
+ */
 export async function waitForWork(
-  agent: ApiClient,
+  t: TestCloud,
+  dataCenterId: string,
   migrationId: string,
   action: WorkItem['action'],
   timeoutMs = 60_000,
 ): Promise<WorkItem> {
+  const agent = t.agent(dataCenterId);
+  const env = t.cloud.agentEnvironment(dataCenterId);
+  const sqs = (region: string) =>
+    new SQSClient({
+      region,
+      endpoint: env['AWS_ENDPOINT_URL_SQS'] as string,
+      credentials: {
+        accessKeyId: env['AWS_ACCESS_KEY_ID'] as string,
+        secretAccessKey: env['AWS_SECRET_ACCESS_KEY'] as string,
+      },
+    });
+  const listening = new AbortController();
+  const opened = await WorkQueueListener.open(agent, listening.signal, sqs);
+  if (!('listener' in opened)) throw new Error(`no work queue for ${dataCenterId}: ${opened.reason}`);
   const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const { body } = await agent.call<{ items: WorkItem[] }>(getWork, { query: { waitSeconds: 2 } });
-    const hit = body.items.find((w) => w.migrationId === migrationId && w.action === action);
-    if (hit) return hit;
-    if (Date.now() > deadline) {
-      throw new Error(`no ${action} work for ${migrationId}; work: ${JSON.stringify(body.items)}`);
+  try {
+    for (;;) {
+      const { body } = await agent.call<{ items: WorkItem[] }>(getWork, {});
+      const hit = body.items.find((w) => w.migrationId === migrationId && w.action === action);
+      if (hit) return hit;
+      if (Date.now() > deadline) {
+        throw new Error(`no ${action} work for ${migrationId}; work: ${JSON.stringify(body.items)}`);
+      }
+      // Another listener (a running agent) may take the wake-up: look again after a short wait regardless.
+      await opened.listener.wait(2000, new AbortController().signal);
     }
+  } finally {
+    listening.abort();
   }
 }
 
@@ -205,16 +231,16 @@ export async function migrationAt(
   const src = t.agent(from);
   const dst = t.agent(to);
   const done = async (): Promise<Driven> => ({ migration: await getOne(t.admin, m.id), image, from, to });
-  await waitForWork(src, m.id, 'manifest');
+  await waitForWork(t, from, m.id, 'manifest');
   if (stage === 'manifest') return done();
   await sendManifest(src, m.id, image);
-  await waitForWork(src, m.id, 'upload');
+  await waitForWork(t, from, m.id, 'upload');
   if (stage === 'upload') return done();
   await uploadAll(src, m.id, image);
-  await waitForWork(dst, m.id, 'download');
+  await waitForWork(t, to, m.id, 'download');
   if (stage === 'download') return done();
   await downloadAndComplete(dst, m.id, to, image);
-  await waitForWork(src, m.id, 'release');
+  await waitForWork(t, from, m.id, 'release');
   if (stage === 'release') return done();
   await release(src, m.id);
   await waitForMigration(t.admin, m.id, (x) => TERMINAL_STATUSES.includes(x.status));

@@ -193,6 +193,11 @@ export function matrix(f: AuthzFixtures): Row[] {
       expect: { admin: 200, source: 200, destination: 403, other: 403 },
     },
     {
+      route: 'POST /v1/agent/work-queue',
+      req: { query: { dataCenterId: f.from } },
+      expect: { admin: 200, source: 200, destination: 403, other: 403 },
+    },
+    {
       route: 'POST /v1/migrations/{migrationId}/source/manifest-url',
       req: {
         ...req('POST /v1/migrations/{migrationId}/source/manifest-url'),

@@ -100,7 +100,8 @@ export function baselines(f: Fixtures): Record<string, Baseline> {
       },
     },
     'DELETE /v1/backup-policies/{policyId}': { params: { policyId: f.policyId } },
-    'GET /v1/agent/work': { query: { dataCenterId: f.from, waitSeconds: '0', agentVersion: '1.0.0' } },
+    'GET /v1/agent/work': { query: { dataCenterId: f.from, agentVersion: '1.0.0' } },
+    'POST /v1/agent/work-queue': { query: { dataCenterId: f.from } },
     'POST /v1/migrations/{migrationId}/source/manifest-url': {
       params: mig,
       body: { sha256: SHA, size: 100 },

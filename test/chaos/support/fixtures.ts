@@ -19,7 +19,7 @@ export async function createFixtures(t: TestCloud): Promise<Fixtures> {
     },
   });
   // Settled: its migration waits for the manifest, so nothing moves while a suite compares snapshots.
-  for (const m of batch.body.migrations) await waitForWork(t.agent(driven.from), m.id, 'manifest');
+  for (const m of batch.body.migrations) await waitForWork(t, driven.from, m.id, 'manifest');
   const policyId = 'chaos-policy';
   await t.admin.call(putPolicy, {
     params: { policyId },
