@@ -14,6 +14,16 @@ const bucketName = (id: string) => ({ 'Fn::Join': ['', ['vmmig-cn-', { Ref: 'AWS
 describe.each(topology.cacheNodes.map((n) => [n.id, n] as const))('cache node %s', (id) => {
   const template = synth.template(`vmmig-cache-node-${id}`);
 
+  it('keeps its chunk bucket when the stack goes, and a redeploy adopts it (--import-existing-resources)', () => {
+    // CloudFormation imports an existing resource into a change set only when it has a custom name and a Retain
+    // deletion policy; a fixed name that is deleted with the stack would be fine too, but chunks are worth keeping.
+    template.hasResource('AWS::S3::Bucket', {
+      Properties: Match.objectLike({ BucketName: bucketName(id) }),
+      DeletionPolicy: 'Retain',
+      UpdateReplacePolicy: 'Retain',
+    });
+  });
+
   it('has its chunk bucket named CACHE_BUCKET_PREFIX + id, versioned, encrypted, private, logged', () => {
     template.hasResourceProperties('AWS::S3::Bucket', {
       BucketName: bucketName(id),
