@@ -9,7 +9,7 @@ import { LONG_POLL_SECONDS } from '../../aws/work-queues.ts';
 import { conflict, forbidden, invalid } from '../../domain/errors.ts';
 import type { ApiDeps } from '../deps.ts';
 import { router } from '../env.ts';
-import { requireAdmin } from '../principal.ts';
+import { type Principal, requireAdmin } from '../principal.ts';
 import {
   answerWaitingStep,
   byThisCall,
@@ -26,6 +26,18 @@ import {
 /** A work item's waiting step gets at most one heartbeat per minute from its agent's looks. */
 const WORK_HEARTBEAT_EVERY_MS = 60_000;
 
+/** The data center whose work the caller asks about: an agent's own (naming another is 403), or one an admin names. */
+function ownDataCenter(p: Principal, asked: string | undefined, onlyOwn: string): string {
+  if (p.kind === 'agent') {
+    if (asked !== undefined && asked !== p.dataCenterId)
+      throw forbidden(`the agent of "${p.dataCenterId}" may ${onlyOwn}`);
+    return p.dataCenterId;
+  }
+  requireAdmin(p);
+  if (!asked) throw invalid('dataCenterId', 'an admin must name the data center');
+  return asked;
+}
+
 export function agentDestinationRoutes(deps: ApiDeps) {
   const { migrations } = deps;
 
@@ -33,16 +45,7 @@ export function agentDestinationRoutes(deps: ApiDeps) {
     .openapi(api.getWork, async (c) => {
       const p = c.get('principal');
       const { dataCenterId: asked, agentVersion, qemuImg } = c.req.valid('query');
-      let dc: string;
-      if (p.kind === 'agent') {
-        if (asked !== undefined && asked !== p.dataCenterId)
-          throw forbidden(`the agent of "${p.dataCenterId}" may read only its own work`);
-        dc = p.dataCenterId;
-      } else {
-        requireAdmin(p);
-        if (!asked) throw invalid('dataCenterId', 'an admin must name the data center');
-        dc = asked;
-      }
+      const dc = ownDataCenter(p, asked, 'read only its own work');
       if (p.kind === 'agent' && agentVersion) {
         await deps.registry.recordAgent(dc, {
           version: agentVersion,
@@ -67,16 +70,7 @@ export function agentDestinationRoutes(deps: ApiDeps) {
     .openapi(api.openWorkQueue, async (c) => {
       const p = c.get('principal');
       const { dataCenterId: asked } = c.req.valid('query');
-      let dc: string;
-      if (p.kind === 'agent') {
-        if (asked !== undefined && asked !== p.dataCenterId)
-          throw forbidden(`the agent of "${p.dataCenterId}" may open only its own work queue`);
-        dc = p.dataCenterId;
-      } else {
-        requireAdmin(p);
-        if (!asked) throw invalid('dataCenterId', 'an admin must name the data center');
-        dc = asked;
-      }
+      const dc = ownDataCenter(p, asked, 'open only its own work queue');
       await deps.registry.requireDataCenter(dc);
       const queueUrl = await deps.workQueues.ensure(dc);
       return c.json({ queueUrl, region: deps.workQueues.region, waitSeconds: LONG_POLL_SECONDS }, 200);
