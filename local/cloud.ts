@@ -47,7 +47,7 @@ import {
   topologyDigest,
 } from './iam/policies.ts';
 import { Gate } from './iam/requests.ts';
-import { assertPortFree, findFreePort, LOOPBACK } from './ports.ts';
+import { assertPortFree, describeListenError, findFreePort, LOOPBACK, PortInUseError } from './ports.ts';
 import { type FaultProxy, type FaultProxyOptions, startFaultProxy } from './s3/fault-proxy.ts';
 import { startS3Server } from './s3/server.ts';
 import { claimDataDir, clearState, type LocalEndpoints, writeState } from './state-file.ts';
@@ -144,12 +144,29 @@ export interface LocalCloud {
 }
 
 export async function startLocalCloud(options: LocalCloudOptions): Promise<LocalCloud> {
+  const wanted = options.ports ?? portsFrom(DEFAULT_PORT_BASE);
+  const fixed = new Set(Object.values(wanted).filter((port) => port !== 0));
+  // A port this cloud picked itself can be taken by another process before its server binds it (the claims of
+  // findFreePort make that rare, not impossible): start again on other ports. A port the user chose is theirs to fix.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startOnce(options, wanted);
+    } catch (err) {
+      if (!(err instanceof PortInUseError) || fixed.has(err.port) || attempt >= 4) throw err;
+      options.log?.(
+        'cloud',
+        `${err.what}: port ${err.port} was taken meanwhile; starting again on other ports`,
+      );
+    }
+  }
+}
+
+async function startOnce(options: LocalCloudOptions, wanted: LocalPorts): Promise<LocalCloud> {
   const { dataDir, topology } = options;
   const log = options.log ?? (() => {});
   await mkdir(dataDir, { recursive: true });
   claimDataDir(dataDir);
   const tokens = loadOrCreateTokens(dataDir);
-  const wanted = options.ports ?? portsFrom(DEFAULT_PORT_BASE);
   const names: Record<keyof LocalPorts, string> = {
     api: 'the API',
     edge: 'the local edge',
@@ -354,7 +371,7 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
     const server = serve({ fetch, hostname: LOOPBACK, port: ports.api });
     await new Promise<void>((resolve, reject) => {
       server.once('listening', resolve);
-      server.once('error', reject);
+      server.once('error', (err) => reject(describeListenError(err, ports.api, names.api)));
     });
     stops.push(async () => {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));

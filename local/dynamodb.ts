@@ -8,7 +8,7 @@ import { tmpdir, userInfo } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { DynamoDBClient, ListTablesCommand } from '@aws-sdk/client-dynamodb';
 import { detectJava, type JavaRuntime } from './java.ts';
-import { assertPortFree, LOOPBACK } from './ports.ts';
+import { assertPortFree, LOOPBACK, PortInUseError } from './ports.ts';
 
 export interface DynamoDbLocalOptions {
   /** Absolute directory for `shared-local-instance.db`; created if missing. */
@@ -203,6 +203,8 @@ export async function startDynamoDbLocal(options: DynamoDbLocalOptions): Promise
   }
   if (failure !== undefined) {
     await stopChild(child);
+    if (/Address already in use|BindException/.test(output))
+      throw new PortInUseError(options.port, WHAT, LOOPBACK);
     throw new Error(`${WHAT} on port ${options.port} ${failure}. Output:\n${output.trim()}`);
   }
 

@@ -1,7 +1,9 @@
 // Port helpers for the local cloud's servers: pick a free loopback port, and fail early with a message that
 // names the port and the component when the port is already taken.
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 export const LOOPBACK = '127.0.0.1';
 
@@ -23,6 +25,10 @@ export class PortInUseError extends Error {
  * A port that was free on the loopback interface a moment ago. It is taken below the kernel's ephemeral range: a
  * port the OS hands out (port 0) comes from that range, where outgoing connections take their local ports too, and
  * one of them may hold it by the time the server that was promised it binds.
+ *
+ * Between this answer and the bind (seconds for DynamoDB Local's JVM) another process could be handed the same
+ * port, so each port handed out is claimed for a while: in this process, and across processes (parallel test
+ * workers, two local clouds starting at once) by a claim file that other callers of findFreePort respect.
  */
 export async function findFreePort(host: string = LOOPBACK): Promise<number> {
   const ephemeralFrom = firstEphemeralPort();
@@ -30,10 +36,37 @@ export async function findFreePort(host: string = LOOPBACK): Promise<number> {
   if (ephemeralFrom - low > 1_000) {
     for (let attempt = 0; attempt < 50; attempt++) {
       const port = low + Math.floor(Math.random() * (ephemeralFrom - low));
+      if (!claim(port)) continue;
       if (await canBind(host, port)) return port;
     }
   }
   return anyPort(host);
+}
+
+/** How long a port handed out stays claimed: longer than any server here takes to bind it. */
+const CLAIM_MS = 120_000;
+const claimedHere = new Map<number, number>();
+
+function claim(port: number): boolean {
+  const now = Date.now();
+  const mine = claimedHere.get(port);
+  if (mine !== undefined && now - mine < CLAIM_MS) return false;
+  const dir = join(tmpdir(), 'vmmig-port-claims');
+  const file = join(dir, String(port));
+  try {
+    mkdirSync(dir, { recursive: true });
+    try {
+      writeFileSync(file, String(process.pid), { flag: 'wx' });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      if (now - statSync(file).mtimeMs < CLAIM_MS) return false;
+      writeFileSync(file, String(process.pid)); // a stale claim: the server that asked for it bound it long ago
+    }
+  } catch {
+    // No shared temporary directory: the in-process claim still holds.
+  }
+  claimedHere.set(port, now);
+  return true;
 }
 
 function firstEphemeralPort(): number {
