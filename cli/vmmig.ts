@@ -147,6 +147,10 @@ connection(
     .addOption(queueTimeoutOption('how long to wait for a free slot'))
     .option('--start-at <time>', 'start at this time (ISO 8601)')
     .option('--application <name>', 'record the application that triggered the migration')
+    .option(
+      '--overwrite',
+      'replace a file at a destination that vmmig did not deliver (or that changed since); without it that destination fails',
+    )
     .option('--wait', 'follow until it ends')
     .option('--json', 'JSON lines instead of progress bars'),
 ).action(run((o: MigrateFlags & ConnectionFlags) => migrate(connect(o), o)));

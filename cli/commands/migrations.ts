@@ -81,6 +81,7 @@ export interface MigrateFlags extends OutputFlags {
   readonly queueTimeout?: number;
   readonly startAt?: string;
   readonly application?: string;
+  readonly overwrite?: boolean;
   readonly wait?: boolean;
 }
 
@@ -99,6 +100,7 @@ export async function migrate(client: ApiClient, opts: MigrateFlags): Promise<nu
     ...(opts.queueTimeout !== undefined ? { queueTimeoutSeconds: opts.queueTimeout } : {}),
     ...(startAt ? { startAt: startAt.toISOString() } : {}),
     ...(opts.application ? { application: opts.application } : {}),
+    ...(opts.overwrite ? { overwrite: true } : {}),
   };
   const destinations = opts.to?.map(parseDestination);
   // A retried request (network hiccup) must not start a second migration.

@@ -12,6 +12,7 @@ export function migrationView(m: MigrationRecord, baseUrl: string, history?: His
     mode: m.mode,
     onCongestion: m.onCongestion,
     queueTimeoutSeconds: m.queueTimeoutSeconds,
+    overwrite: m.overwrite ?? false,
     ...(m.startAt ? { startAt: m.startAt } : {}),
     ...(m.application ? { application: m.application } : {}),
     ...(m.batchId ? { batchId: m.batchId } : {}),

@@ -13,6 +13,10 @@ export interface LegRecord {
   readonly format?: ImageFormat;
   readonly deliveredPath?: string;
   readonly deliveredFormat?: ImageFormat;
+  readonly allocatedBytes?: number;
+  /** A file was at deliveredPath before and was replaced. */
+  readonly replaced?: boolean;
+  readonly bytesReusedAtDestination?: number;
   readonly status: LegStatus;
   readonly chunksToReplicate: number;
   readonly bytesToReplicate: number;
@@ -64,6 +68,8 @@ export interface MigrationRecord {
   readonly mode: MigrationMode;
   readonly onCongestion: OnCongestion;
   readonly queueTimeoutSeconds: number;
+  /** Destinations may replace files vmmig did not deliver (absent: false). */
+  readonly overwrite?: boolean;
   readonly startAt?: string;
   readonly application?: string;
   readonly batchId?: string;

@@ -76,6 +76,7 @@ export const handler = task(
       hostId: m.hostId,
       imageId: m.imageId,
       ...(leg?.format ? { format: leg.format } : {}),
+      ...(toDestination && m.overwrite ? { overwrite: true } : {}),
       createdAt: new Date().toISOString(),
       taskToken: event.taskToken,
     });

@@ -9,7 +9,8 @@ import { greatCircleKm } from '../domain/geo.ts';
 import { EMPTY_UPLOAD, type MigrationRecord, newLeg } from '../domain/migration.ts';
 import { chooseCacheNode } from '../domain/registry.ts';
 
-export type MigrationRequest = z.output<typeof CreateMigration> & {
+export type MigrationRequest = Omit<z.output<typeof CreateMigration>, 'overwrite'> & {
+  readonly overwrite?: boolean;
   readonly batchId?: string;
   readonly policyId?: string;
 };
@@ -67,6 +68,7 @@ export async function buildMigration(
     mode: req.mode,
     onCongestion: req.onCongestion,
     queueTimeoutSeconds: req.queueTimeoutSeconds,
+    ...(req.overwrite ? { overwrite: true } : {}),
     ...(req.startAt ? { startAt: new Date(req.startAt).toISOString() } : {}),
     ...(req.application ? { application: req.application } : {}),
     ...(req.batchId ? { batchId: req.batchId } : {}),

@@ -25,6 +25,12 @@ export const WorkItem = z
     hostId: z.string(),
     imageId: z.string(),
     format: ImageFormat.optional().describe('download: the format the destination asked for'),
+    overwrite: z
+      .boolean()
+      .optional()
+      .describe(
+        'download/handover: a file vmmig did not deliver may be replaced (the migration asked for it)',
+      ),
     createdAt: Timestamp,
   })
   .openapi('WorkItem');
@@ -298,6 +304,13 @@ export const CompleteDestination = z
     sha256: Sha256.describe('SHA-256 of the image as received (before any format conversion)'),
     path: z.string().min(1).max(4096).optional().describe('where the agent put the image'),
     format: ImageFormat.optional().describe('the format of the image at that path (after conversion)'),
+    bytesReused: z
+      .int()
+      .min(0)
+      .optional()
+      .describe('bytes taken from images the data center already held instead of downloaded'),
+    allocatedBytes: z.int().min(0).optional().describe('disk space the image at that path takes'),
+    replaced: z.boolean().optional().describe('a file was at that path before and was replaced'),
   })
   .openapi('CompleteDestination');
 

@@ -102,6 +102,13 @@ export const MigrationOptions = z.strictObject({
     .max(128)
     .optional()
     .describe('the application that triggered the migration (draft §3.1 step 1), recorded in the history'),
+  overwrite: z
+    .boolean()
+    .default(false)
+    .describe(
+      'replace a file at a destination that vmmig did not deliver, or that changed since it delivered it; ' +
+        'without it such a destination fails, naming the file, and the file is left as it is',
+    ),
 });
 
 export const CreateMigration = MigrationOptions.extend({
@@ -146,8 +153,24 @@ export const Leg = z
       ),
     chunksDownloaded: z.int(),
     bytesDownloaded: z.int(),
+    bytesReusedAtDestination: z
+      .int()
+      .optional()
+      .describe(
+        'bytes the destination took from images it already held instead of downloading them (not in bytesDownloaded)',
+      ),
     deliveredPath: z.string().optional().describe('where the agent put the image'),
     deliveredFormat: ImageFormat.optional(),
+    allocatedBytes: z
+      .int()
+      .optional()
+      .describe('disk space the delivered image takes (zero ranges are left as holes)'),
+    replaced: z
+      .boolean()
+      .optional()
+      .describe(
+        'a file was at deliveredPath before and was replaced (only ever one vmmig delivered, or with overwrite)',
+      ),
     completedAt: Timestamp.optional(),
     error: z.string().optional(),
   })
@@ -218,6 +241,7 @@ export const Migration = z
         .int()
         .describe('chunks another migration was uploading at the same time: awaited, not sent twice'),
     }),
+    overwrite: z.boolean().describe('files vmmig did not deliver may be replaced at the destinations'),
     sourceReleased: z.boolean().describe('mode migrate: the source agent ran its --on-migrated hook'),
     replication: z
       .object({

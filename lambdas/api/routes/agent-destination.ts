@@ -137,12 +137,19 @@ export function agentDestinationRoutes(deps: ApiDeps) {
     })
     .openapi(api.completeDestination, async (c) => {
       const { migrationId, dataCenterId } = c.req.valid('param');
-      const { sha256, path, format } = c.req.valid('json');
+      const { sha256, path, format, bytesReused, allocatedBytes, replaced } = c.req.valid('json');
       const m = await migrationFor(deps, c.get('principal'), migrationId, {
         role: 'destination',
         dataCenterId,
       });
       const leg = m.legs[dataCenterId];
+      // A repeat is answered like the first report only if it reports the same image.
+      if (leg?.status === 'COMPLETED' && m.image && sha256 !== m.image.sha256) {
+        throw invalid(
+          'sha256',
+          `the image received hashes to ${sha256}, but the source image is ${m.image.sha256}`,
+        );
+      }
       if (leg?.status === 'COMPLETED') {
         await answerWaitingStep(deps, m, dataCenterId, leg.local ? 'handover' : 'download');
         return c.json({ status: 'complete' as const }, 200);
@@ -176,11 +183,19 @@ export function agentDestinationRoutes(deps: ApiDeps) {
               ...(m.image && !leg?.local
                 ? [
                     [['legs', dataCenterId, 'chunksDownloaded'], m.image.chunks] as const,
-                    [['legs', dataCenterId, 'bytesDownloaded'], m.image.size - m.image.zeroBytes] as const,
+                    [
+                      ['legs', dataCenterId, 'bytesDownloaded'],
+                      Math.max(0, m.image.size - m.image.zeroBytes - (bytesReused ?? 0)),
+                    ] as const,
+                    [['legs', dataCenterId, 'bytesReusedAtDestination'], bytesReused ?? 0] as const,
                   ]
                 : []),
               ...(path ? [[['legs', dataCenterId, 'deliveredPath'], path] as const] : []),
               ...(format ? [[['legs', dataCenterId, 'deliveredFormat'], format] as const] : []),
+              ...(allocatedBytes !== undefined
+                ? [[['legs', dataCenterId, 'allocatedBytes'], allocatedBytes] as const]
+                : []),
+              ...(replaced ? [[['legs', dataCenterId, 'replaced'], true] as const] : []),
             ],
           },
           {
@@ -188,7 +203,8 @@ export function agentDestinationRoutes(deps: ApiDeps) {
               event: 'destination-completed',
               message:
                 `${dataCenterId}: ${leg?.local ? 'handed over locally' : 'image verified'} (sha256 ${sha256.slice(0, 12)}…)` +
-                `${format ? `, ${format} at ${path ?? 'its image store'}` : ''}, VM ready`,
+                `${format ? `, ${format} at ${path ?? 'its image store'}` : ''}` +
+                `${replaced ? ` (replaced the file that was there)` : ''}, VM ready`,
             },
             // The same report twice at once completes the leg once; the second answers like a repeat.
             expectNot: [[['legs', dataCenterId, 'status'], 'COMPLETED']],
