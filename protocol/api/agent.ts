@@ -236,7 +236,14 @@ export const failSource = createRoute({
 });
 
 export const SourceReleased = z
-  .strictObject({ hook: z.enum(['ran', 'none']).describe('whether an --on-migrated hook ran') })
+  .strictObject({
+    hook: z
+      .enum(['ran', 'none', 'skipped'])
+      .describe(
+        'whether an --on-migrated hook ran; skipped: the image was handed over in place at the source, so the hook, ' +
+          'which would act on the delivered image, was not run',
+      ),
+  })
   .openapi('SourceReleased');
 
 export const releaseSource = createRoute({

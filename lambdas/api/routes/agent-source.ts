@@ -265,7 +265,9 @@ export function agentSourceRoutes(deps: ApiDeps) {
               message:
                 hook === 'ran'
                   ? 'the source agent ran its on-migrated hook'
-                  : 'the source agent has no on-migrated hook',
+                  : hook === 'skipped'
+                    ? 'the source agent did not run its on-migrated hook: the image was handed over in place, the hook would act on the delivered image'
+                    : 'the source agent has no on-migrated hook',
             },
             expectNot: [[['sourceReleased'], true]],
           },
