@@ -1,6 +1,6 @@
 // The CVMM front end: one platform-neutral Hono app. Lambda (lambdas/api/lambda.ts) and the local cloud
 // (@hono/node-server) both serve exactly this app; only `deps` differ.
-import { health } from '../../protocol/api/common.ts';
+import { getOpenApiDocument, health } from '../../protocol/api/common.ts';
 import { AppError } from '../domain/errors.ts';
 import { bodyCap } from './body-cap.ts';
 import type { ApiDeps } from './deps.ts';
@@ -18,6 +18,8 @@ import { policyRoutes } from './routes/policies.ts';
 import { registryRoutes } from './routes/registry.ts';
 
 export const API_VERSION = '1.0.0';
+/** The local cloud's API port unless told otherwise (local/cloud.ts DEFAULT_PORT_BASE; a test keeps them equal). */
+export const LOCAL_API_PORT = 7700;
 /** API Gateway caps bodies at 10 MB; we stay well below and say so. */
 export const MAX_BODY_BYTES = 1024 * 1024;
 
@@ -30,6 +32,34 @@ export const OPENAPI_CONFIG = {
       'CVMM front end of the CDN-based VM migration scheme (draft-ou-cdn-vm-migration-scheme-00): node registry, ' +
       'the RMG mapping tables, migrations and the agent protocol.',
   },
+  servers: [
+    {
+      url: `http://127.0.0.1:${LOCAL_API_PORT}`,
+      description: 'The local cloud (`vmmig local`; another port with --port-base)',
+    },
+    {
+      url: 'https://{apiId}.execute-api.{region}.amazonaws.com',
+      // Variables carry no description: the OpenAPI 3.1 schema validators use (2022-10-07) misspells that field.
+      description:
+        'Deployed on AWS: the ApiUrl output of the control-plane stack ($default stage): apiId is the HTTP API id, ' +
+        'region the home region (cdk.json)',
+      variables: { apiId: { default: 'abcde12345' }, region: { default: 'ap-northeast-1' } },
+    },
+  ],
+  tags: [
+    { name: 'service', description: 'Liveness and this document; no credentials' },
+    { name: 'registry', description: 'Data centers (VRN) and cache nodes (CCN) of the RMG node registry' },
+    {
+      name: 'mapping',
+      description: "The draft's RMG mapping tables: ContentMap (Table 1), LocationMap (Table 2)",
+    },
+    { name: 'migrations', description: 'Migrations, batches and estimates (CVMM)' },
+    { name: 'policies', description: 'Backup policies: a VM backed up on a schedule' },
+    {
+      name: 'agent',
+      description: "The data center agent's protocol (draft V-C): work, upload, download, reports",
+    },
+  ],
   security: [{ bearer: [] }],
 };
 
@@ -71,6 +101,8 @@ export function createApp(deps: ApiDeps) {
     scheme: 'bearer',
     description: 'Local cloud: the tokens printed by `vmmig local`. On AWS the API uses IAM (SigV4) instead.',
   });
+  // Served by doc31 below; registered so that the document describes itself too.
+  app.openAPIRegistry.registerPath(getOpenApiDocument);
   app.doc31('/openapi.json', OPENAPI_CONFIG);
   return app;
 }

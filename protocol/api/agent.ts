@@ -1,7 +1,7 @@
 // The agent protocol (draft V-C, DESIGN §3): how a data center's agent gets work, sends a manifest, uploads
 // missing chunks with presigned PUTs, downloads through the edge with signed GETs, and reports back.
-import { createRoute, z } from '@hono/zod-openapi';
-import { errorResponses, json, NodeId, PageQuery, pathId, Timestamp } from './common.ts';
+import { z } from '@hono/zod-openapi';
+import { errorResponses, json, NodeId, PageQuery, pathId, route, Timestamp } from './common.ts';
 import { ImageFormat, MigrationId } from './migrations.ts';
 
 const tags = ['agent'];
@@ -36,7 +36,8 @@ export const WorkItem = z
   .openapi('WorkItem');
 export type WorkItem = z.infer<typeof WorkItem>;
 
-export const getWork = createRoute({
+export const getWork = route({
+  operationId: 'getWork',
   method: 'get',
   path: '/v1/agent/work',
   tags,
@@ -65,7 +66,6 @@ export const getWork = createRoute({
   },
   responses: {
     200: json(z.object({ items: z.array(WorkItem) }), 'Work items'),
-    ...errorResponses(400, 401, 403),
   },
 });
 
@@ -73,12 +73,17 @@ export const WorkQueue = z
   .object({
     queueUrl: z.string().describe('the SQS queue to long-poll with the agent’s own AWS credentials'),
     region: z.string(),
-    waitSeconds: z.int().describe('ReceiveMessage WaitTimeSeconds to use (SQS allows at most 20)'),
+    waitSeconds: z
+      .int()
+      .min(0)
+      .max(20)
+      .describe('ReceiveMessage WaitTimeSeconds to use (SQS allows at most 20)'),
   })
   .openapi('WorkQueue');
 export type WorkQueue = z.infer<typeof WorkQueue>;
 
-export const openWorkQueue = createRoute({
+export const openWorkQueue = route({
+  operationId: 'openWorkQueue',
   method: 'post',
   path: '/v1/agent/work-queue',
   tags,
@@ -93,7 +98,7 @@ export const openWorkQueue = createRoute({
   },
   responses: {
     200: json(WorkQueue, 'The queue'),
-    ...errorResponses(400, 401, 403, 404),
+    ...errorResponses(404),
   },
 });
 
@@ -110,7 +115,8 @@ export const ManifestUploadRequest = z
   .strictObject({ sha256: Sha256.describe('SHA-256 of the manifest file'), size: z.int().min(2) })
   .openapi('ManifestUploadRequest');
 
-export const createManifestUploadUrl = createRoute({
+export const createManifestUploadUrl = route({
+  operationId: 'createManifestUploadUrl',
   method: 'post',
   path: '/v1/migrations/{migrationId}/source/manifest-url',
   tags,
@@ -124,7 +130,7 @@ export const createManifestUploadUrl = createRoute({
   },
   responses: {
     200: json(ManifestUploadUrl, 'Upload the manifest JSON here'),
-    ...errorResponses(401, 403, 404, 409),
+    ...errorResponses(404, 409),
   },
 });
 
@@ -139,7 +145,8 @@ export const ManifestAccepted = z
   })
   .openapi('ManifestAccepted');
 
-export const submitManifest = createRoute({
+export const submitManifest = route({
+  operationId: 'submitManifest',
   method: 'post',
   path: '/v1/migrations/{migrationId}/source/manifest',
   tags,
@@ -148,7 +155,7 @@ export const submitManifest = createRoute({
     params: idParams,
     body: { content: { 'application/json': { schema: SubmitManifest } }, required: true },
   },
-  responses: { 200: json(ManifestAccepted, 'Accepted'), ...errorResponses(400, 401, 403, 404, 409) },
+  responses: { 200: json(ManifestAccepted, 'Accepted'), ...errorResponses(404, 409) },
 });
 
 export const UploadUrl = z
@@ -162,7 +169,8 @@ export const UploadUrl = z
   .openapi('UploadUrl');
 export type UploadUrl = z.infer<typeof UploadUrl>;
 
-export const listUploadUrls = createRoute({
+export const listUploadUrls = route({
+  operationId: 'listUploadUrls',
   method: 'get',
   path: '/v1/migrations/{migrationId}/source/upload-urls',
   tags,
@@ -173,7 +181,7 @@ export const listUploadUrls = createRoute({
       z.object({ items: z.array(UploadUrl), nextCursor: z.string().optional(), expiresAt: Timestamp }),
       'URLs',
     ),
-    ...errorResponses(400, 401, 403, 404, 409),
+    ...errorResponses(404, 409),
   },
 });
 
@@ -181,7 +189,8 @@ export const ReportChunks = z
   .strictObject({ sha256: z.array(Sha256).min(1).max(1000) })
   .openapi('ReportChunks');
 
-export const reportStoredChunks = createRoute({
+export const reportStoredChunks = route({
+  operationId: 'reportStoredChunks',
   method: 'post',
   path: '/v1/migrations/{migrationId}/source/chunks',
   tags,
@@ -192,11 +201,12 @@ export const reportStoredChunks = createRoute({
   },
   responses: {
     200: json(z.object({ verified: z.int(), missing: z.array(Sha256) }), 'Verified'),
-    ...errorResponses(400, 401, 403, 404, 409),
+    ...errorResponses(404, 409),
   },
 });
 
-export const completeUpload = createRoute({
+export const completeUpload = route({
+  operationId: 'completeUpload',
   method: 'post',
   path: '/v1/migrations/{migrationId}/source/complete',
   tags,
@@ -210,17 +220,28 @@ export const completeUpload = createRoute({
     ),
     409: json(
       z.object({
-        error: z.object({ code: z.literal('Conflict'), message: z.string(), missing: z.array(Sha256) }),
+        error: z
+          .object({
+            code: z.literal('Conflict'),
+            message: z.string(),
+            missing: z
+              .array(Sha256)
+              .optional()
+              .describe('chunks not stored: upload these and call again (absent for a state conflict)'),
+          })
+          .catchall(z.unknown()),
       }),
-      'Some chunks are not stored: upload these and call again',
+      'Some chunks are not stored (`missing` lists them: upload these and call again), or the migration is not ' +
+        'waiting for an upload (its `status` says where it is)',
     ),
-    ...errorResponses(401, 403, 404),
+    ...errorResponses(404),
   },
 });
 
 export const FailSource = z.strictObject({ reason: z.string().min(1).max(2000) }).openapi('FailSource');
 
-export const failSource = createRoute({
+export const failSource = route({
+  operationId: 'failSource',
   method: 'post',
   path: '/v1/migrations/{migrationId}/source/failed',
   tags,
@@ -231,7 +252,7 @@ export const failSource = createRoute({
   },
   responses: {
     200: json(z.object({ status: z.literal('failed') }), 'Recorded'),
-    ...errorResponses(400, 401, 403, 404, 409),
+    ...errorResponses(404, 409),
   },
 });
 
@@ -246,7 +267,8 @@ export const SourceReleased = z
   })
   .openapi('SourceReleased');
 
-export const releaseSource = createRoute({
+export const releaseSource = route({
+  operationId: 'releaseSource',
   method: 'post',
   path: '/v1/migrations/{migrationId}/source/released',
   tags,
@@ -258,7 +280,7 @@ export const releaseSource = createRoute({
   },
   responses: {
     200: json(z.object({ status: z.literal('released') }), 'Recorded'),
-    ...errorResponses(400, 401, 403, 404, 409),
+    ...errorResponses(404, 409),
   },
 });
 
@@ -297,13 +319,14 @@ export const DownloadPlan = z
   .openapi('DownloadPlan');
 export type DownloadPlan = z.infer<typeof DownloadPlan>;
 
-export const getDownloadPlan = createRoute({
+export const getDownloadPlan = route({
+  operationId: 'getDownloadPlan',
   method: 'get',
   path: '/v1/migrations/{migrationId}/destinations/{dataCenterId}/plan',
   tags,
   summary: 'The image manifest with signed edge URLs for the destination (paged)',
   request: { params: destParams, query: PageQuery },
-  responses: { 200: json(DownloadPlan, 'Plan page'), ...errorResponses(400, 401, 403, 404, 409) },
+  responses: { 200: json(DownloadPlan, 'Plan page'), ...errorResponses(404, 409) },
 });
 
 export const CompleteDestination = z
@@ -321,7 +344,8 @@ export const CompleteDestination = z
   })
   .openapi('CompleteDestination');
 
-export const completeDestination = createRoute({
+export const completeDestination = route({
+  operationId: 'completeDestination',
   method: 'post',
   path: '/v1/migrations/{migrationId}/destinations/{dataCenterId}/complete',
   tags,
@@ -332,7 +356,7 @@ export const completeDestination = createRoute({
   },
   responses: {
     200: json(z.object({ status: z.literal('complete') }), 'Leg completed'),
-    ...errorResponses(400, 401, 403, 404, 409),
+    ...errorResponses(404, 409),
   },
 });
 
@@ -340,7 +364,8 @@ export const FailDestination = z
   .strictObject({ reason: z.string().min(1).max(2000) })
   .openapi('FailDestination');
 
-export const failDestination = createRoute({
+export const failDestination = route({
+  operationId: 'failDestination',
   method: 'post',
   path: '/v1/migrations/{migrationId}/destinations/{dataCenterId}/failed',
   tags,
@@ -351,7 +376,7 @@ export const failDestination = createRoute({
   },
   responses: {
     200: json(z.object({ status: z.literal('failed') }), 'Recorded'),
-    ...errorResponses(400, 401, 403, 404, 409),
+    ...errorResponses(404, 409),
   },
 });
 
@@ -367,7 +392,8 @@ export const Heartbeat = z
   .openapi('Heartbeat');
 export type Heartbeat = z.infer<typeof Heartbeat>;
 
-export const sendHeartbeat = createRoute({
+export const sendHeartbeat = route({
+  operationId: 'sendHeartbeat',
   method: 'post',
   path: '/v1/migrations/{migrationId}/heartbeat',
   tags,
@@ -378,6 +404,6 @@ export const sendHeartbeat = createRoute({
   },
   responses: {
     200: json(z.object({ status: z.string() }), 'Recorded; status tells the agent whether to go on'),
-    ...errorResponses(400, 401, 403, 404),
+    ...errorResponses(404),
   },
 });

@@ -1,7 +1,7 @@
 // Batch migration (draft §4.1): many VMs from one data center to another in one request, one status that
 // rolls the rest up.
-import { createRoute, z } from '@hono/zod-openapi';
-import { errorResponses, json, NodeId, Timestamp } from './common.ts';
+import { z } from '@hono/zod-openapi';
+import { errorResponses, json, NodeId, route, Timestamp } from './common.ts';
 import { Destination, ImageId, MigrationId, MigrationOptions, MigrationStatus } from './migrations.ts';
 
 const tags = ['migrations'];
@@ -79,7 +79,8 @@ export const Batch = z
   .openapi('Batch');
 export type Batch = z.infer<typeof Batch>;
 
-export const createBatch = createRoute({
+export const createBatch = route({
+  operationId: 'createBatch',
   method: 'post',
   path: '/v1/batches',
   tags,
@@ -98,14 +99,15 @@ export const createBatch = createRoute({
     }),
     body: { content: { 'application/json': { schema: CreateBatch } }, required: true },
   },
-  responses: { 202: json(Batch, 'Accepted'), ...errorResponses(400, 401, 403, 404, 409) },
+  responses: { 202: json(Batch, 'Accepted'), ...errorResponses(404, 409) },
 });
 
-export const getBatch = createRoute({
+export const getBatch = route({
+  operationId: 'getBatch',
   method: 'get',
   path: '/v1/batches/{batchId}',
   tags,
   summary: 'The rolled-up status of a batch',
   request: { params: z.object({ batchId: BatchId.openapi({ param: { name: 'batchId', in: 'path' } }) }) },
-  responses: { 200: json(Batch, 'The batch'), ...errorResponses(400, 401, 403, 404) },
+  responses: { 200: json(Batch, 'The batch'), ...errorResponses(404) },
 });

@@ -1,6 +1,6 @@
 // Pre-flight estimate: before any upload, how much of an image the cache nodes already hold.
-import { createRoute, z } from '@hono/zod-openapi';
-import { errorResponses, json, NodeId } from './common.ts';
+import { z } from '@hono/zod-openapi';
+import { errorResponses, json, NodeId, route } from './common.ts';
 
 export const MAX_ESTIMATE_CHUNKS = 5000;
 
@@ -44,11 +44,12 @@ export const Estimate = z
   .openapi('Estimate');
 export type Estimate = z.infer<typeof Estimate>;
 
-export const createEstimate = createRoute({
+export const createEstimate = route({
+  operationId: 'createEstimate',
   method: 'post',
   path: '/v1/estimates',
   tags: ['migrations'],
   summary: 'How many bytes of an image the cache nodes already hold, per end, before any upload',
   request: { body: { content: { 'application/json': { schema: EstimateRequest } }, required: true } },
-  responses: { 200: json(Estimate, 'The estimate'), ...errorResponses(400, 401, 403, 404) },
+  responses: { 200: json(Estimate, 'The estimate'), ...errorResponses(404) },
 });

@@ -1,6 +1,6 @@
 // The draft's RMG mapping tables (§3.3): Table 1 ContentMap and Table 2 LocationMap, read-only over the API.
-import { createRoute, z } from '@hono/zod-openapi';
-import { errorResponses, json, NodeId, PageQuery, page, Timestamp } from './common.ts';
+import { z } from '@hono/zod-openapi';
+import { json, NodeId, PageQuery, page, route, Timestamp } from './common.ts';
 
 const q = (name: string) => ({ param: { name, in: 'query' as const } });
 
@@ -58,7 +58,8 @@ export const LocationMapQuery = PageQuery.extend({
 });
 export type LocationMapQuery = z.infer<typeof LocationMapQuery>;
 
-export const listContentMap = createRoute({
+export const listContentMap = route({
+  operationId: 'listContentMap',
   method: 'get',
   path: '/v1/content-map',
   tags: ['mapping'],
@@ -67,10 +68,11 @@ export const listContentMap = createRoute({
     'Filters combine with AND. An agent sees only rows of its own data center. The most selective key filter ' +
     '(migrationId, dataCenterId, vmId, imageId, cacheNodeId) picks the index; the others filter.',
   request: { query: ContentMapQuery },
-  responses: { 200: json(page(ContentMapRow, 'ContentMapPage'), 'Rows'), ...errorResponses(400, 401, 403) },
+  responses: { 200: json(page(ContentMapRow, 'ContentMapPage'), 'Rows') },
 });
 
-export const listLocationMap = createRoute({
+export const listLocationMap = route({
+  operationId: 'listLocationMap',
   method: 'get',
   path: '/v1/location-map',
   tags: ['mapping'],
@@ -79,5 +81,5 @@ export const listLocationMap = createRoute({
     'An agent must filter by migrationId or by its own data center as source or destination, and sees only rows ' +
     'where its data center is one end.',
   request: { query: LocationMapQuery },
-  responses: { 200: json(page(LocationMapRow, 'LocationMapPage'), 'Rows'), ...errorResponses(400, 401, 403) },
+  responses: { 200: json(page(LocationMapRow, 'LocationMapPage'), 'Rows') },
 });

@@ -1,7 +1,7 @@
 // Migration routes (CVMM): create, read, list, cancel, retry.
-import { createRoute, z } from '@hono/zod-openapi';
+import { z } from '@hono/zod-openapi';
 import { IMAGE_FORMATS } from '../image-format.ts';
-import { errorResponses, json, NodeId, PageQuery, page, Timestamp } from './common.ts';
+import { errorResponses, json, NodeId, PageQuery, page, route, Timestamp } from './common.ts';
 
 export const MIGRATION_STATUSES = [
   'PENDING',
@@ -129,7 +129,14 @@ export const CreateMigration = MigrationOptions.extend({
     message: 'give either destinations or near, not both and not neither',
     path: ['destinations'],
   })
-  .openapi('CreateMigration');
+  // The rule above, for validators and generated clients: exactly one of the two.
+  .openapi('CreateMigration', {
+    description: 'Give exactly one of `destinations` and `near`.',
+    oneOf: [
+      { required: ['destinations'], title: 'to named data centers' },
+      { required: ['near'], title: 'to the data center nearest to a location' },
+    ],
+  });
 export type CreateMigration = z.infer<typeof CreateMigration>;
 
 export const Leg = z
@@ -269,7 +276,8 @@ const idParams = z.object({
   migrationId: MigrationId.openapi({ param: { name: 'migrationId', in: 'path' } }),
 });
 
-export const createMigration = createRoute({
+export const createMigration = route({
+  operationId: 'createMigration',
   method: 'post',
   path: '/v1/migrations',
   tags,
@@ -290,17 +298,18 @@ export const createMigration = createRoute({
   },
   responses: {
     202: json(Migration, 'Accepted; follow `url` for status'),
-    ...errorResponses(400, 401, 403, 404, 409),
+    ...errorResponses(404, 409),
   },
 });
 
-export const getMigration = createRoute({
+export const getMigration = route({
+  operationId: 'getMigration',
   method: 'get',
   path: '/v1/migrations/{migrationId}',
   tags,
   summary: 'Status, legs, progress and history of a migration',
   request: { params: idParams },
-  responses: { 200: json(Migration, 'The migration'), ...errorResponses(400, 401, 403, 404) },
+  responses: { 200: json(Migration, 'The migration'), ...errorResponses(404) },
 });
 
 export const MigrationListQuery = PageQuery.extend({
@@ -312,16 +321,18 @@ export const MigrationListQuery = PageQuery.extend({
   vmId: Ident.optional().openapi({ param: { name: 'vmId', in: 'query' } }),
 });
 
-export const listMigrations = createRoute({
+export const listMigrations = route({
+  operationId: 'listMigrations',
   method: 'get',
   path: '/v1/migrations',
   tags,
   summary: 'List migrations, newest first',
   request: { query: MigrationListQuery },
-  responses: { 200: json(page(Migration, 'MigrationPage'), 'Migrations'), ...errorResponses(400, 401) },
+  responses: { 200: json(page(Migration, 'MigrationPage'), 'Migrations') },
 });
 
-export const cancelMigration = createRoute({
+export const cancelMigration = route({
+  operationId: 'cancelMigration',
   method: 'post',
   path: '/v1/migrations/{migrationId}/cancel',
   tags,
@@ -329,7 +340,7 @@ export const cancelMigration = createRoute({
   request: { params: idParams },
   responses: {
     200: json(Migration, 'Cancelled (or already finished: see status)'),
-    ...errorResponses(401, 403, 404, 409),
+    ...errorResponses(404, 409),
   },
 });
 
@@ -344,7 +355,8 @@ export const RetryRequest = z
   })
   .openapi('RetryRequest');
 
-export const retryMigration = createRoute({
+export const retryMigration = route({
+  operationId: 'retryMigration',
   method: 'post',
   path: '/v1/migrations/{migrationId}/retry',
   tags,
@@ -353,12 +365,13 @@ export const retryMigration = createRoute({
     params: idParams,
     body: { content: { 'application/json': { schema: RetryRequest } }, required: false },
   },
-  responses: { 202: json(Migration, 'Started again'), ...errorResponses(400, 401, 403, 404, 409) },
+  responses: { 202: json(Migration, 'Started again'), ...errorResponses(404, 409) },
 });
 
 export const Decision = z.strictObject({ accept: z.boolean() }).openapi('Decision');
 
-export const decideMigration = createRoute({
+export const decideMigration = route({
+  operationId: 'decideMigration',
   method: 'post',
   path: '/v1/migrations/{migrationId}/decision',
   tags,
@@ -369,5 +382,5 @@ export const decideMigration = createRoute({
     params: idParams,
     body: { content: { 'application/json': { schema: Decision } }, required: true },
   },
-  responses: { 200: json(Migration, 'Recorded'), ...errorResponses(400, 401, 403, 404, 409) },
+  responses: { 200: json(Migration, 'Recorded'), ...errorResponses(404, 409) },
 });

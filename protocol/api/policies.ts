@@ -1,7 +1,7 @@
 // Backup policies (draft §3.1 step 1, "automatically triggered"): a VM backed up to some destinations every
 // interval, on its own.
-import { createRoute, z } from '@hono/zod-openapi';
-import { errorResponses, json, NodeId, PageQuery, page, pathId, Timestamp } from './common.ts';
+import { z } from '@hono/zod-openapi';
+import { errorResponses, json, NodeId, PageQuery, page, pathId, route, Timestamp } from './common.ts';
 import {
   Destination,
   ImageId,
@@ -18,6 +18,25 @@ const Ident = z
   .max(128)
   .regex(/^[A-Za-z0-9][A-Za-z0-9._:@-]*$/, 'letters, digits and . _ : @ -');
 
+/** How far in the past a first run time may lie: the caller's clock and ours differ by a little. */
+export const FIRST_RUN_SKEW_MS = 60_000;
+/** How far ahead a first run may be set. */
+export const FIRST_RUN_HORIZON_MS = 366 * 86_400_000;
+
+// A string that is no date-time at all gets only the format's complaint (NaN passes the two checks on time).
+const FirstRunAt = z.iso
+  .datetime({ offset: true })
+  .refine(
+    (t) => !(Date.parse(t) < Date.now() - FIRST_RUN_SKEW_MS),
+    'must be in the future (a first run time in the past would run at once)',
+  )
+  .refine((t) => !(Date.parse(t) > Date.now() + FIRST_RUN_HORIZON_MS), 'must be within a year from now')
+  .describe(
+    'when the first backup runs (ISO 8601 date-time, in the future and within a year); then every ' +
+      'intervalMinutes. Default: at once for a new policy; a changed policy keeps its schedule',
+  )
+  .openapi({ example: '2026-11-26T02:00:00Z' });
+
 export const BackupPolicyInput = z
   .strictObject({
     vmId: Ident,
@@ -33,7 +52,7 @@ export const BackupPolicyInput = z
       .int()
       .min(1)
       .max(366 * 24 * 60),
-    firstRunAt: z.iso.datetime().optional().describe('default: now'),
+    firstRunAt: FirstRunAt.optional(),
     enabled: z.boolean().default(true),
     onCongestion: OnCongestion.default('wait'),
     queueTimeoutSeconds: QueueTimeoutSeconds,
@@ -41,25 +60,32 @@ export const BackupPolicyInput = z
   .openapi('BackupPolicyInput');
 export type BackupPolicyInput = z.infer<typeof BackupPolicyInput>;
 
-export const BackupPolicy = BackupPolicyInput.extend({
-  id: NodeId,
-  nextRunAt: Timestamp,
-  lastRun: z
-    .object({
-      at: Timestamp,
-      migrationId: MigrationId.optional(),
-      skipped: z.string().optional(),
-      status: MigrationStatus.optional(),
-    })
-    .optional(),
-  createdAt: Timestamp,
-  updatedAt: Timestamp,
-}).openapi('BackupPolicy');
+// One flat object, not an `allOf` of the input and the server's fields: the input is strict (no other
+// keys), so each half of such an allOf refuses the other's fields and no policy could validate.
+export const BackupPolicy = z
+  .object({
+    ...BackupPolicyInput.shape,
+    firstRunAt: Timestamp.optional().describe('the first run time given when the policy was put'),
+    id: NodeId,
+    nextRunAt: Timestamp,
+    lastRun: z
+      .object({
+        at: Timestamp,
+        migrationId: MigrationId.optional(),
+        skipped: z.string().optional(),
+        status: MigrationStatus.optional(),
+      })
+      .optional(),
+    createdAt: Timestamp,
+    updatedAt: Timestamp,
+  })
+  .openapi('BackupPolicy');
 export type BackupPolicy = z.infer<typeof BackupPolicy>;
 
 const idParams = z.object({ policyId: pathId('policyId', 'nightly-web-01') });
 
-export const listPolicies = createRoute({
+export const listPolicies = route({
+  operationId: 'listPolicies',
   method: 'get',
   path: '/v1/backup-policies',
   tags,
@@ -67,20 +93,21 @@ export const listPolicies = createRoute({
   request: { query: PageQuery },
   responses: {
     200: json(page(BackupPolicy, 'BackupPolicyPage'), 'Policies'),
-    ...errorResponses(400, 401, 403),
   },
 });
 
-export const getPolicy = createRoute({
+export const getPolicy = route({
+  operationId: 'getPolicy',
   method: 'get',
   path: '/v1/backup-policies/{policyId}',
   tags,
   summary: 'A backup policy and its last run',
   request: { params: idParams },
-  responses: { 200: json(BackupPolicy, 'The policy'), ...errorResponses(401, 403, 404) },
+  responses: { 200: json(BackupPolicy, 'The policy'), ...errorResponses(404) },
 });
 
-export const putPolicy = createRoute({
+export const putPolicy = route({
+  operationId: 'putPolicy',
   method: 'put',
   path: '/v1/backup-policies/{policyId}',
   tags,
@@ -92,15 +119,16 @@ export const putPolicy = createRoute({
   responses: {
     200: json(BackupPolicy, 'Replaced'),
     201: json(BackupPolicy, 'Created'),
-    ...errorResponses(400, 401, 403, 404),
+    ...errorResponses(404),
   },
 });
 
-export const deletePolicy = createRoute({
+export const deletePolicy = route({
+  operationId: 'deletePolicy',
   method: 'delete',
   path: '/v1/backup-policies/{policyId}',
   tags,
   summary: 'Remove a backup policy (admin); running backups go on',
   request: { params: idParams },
-  responses: { 204: { description: 'Removed' }, ...errorResponses(401, 403, 404) },
+  responses: { 204: { description: 'Removed' }, ...errorResponses(404) },
 });

@@ -1,7 +1,17 @@
 // Node registry routes (RMG): data centers (VRN) and cache nodes (CCN).
-import { createRoute, z } from '@hono/zod-openapi';
+import { z } from '@hono/zod-openapi';
 import { awsRegionSchema } from '../topology.ts';
-import { errorResponses, json, Location, NodeId, PageQuery, page, pathId, Timestamp } from './common.ts';
+import {
+  errorResponses,
+  json,
+  Location,
+  NodeId,
+  PageQuery,
+  page,
+  pathId,
+  route,
+  Timestamp,
+} from './common.ts';
 
 export const CacheNodeStatus = z.enum(['active', 'draining', 'down']).openapi('CacheNodeStatus');
 export type CacheNodeStatus = z.infer<typeof CacheNodeStatus>;
@@ -79,25 +89,28 @@ const tags = ['registry'];
 const dcId = z.object({ dataCenterId: pathId('dataCenterId', 'dc-gz') });
 const cnId = z.object({ cacheNodeId: pathId('cacheNodeId', 'hkg') });
 
-export const listDataCenters = createRoute({
+export const listDataCenters = route({
+  operationId: 'listDataCenters',
   method: 'get',
   path: '/v1/data-centers',
   tags,
   summary: 'List data centers (VRN)',
   request: { query: PageQuery },
-  responses: { 200: json(page(DataCenter, 'DataCenterPage'), 'Data centers'), ...errorResponses(400, 401) },
+  responses: { 200: json(page(DataCenter, 'DataCenterPage'), 'Data centers') },
 });
 
-export const getDataCenter = createRoute({
+export const getDataCenter = route({
+  operationId: 'getDataCenter',
   method: 'get',
   path: '/v1/data-centers/{dataCenterId}',
   tags,
   summary: 'Get a data center',
   request: { params: dcId },
-  responses: { 200: json(DataCenter, 'The data center'), ...errorResponses(401, 403, 404) },
+  responses: { 200: json(DataCenter, 'The data center'), ...errorResponses(404) },
 });
 
-export const putDataCenter = createRoute({
+export const putDataCenter = route({
+  operationId: 'putDataCenter',
   method: 'put',
   path: '/v1/data-centers/{dataCenterId}',
   tags,
@@ -109,38 +122,42 @@ export const putDataCenter = createRoute({
   responses: {
     200: json(DataCenter, 'Replaced'),
     201: json(DataCenter, 'Created'),
-    ...errorResponses(400, 401, 403, 409),
+    ...errorResponses(409),
   },
 });
 
-export const deleteDataCenter = createRoute({
+export const deleteDataCenter = route({
+  operationId: 'deleteDataCenter',
   method: 'delete',
   path: '/v1/data-centers/{dataCenterId}',
   tags,
   summary: 'Remove a data center (admin); refused while migrations use it',
   request: { params: dcId },
-  responses: { 204: { description: 'Removed' }, ...errorResponses(401, 403, 404, 409) },
+  responses: { 204: { description: 'Removed' }, ...errorResponses(404, 409) },
 });
 
-export const listCacheNodes = createRoute({
+export const listCacheNodes = route({
+  operationId: 'listCacheNodes',
   method: 'get',
   path: '/v1/cache-nodes',
   tags,
   summary: 'List cache nodes (CCN)',
   request: { query: PageQuery },
-  responses: { 200: json(page(CacheNode, 'CacheNodePage'), 'Cache nodes'), ...errorResponses(400, 401) },
+  responses: { 200: json(page(CacheNode, 'CacheNodePage'), 'Cache nodes') },
 });
 
-export const getCacheNode = createRoute({
+export const getCacheNode = route({
+  operationId: 'getCacheNode',
   method: 'get',
   path: '/v1/cache-nodes/{cacheNodeId}',
   tags,
   summary: 'Get a cache node',
   request: { params: cnId },
-  responses: { 200: json(CacheNode, 'The cache node'), ...errorResponses(401, 404) },
+  responses: { 200: json(CacheNode, 'The cache node'), ...errorResponses(404) },
 });
 
-export const putCacheNode = createRoute({
+export const putCacheNode = route({
+  operationId: 'putCacheNode',
   method: 'put',
   path: '/v1/cache-nodes/{cacheNodeId}',
   tags,
@@ -152,11 +169,12 @@ export const putCacheNode = createRoute({
   responses: {
     200: json(CacheNode, 'Replaced'),
     201: json(CacheNode, 'Created'),
-    ...errorResponses(400, 401, 403, 409),
+    ...errorResponses(409),
   },
 });
 
-export const patchCacheNode = createRoute({
+export const patchCacheNode = route({
+  operationId: 'patchCacheNode',
   method: 'patch',
   path: '/v1/cache-nodes/{cacheNodeId}',
   tags,
@@ -165,14 +183,15 @@ export const patchCacheNode = createRoute({
     params: cnId,
     body: { content: { 'application/json': { schema: CacheNodePatch } }, required: true },
   },
-  responses: { 200: json(CacheNode, 'Updated'), ...errorResponses(400, 401, 403, 404) },
+  responses: { 200: json(CacheNode, 'Updated'), ...errorResponses(404) },
 });
 
-export const deleteCacheNode = createRoute({
+export const deleteCacheNode = route({
+  operationId: 'deleteCacheNode',
   method: 'delete',
   path: '/v1/cache-nodes/{cacheNodeId}',
   tags,
   summary: 'Remove a cache node (admin); refused while data centers or transfers use it',
   request: { params: cnId },
-  responses: { 204: { description: 'Removed' }, ...errorResponses(401, 403, 404, 409) },
+  responses: { 204: { description: 'Removed' }, ...errorResponses(404, 409) },
 });

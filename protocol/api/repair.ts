@@ -1,8 +1,8 @@
 // Chunk repair (agent protocol): a destination agent that received a chunk failing verification asks the API to
 // look at the copy its cache node holds. A corrupt copy is deleted and copied again from another cache node that
 // holds an intact one; the agent gets a fresh signed URL, or a 409 naming why no intact copy exists.
-import { createRoute, z } from '@hono/zod-openapi';
-import { errorResponses, json, NodeId, pathId, Timestamp } from './common.ts';
+import { z } from '@hono/zod-openapi';
+import { errorResponses, json, NodeId, pathId, route, Timestamp } from './common.ts';
 import { MigrationId } from './migrations.ts';
 
 const Sha256 = z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex characters');
@@ -27,7 +27,8 @@ export const ChunkRepair = z
   })
   .openapi('ChunkRepair');
 
-export const repairChunk = createRoute({
+export const repairChunk = route({
+  operationId: 'repairChunk',
   method: 'post',
   path: '/v1/migrations/{migrationId}/destinations/{dataCenterId}/repair',
   tags: ['agent'],
@@ -47,6 +48,6 @@ export const repairChunk = createRoute({
   },
   responses: {
     200: json(ChunkRepair, 'The chunk is intact at the cache node: fetch it again with this URL'),
-    ...errorResponses(400, 401, 403, 404, 409),
+    ...errorResponses(404, 409),
   },
 });

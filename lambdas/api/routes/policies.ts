@@ -35,12 +35,14 @@ export function policyRoutes(deps: ApiDeps) {
       }
       const existing = await deps.policies.get(policyId);
       const now = new Date().toISOString();
-      const firstRun = input.firstRunAt ? new Date(input.firstRunAt).toISOString() : now;
+      // A first run time may carry any offset; it is kept, and is the first slot, in UTC.
+      const firstRunAt = input.firstRunAt ? new Date(input.firstRunAt).toISOString() : undefined;
       const policy: api.BackupPolicy = {
         ...input,
+        ...(firstRunAt ? { firstRunAt } : {}),
         id: policyId,
-        // Changing a policy keeps its schedule unless a first run time is given.
-        nextRunAt: input.firstRunAt || !existing ? firstRun : existing.nextRunAt,
+        // The first run is at firstRunAt, else at once; changing a policy keeps its schedule unless it gives one.
+        nextRunAt: firstRunAt ?? existing?.nextRunAt ?? now,
         ...(existing?.lastRun ? { lastRun: existing.lastRun } : {}),
         createdAt: existing?.createdAt ?? now,
         updatedAt: now,
