@@ -81,6 +81,8 @@ export const portsFrom = (base: number): LocalPorts => ({
   dynamodb: base + 4,
 });
 
+export type ApiHandler = (request: Request, env: unknown) => Promise<Response>;
+
 export interface LocalCloudOptions {
   /** Absolute; created if missing. */
   readonly dataDir: string;
@@ -115,6 +117,11 @@ export interface LocalCloudOptions {
   readonly s3Faults?: Omit<FaultProxyOptions, 'upstream'>;
   /** Per-principal API rate limit, answered with 429 and Retry-After. Default DEFAULT_RATE_LIMIT; false: none. */
   readonly rateLimit?: RateLimit | false;
+  /**
+   * Wraps the API's request handler, outermost (before the rate limit and the IAM gate): sees every request any
+   * client sends to `endpoints.api` and every answer (tests check each answer against the OpenAPI document).
+   */
+  readonly wrapApi?: (handler: ApiHandler) => ApiHandler;
   readonly log?: (component: string, line: string) => void;
 }
 
@@ -356,10 +363,13 @@ async function startOnce(options: LocalCloudOptions, wanted: LocalPorts): Promis
       }
       return app.fetch(request, env);
     };
-    const serveApi =
+    const limited =
       limit === false
         ? invoke
         : withRateLimit(invoke, limit, (request) => principalOfRequest(tokens, request)?.id ?? 'anonymous');
+    const serveApi = options.wrapApi
+      ? options.wrapApi(async (request, env) => limited(request, env))
+      : limited;
     // Requests in flight are tracked so a stop lets them finish before the servers behind them go away.
     const inFlight = new Set<Promise<Response>>();
     const fetch = (request: Request, env: unknown) => {

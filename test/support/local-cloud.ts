@@ -15,6 +15,7 @@ import {
   startLocalCloud,
 } from '../../local/cloud.ts';
 import { loadTopology, type Topology } from '../../protocol/topology.ts';
+import { contractCheck, describeViolations } from './contract.ts';
 
 const CLI = fileURLToPath(new URL('../../cli/vmmig.ts', import.meta.url));
 const TSX = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
@@ -38,11 +39,11 @@ export interface TestCloud {
    * through VMMIG_DATA_DIR. Resolves with the exit code and output (never rejects on a non-zero exit).
    */
   vmmig(args: readonly string[], env?: Record<string, string>): Promise<CliResult>;
-  /** Stops the cloud, keeping the data directory (for restart tests). */
+  /** Stops the cloud, keeping the data directory (for restart tests); throws if an answer broke the contract. */
   stop(): Promise<void>;
   /** Starts it again on the same data directory and ports. */
   restart(): Promise<TestCloud>;
-  /** Stops and deletes everything. */
+  /** Stops and deletes everything; throws if an answer broke the contract (docs/openapi.json). */
   dispose(): Promise<void>;
 }
 
@@ -61,6 +62,11 @@ export interface TestCloudOptions
   > {
   readonly dataDir?: string;
   readonly ports?: LocalPorts;
+  /**
+   * Check every answer of the API against docs/openapi.json (default true): stop() and dispose() throw, naming each
+   * answer the document does not describe. Only a test that breaks the contract on purpose turns it off.
+   */
+  readonly contract?: boolean;
 }
 
 const ANY: LocalPorts = { api: 0, edge: 0, stepFunctions: 0, s3: 0, dynamodb: 0 };
@@ -68,6 +74,8 @@ const ANY: LocalPorts = { api: 0, edge: 0, stepFunctions: 0, s3: 0, dynamodb: 0 
 export async function startTestCloud(options: TestCloudOptions = {}): Promise<TestCloud> {
   const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), 'vmmig-test-')));
   const logFile = join(dataDir, 'test.log');
+  // Every client of this cloud — the test's, `vmmig` processes, the agents — reaches the API through this check.
+  const contract = options.contract === false ? undefined : contractCheck();
   const echo = process.env['VMMIG_TEST_LOG'] === '1';
   const cloud = await startLocalCloud({
     dataDir,
@@ -80,6 +88,7 @@ export async function startTestCloud(options: TestCloudOptions = {}): Promise<Te
     ...(options.timeScale !== undefined ? { timeScale: options.timeScale } : {}),
     ...(options.s3Faults ? { s3Faults: options.s3Faults } : {}),
     ...(options.rateLimit !== undefined ? { rateLimit: options.rateLimit } : {}),
+    ...(contract ? { wrapApi: contract.wrap } : {}),
     log: (component, line) => {
       const text = `${new Date().toISOString()} ${component.padEnd(12)} ${line}\n`;
       appendFileSync(logFile, text);
@@ -93,6 +102,18 @@ export async function startTestCloud(options: TestCloudOptions = {}): Promise<Te
     stepFunctions: port(cloud.endpoints.stepFunctions),
     s3: port(cloud.endpoints.s3),
     dynamodb: port(cloud.endpoints.dynamodb),
+  };
+  let contractChecked = false;
+  /** Throws when an answer broke the contract; once per cloud (stop, then dispose, report it once). */
+  const assertContract = async () => {
+    if (!contract || contractChecked) return;
+    contractChecked = true;
+    const violations = await contract.violations();
+    if (violations.length > 0) {
+      throw new Error(
+        `the API answered ${violations.length} time(s) outside docs/openapi.json:\n  ${describeViolations(violations)}`,
+      );
+    }
   };
   const self: TestCloud = {
     cloud,
@@ -113,11 +134,15 @@ export async function startTestCloud(options: TestCloudOptions = {}): Promise<Te
           },
         );
       }),
-    stop: () => cloud.stop(),
+    async stop() {
+      await cloud.stop();
+      await assertContract();
+    },
     restart: () => startTestCloud({ ...options, dataDir, ports }),
     async dispose() {
       await cloud.stop();
       await rm(dataDir, { recursive: true, force: true });
+      await assertContract();
     },
   };
   return self;
