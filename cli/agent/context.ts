@@ -32,6 +32,8 @@ export const paths = (dir: string) => ({
     join(dir, '.vmmig', 'journal', `${migrationId}.${kind}`),
   incoming: (migrationId: string) => join(dir, '.vmmig', 'incoming', `${migrationId}.part`),
   delivered: (migrationId: string) => join(dir, '.vmmig', 'delivered', `${migrationId}.json`),
+  /** What this agent put where (placement.ts): only such files are replaced without overwrite. */
+  deliveries: join(dir, '.vmmig', 'deliveries'),
   /** Images delivered here whose chunks a later download may take instead of fetching (see local-index.ts). */
   localIndex: join(dir, '.vmmig', 'index'),
   localIndexEntry: (imageId: string) => join(dir, '.vmmig', 'index', `${imageId}.json`),

@@ -18,17 +18,17 @@ import { repairChunk } from '../../protocol/api/repair.ts';
 import type { ImageFormat } from '../../protocol/image-format.ts';
 import { ApiError } from '../client.ts';
 import { type AgentOptions, JobFailure, paths } from './context.ts';
-import { convertImage } from './convert.ts';
+import { convertedPath, convertImage } from './convert.ts';
 import { type HookEnv, runHook } from './hooks.ts';
 import { Journal } from './journal.ts';
 import {
-  forgetLocalImage,
   type IndexedChunk,
   type LocalSource,
   loadLocalIndex,
   localSources,
   recordLocalImage,
 } from './local-index.ts';
+import { allocatedBytes, checkPlace, permanentFsFailure, recordDelivery, writeSparse } from './placement.ts';
 import { ProgressReporter } from './progress.ts';
 import { ChunkNotFound, getChunk, UrlExpired, WrongLength } from './transfer.ts';
 
@@ -38,9 +38,15 @@ interface Delivered {
   readonly path: string;
   readonly format: ImageFormat;
   readonly hookDone: boolean;
+  /** A file was at `path` before and was replaced. */
+  readonly replaced?: boolean;
+  /** Bytes taken from images already here instead of downloaded. */
+  readonly bytesReused?: number;
 }
 
 const MAX_CHUNK_ATTEMPTS = 3;
+/** Journal suffix of a chunk taken from an image already here (not downloaded). */
+const TAKEN_LOCALLY = 'L';
 /** A chunk still refused (403) after this many fresh URLs is treated as missing: repaired, not re-signed again. */
 const MAX_FRESH_URLS = 3;
 
@@ -89,6 +95,10 @@ export async function deliver(opts: AgentOptions, work: WorkItem, abort: AbortCo
   const first = await client.call<DownloadPlan>(getDownloadPlan, { params, query: { limit: 500 } });
   const image = first.body.image;
   const target = first.body.targetFormat;
+  // The image in the format asked for; a file of the other format there is never touched.
+  const destination =
+    target === image.format ? p.image(work.imageId) : convertedPath(p.image(work.imageId), target);
+  const place = { overwrite: work.overwrite === true, migrationId: work.migrationId };
   const fail = async (reason: string) => {
     await client.call(failDestination, { params, json: { reason } });
     opts.log(`${work.migrationId}: destination failed: ${reason}`);
@@ -105,31 +115,84 @@ export async function deliver(opts: AgentOptions, work: WorkItem, abort: AbortCo
         (await exists(delivered.path))
       )
     ) {
-      await download(opts, work, first.body, abort);
-      delivered = (await readMarker(marker)) as Delivered;
-    }
-    if (delivered.format !== target) {
-      opts.log(`${work.migrationId}: converting ${image.format} to ${target}`);
-      const converted = await convertImage(delivered.path, image.format, target);
-      if (converted !== delivered.path) await rm(delivered.path, { force: true });
-      delivered = { ...delivered, path: converted, format: target };
-      await writeFile(marker, JSON.stringify(delivered));
+      // Refused before a byte moves when the place is taken; checked again before the image is moved there.
+      await checkPlace(p.images, p.deliveries, destination, place);
+      const { bytesReused, chunks } = await download(opts, work, first.body, abort);
+      delivered = await putInPlace(opts, work, first.body, destination, place, bytesReused);
+      // A converted image is not what the manifest describes: not indexed (an older entry for the image id
+      // still describes the file of the manifest's format, which was left alone).
+      if (delivered.format === image.format)
+        await indexDelivered(opts, work, delivered.path, image.sha256, chunks);
     }
     if (!delivered.hookDone && opts.onReady) {
       await runHook('on-ready', opts.onReady, hookEnv(opts, work, delivered.path, delivered.format));
       delivered = { ...delivered, hookDone: true };
       await writeFile(marker, JSON.stringify(delivered));
     }
+    const allocated = await allocatedBytes(delivered.path);
     await client.call(completeDestination, {
       params,
-      json: { sha256: image.sha256, path: delivered.path, format: delivered.format },
+      json: {
+        sha256: image.sha256,
+        path: delivered.path,
+        format: delivered.format,
+        bytesReused: delivered.bytesReused ?? 0,
+        ...(allocated !== undefined ? { allocatedBytes: allocated } : {}),
+        ...(delivered.replaced ? { replaced: true } : {}),
+      },
     });
-    opts.log(`${work.migrationId}: ${work.imageId} delivered to ${delivered.path} (${delivered.format})`);
+    opts.log(
+      `${work.migrationId}: ${work.imageId} delivered to ${delivered.path} (${delivered.format}` +
+        `${allocated !== undefined ? `, ${allocated} bytes allocated` : ''})${delivered.replaced ? ', replacing the file that was there' : ''}`,
+    );
   } catch (err) {
+    const permanent = permanentFsFailure(err);
+    if (permanent) return fail(permanent.message);
     if (err instanceof JobFailure || (err instanceof Error && /hook/.test(err.message)))
       return fail(err.message);
     throw err;
   }
+}
+
+/**
+ * Moves the verified part file (converted first, into a file aside, when another format was asked for) to
+ * `destination`, once the place is checked again; records it as delivered here. The part file goes away last: a
+ * stop before that does it all again (the journal makes the download itself a no-op).
+ */
+async function putInPlace(
+  opts: AgentOptions,
+  work: WorkItem,
+  plan: DownloadPlan,
+  destination: string,
+  place: { overwrite: boolean; migrationId: string },
+  bytesReused: number,
+): Promise<Delivered> {
+  const p = paths(opts.dir);
+  const part = p.incoming(work.migrationId);
+  const { image, targetFormat } = plan;
+  const { replaces } = await checkPlace(p.images, p.deliveries, destination, place);
+  let ready = part;
+  if (targetFormat !== image.format) {
+    opts.log(`${work.migrationId}: converting ${image.format} to ${targetFormat}`);
+    ready = `${part}.${targetFormat}`;
+    await convertImage(part, image.format, targetFormat, ready);
+  }
+  const delivered: Delivered = {
+    sha256: image.sha256,
+    path: destination,
+    format: targetFormat,
+    hookDone: false,
+    ...(replaces ? { replaced: true } : {}),
+    bytesReused,
+  };
+  // Marker first, then the record, then the rename: a stop in between finds the part file and does it again.
+  await mkdir(dirname(p.delivered(work.migrationId)), { recursive: true });
+  await writeFile(p.delivered(work.migrationId), JSON.stringify(delivered));
+  await recordDelivery(p.deliveries, destination, work.migrationId, ready);
+  await rename(ready, destination);
+  if (ready !== part) await rm(part, { force: true });
+  await rm(p.journal(work.migrationId, 'download'), { force: true });
+  return delivered;
 }
 
 export function hookEnv(opts: AgentOptions, work: WorkItem, path: string, format: string): HookEnv {
@@ -161,7 +224,7 @@ async function download(
   work: WorkItem,
   firstPage: DownloadPlan,
   abort: AbortController,
-): Promise<void> {
+): Promise<{ bytesReused: number; chunks: IndexedChunk[] }> {
   const { client } = opts;
   const p = paths(opts.dir);
   const params = { migrationId: work.migrationId, dataCenterId: opts.dataCenterId };
@@ -190,6 +253,8 @@ async function download(
   /** Chunks this run read from images delivered here earlier, and those whose local bytes failed verification. */
   let taken = 0;
   let mismatched = 0;
+  /** Bytes of the image taken from images here, by this run and earlier ones (the journal says which). */
+  let reused = 0;
   /** The image's non-zero chunks by index, for its own index entry once it is delivered. */
   const planned = new Map<number, IndexedChunk>();
   const local = localSources(await loadLocalIndex(p.localIndex).catch(() => []));
@@ -226,7 +291,7 @@ async function download(
         mismatched++;
         continue;
       }
-      await file.write(bytes, 0, chunk.length, chunk.offset);
+      await writeSparse(file, bytes, chunk.offset);
       taken++;
       return true;
     }
@@ -280,6 +345,11 @@ async function download(
           progress.add(chunk.zero ? 0 : chunk.length);
           return;
         }
+        if (log.has(`${chunk.index}${TAKEN_LOCALLY}`)) {
+          progress.add(chunk.length);
+          reused += chunk.length;
+          return;
+        }
         if (!chunk.zero) {
           let url = chunk.url as string;
           // Back to the pool once written, or handed over for a fresh URL (a failed job drops it).
@@ -294,7 +364,8 @@ async function download(
               const { bytes, sha256: digest } = await getChunk(url, chunk.length, abort.signal, buf);
               fetched++;
               if (bytes.length === chunk.length && digest === chunk.sha256) {
-                await file.write(bytes, 0, bytes.length, chunk.offset);
+                // Zero runs inside the chunk stay holes, as whole zero chunks do.
+                await writeSparse(file, bytes, chunk.offset);
                 break;
               }
               problem = `failed verification (${bytes.length} bytes hashing to ${digest})`;
@@ -323,6 +394,11 @@ async function download(
           }
           giveBack(buf);
           progress.add(chunk.length);
+          if (fromLocal) {
+            reused += chunk.length;
+            await log.add(`${chunk.index}${TAKEN_LOCALLY}`);
+            return;
+          }
         }
         await log.add(String(chunk.index));
       });
@@ -353,26 +429,12 @@ async function download(
       await rm(part, { force: true });
       throw new JobFailure(`the image written hashes to ${digest}, not ${image.sha256}; it was discarded`);
     }
-    const target = p.image(work.imageId);
-    await mkdir(dirname(target), { recursive: true });
-    // Marker first, then the rename: a crash in between finds the part still there and only renames it.
-    await mkdir(dirname(p.delivered(work.migrationId)), { recursive: true });
-    await writeFile(
-      p.delivered(work.migrationId),
-      JSON.stringify({
-        sha256: digest,
-        path: target,
-        format: image.format,
-        hookDone: false,
-      } satisfies Delivered),
-    );
-    await rename(part, target);
-    await log.remove();
-    await indexDelivered(opts, work, firstPage, target, digest, [...planned.values()]);
+    // The part file and its journal stay until the image is in place (putInPlace).
     opts.log(
       `${work.migrationId}: download complete (${fetched} chunks fetched by this run, ${taken} taken from local images` +
         `${mismatched > 0 ? `, ${mismatched} local copies failed verification` : ''})`,
     );
+    return { bytesReused: reused, chunks: [...planned.values()] };
   } finally {
     await closeLocalFiles();
     progress.stop();
@@ -383,24 +445,18 @@ async function download(
 
 /**
  * Records the delivered image in the local index, so later downloads here can take its chunks. Only a file with the
- * manifest's bytes is indexed: one that is about to be converted to another format is not (and an older entry for
- * the same image id, whose file was just replaced, is removed). The index is a hint: failing to write it does not
- * fail the delivery.
+ * manifest's bytes is indexed (never a converted one). The index is a hint: failing to write it does not fail the
+ * delivery.
  */
 async function indexDelivered(
   opts: AgentOptions,
   work: WorkItem,
-  plan: DownloadPlan,
   path: string,
   sha256: string,
   chunks: IndexedChunk[],
 ): Promise<void> {
   const dir = paths(opts.dir).localIndex;
   try {
-    if (plan.targetFormat !== plan.image.format) {
-      await forgetLocalImage(dir, work.imageId);
-      return;
-    }
     const st = await stat(path);
     chunks.sort((a, b) => a.offset - b.offset);
     await recordLocalImage(dir, {

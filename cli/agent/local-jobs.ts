@@ -1,8 +1,8 @@
 // Jobs that move nothing over the network. Handover: a local migration (source and destination in one data
 // center, draft §3.1 step 2) verifies the image in place, converts it if asked, and runs the VM-ready hook.
 // Release: after every destination has the VM (mode migrate), the source runs its --on-migrated hook.
-import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
 import {
   completeDestination,
   failDestination,
@@ -16,9 +16,10 @@ import {
   readImageSignature,
 } from '../../protocol/image-format.ts';
 import { type AgentOptions, JobFailure, paths } from './context.ts';
-import { convertImage } from './convert.ts';
+import { convertedPath, convertImage } from './convert.ts';
 import { hookEnv, sha256OfFile } from './destination.ts';
 import { runHook } from './hooks.ts';
+import { allocatedBytes, checkPlace, permanentFsFailure, recordDelivery } from './placement.ts';
 import { ProgressReporter } from './progress.ts';
 
 /** The image's format from its bytes, refusing images that need a parent image to be of use. */
@@ -38,6 +39,8 @@ interface HandedOver {
   readonly path: string;
   readonly format: ImageFormat;
   readonly hookDone: boolean;
+  /** A converted image replaced a file that was at `path`. */
+  readonly replaced?: boolean;
 }
 
 export async function handover(opts: AgentOptions, work: WorkItem, abort: AbortController): Promise<void> {
@@ -62,12 +65,28 @@ export async function handover(opts: AgentOptions, work: WorkItem, abort: AbortC
         throw new JobFailure(`image ${work.imageId} is not in ${p.images}`);
       const format = await inspectImage(image, work.imageId);
       const sha256 = await sha256OfFile(image, abort.signal);
-      let path = image;
+      state = { sha256, path: image, format, hookDone: false };
       if (work.format && work.format !== format) {
+        // The converted image goes next to the source's, which is left as it is; a file already at that place is
+        // replaced only as a delivery would replace it.
         progress.phase = 'converting';
-        path = await convertImage(image, format, work.format);
+        const target = convertedPath(image, work.format);
+        const place = { overwrite: work.overwrite === true, migrationId: work.migrationId };
+        await checkPlace(p.images, p.deliveries, target, place);
+        const aside = `${p.incoming(work.migrationId)}.${work.format}`;
+        await mkdir(dirname(aside), { recursive: true });
+        await convertImage(image, format, work.format, aside);
+        const { replaces } = await checkPlace(p.images, p.deliveries, target, place);
+        await recordDelivery(p.deliveries, target, work.migrationId, aside);
+        await rename(aside, target);
+        state = {
+          sha256,
+          path: target,
+          format: work.format,
+          hookDone: false,
+          ...(replaces ? { replaced: true } : {}),
+        };
       }
-      state = { sha256, path, format: work.format ?? format, hookDone: false };
       await mkdir(dirname(marker), { recursive: true });
       await writeFile(marker, JSON.stringify(state));
     }
@@ -76,15 +95,25 @@ export async function handover(opts: AgentOptions, work: WorkItem, abort: AbortC
       state = { ...state, hookDone: true };
       await writeFile(marker, JSON.stringify(state));
     }
+    const allocated = await allocatedBytes(state.path);
     await opts.client.call(completeDestination, {
       params,
-      json: { sha256: state.sha256, path: state.path, format: state.format },
+      json: {
+        sha256: state.sha256,
+        path: state.path,
+        format: state.format,
+        ...(allocated !== undefined ? { allocatedBytes: allocated } : {}),
+        ...(state.replaced ? { replaced: true } : {}),
+      },
     });
     opts.log(`${work.migrationId}: ${work.imageId} handed over locally at ${state.path} (${state.format})`);
   } catch (err) {
-    if (err instanceof JobFailure || (err instanceof Error && /hook/.test(err.message))) {
-      await opts.client.call(failDestination, { params, json: { reason: err.message } });
-      opts.log(`${work.migrationId}: handover failed: ${err.message}`);
+    const failure =
+      permanentFsFailure(err) ??
+      (err instanceof JobFailure || (err instanceof Error && /hook/.test(err.message)) ? err : undefined);
+    if (failure) {
+      await opts.client.call(failDestination, { params, json: { reason: failure.message } });
+      opts.log(`${work.migrationId}: handover failed: ${failure.message}`);
       return;
     }
     throw err;
@@ -94,7 +123,24 @@ export async function handover(opts: AgentOptions, work: WorkItem, abort: AbortC
 }
 
 export async function release(opts: AgentOptions, work: WorkItem): Promise<void> {
-  const image = paths(opts.dir).image(work.imageId);
+  const p = paths(opts.dir);
+  const image = p.image(work.imageId);
+  // Handed over in place (this data center is also a destination, the image kept its path): the source's copy IS
+  // the delivered image, and a hook that removes the source's old copy would remove it.
+  const handedOver = await readFile(p.delivered(work.migrationId), 'utf8').then(
+    (t) => (JSON.parse(t) as HandedOver).path,
+    () => undefined,
+  );
+  if (opts.onMigrated && handedOver !== undefined && resolve(handedOver) === resolve(image)) {
+    await opts.client.call(releaseSource, {
+      params: { migrationId: work.migrationId },
+      json: { hook: 'skipped' },
+    });
+    opts.log(
+      `${work.migrationId}: source released; on-migrated hook not run: ${image} was handed over in place and is the delivered image`,
+    );
+    return;
+  }
   if (opts.onMigrated) {
     const format = await detectImageFormatOf(image);
     try {

@@ -36,11 +36,11 @@ describe('re-migration takes the chunks the destination already holds', () => {
   const edgeGet = chunkRequest('GET', 'nrt'); // dc-osa downloads through its nearest cache node, nrt
 
   /** Runs one migration gz → osa; returns its manifest, the edge GETs it caused and the agent's summary line. */
-  async function migrate() {
+  async function migrate(overwrite = false) {
     const proxy = t.cloud.s3Proxy;
     if (!proxy) throw new Error('no fault proxy');
     const before = proxy.records.length;
-    const m = await startMigration(t.admin, { imageId: IMAGE, from: 'dc-gz', to: ['dc-osa'] });
+    const m = await startMigration(t.admin, { imageId: IMAGE, from: 'dc-gz', to: ['dc-osa'], overwrite });
     const done = await waitForMigration(t.admin, m.id);
     expect(done.status, JSON.stringify(done.error)).toBe('COMPLETED');
     const leg = done.legs.find((l) => l.dataCenterId === 'dc-osa');
@@ -101,9 +101,14 @@ describe('re-migration takes the chunks the destination already holds', () => {
     expect(second.fetched).toBe(changed.length);
     expect(second.taken).toBe(planned2 - changed.length);
     expect(second.mismatched).toBe(0);
-    // Progress counted the local bytes as downloaded: the leg completed with every byte accounted for.
+    // The leg tells what came over the network from what the destination already held.
     const leg = second.migration.legs.find((l) => l.dataCenterId === 'dc-osa');
     expect(leg?.status).toBe('COMPLETED');
+    const changedBytes = changed.reduce((n, c) => n + c.length, 0);
+    const nonZeroBytes = nonZero(second.manifest).reduce((n, c) => n + c.length, 0);
+    expect(leg?.bytesDownloaded).toBe(changedBytes);
+    expect(leg?.bytesReusedAtDestination).toBe(nonZeroBytes - changedBytes);
+    expect(leg?.replaced).toBe(true); // the image delivered before, unchanged since
     expect(await sha256File(dst())).toBe(await sha256File(src()));
   }, 180_000);
 
@@ -115,9 +120,20 @@ describe('re-migration takes the chunks the destination already holds', () => {
       return { offset: e.offset + Math.floor(e.length / 2 / 4096) * 4096, length: 256 * 1024 };
     });
     await scribble(dst(), regions, 'vm-writes');
-    expect(await sha256File(dst())).not.toBe(before);
+    const written = await sha256File(dst());
+    expect(written).not.toBe(before);
 
-    const again = await migrate();
+    // Changed since it was delivered: never replaced without overwrite.
+    const refused = await waitForMigration(
+      t.admin,
+      (await startMigration(t.admin, { imageId: IMAGE, from: 'dc-gz', to: ['dc-osa'] })).id,
+    );
+    expect(refused.status).toBe('FAILED');
+    expect(refused.legs[0]?.error).toMatch(/changed since vmmig delivered it.*--overwrite/);
+    expect(await sha256File(dst())).toBe(written);
+
+    const again = await migrate(true);
+    expect(again.migration.legs[0]?.replaced).toBe(true);
     const chunks = nonZero(again.manifest);
     const hit = chunks.filter((c) =>
       regions.some((r) => c.offset < r.offset + r.length && r.offset < c.offset + c.length),

@@ -113,6 +113,62 @@ describe('scheduled migrations and backup policies', { timeout: 180_000 }, () =>
     expect(Date.parse(resolved?.at ?? '')).toBeGreaterThanOrEqual(Date.parse(startAt));
   });
 
+  it('a start 40 days ahead stays scheduled while nearer starts come due and run', async () => {
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(`${w.name}: ${w.message}`);
+    process.on('warning', onWarning);
+    try {
+      const far = new Date(Date.now() + 40 * 86400_000).toISOString();
+      const cli = await t.vmmig(
+        [
+          'migrate',
+          '--vm',
+          'hr-far',
+          '--image-id',
+          IMAGE,
+          '--from',
+          'dc-gz',
+          '--to',
+          'dc-jkt',
+          '--mode',
+          'backup',
+        ].concat(['--start-at', far, '--json']),
+      );
+      expect(cli.code, cli.stderr).toBe(0);
+      expect(cli.stderr).not.toMatch(/TimeoutOverflowWarning/);
+      const waiting = JSON.parse(cli.stdout) as Migration;
+      expect(waiting).toMatchObject({ status: 'PENDING', startAt: far });
+      // A start due in a moment: once it has run, the scheduler has looked at the due starts after it was due.
+      const soon = new Date(Date.now() + 1000).toISOString();
+      const near = await t.vmmig(
+        [
+          'migrate',
+          '--vm',
+          'hr-near',
+          '--image-id',
+          IMAGE,
+          '--from',
+          'dc-gz',
+          '--to',
+          'dc-osa',
+          '--mode',
+          'backup',
+        ].concat(['--start-at', soon, '--json']),
+      );
+      expect(near.code, near.stderr).toBe(0);
+      const ran = await waitForMigration(t.admin, (JSON.parse(near.stdout) as Migration).id);
+      expect(ran.status, JSON.stringify(ran.error)).toBe('COMPLETED');
+      const still = await getOne(t.admin, waiting.id);
+      expect(still.status).toBe('PENDING');
+      expect(still.history?.map((h) => h.event)).toEqual(['created', 'requested']);
+      expect(warnings.filter((w) => /TimeoutOverflow/.test(w))).toEqual([]);
+      const cancelled = await t.vmmig(['cancel', waiting.id]);
+      expect(cancelled.code, cancelled.stderr).toBe(0);
+    } finally {
+      process.off('warning', onWarning);
+    }
+  });
+
   it('a backup policy (`vmmig policy put`) runs on its own: a backup migration to its destinations', async () => {
     const cli = await t.vmmig([
       'policy',

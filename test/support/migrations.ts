@@ -11,7 +11,7 @@ import {
 
 export async function startMigration(
   admin: ApiClient,
-  input: { imageId: string; from: string; to: string[]; vmId?: string },
+  input: { imageId: string; from: string; to: string[]; vmId?: string; overwrite?: boolean },
 ): Promise<Migration> {
   const { body } = await admin.call<Migration>(createMigration, {
     json: {
@@ -21,6 +21,7 @@ export async function startMigration(
       sourceDataCenterId: input.from,
       // `dc-osa:vpc` asks for a format at that destination, as on the command line.
       destinations: input.to.map(parseDestination),
+      ...(input.overwrite ? { overwrite: true } : {}),
     },
     headers: { 'idempotency-key': randomUUID() },
   });
