@@ -78,7 +78,11 @@ describe('checkPlace', () => {
 
 describe('permanentFsFailure', () => {
   it('names the path and the reason of errors a retry cannot cure, and only those', () => {
-    const eacces = Object.assign(new Error('x'), { code: 'EACCES', path: '/dc/images/a.img', syscall: 'open' });
+    const eacces = Object.assign(new Error('x'), {
+      code: 'EACCES',
+      path: '/dc/images/a.img',
+      syscall: 'open',
+    });
     expect(permanentFsFailure(eacces)?.message).toBe(
       'cannot write /dc/images/a.img: permission denied (EACCES, open)',
     );
