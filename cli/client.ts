@@ -18,6 +18,29 @@ export class ApiError extends Error {
   }
 }
 
+/** The API could not be reached at all (refused, unresolvable, no answer in time), after the retries. */
+export class ApiUnreachableError extends Error {
+  override readonly name = 'ApiUnreachableError';
+  constructor(
+    readonly endpoint: string,
+    readonly url: string,
+    cause: unknown,
+    /** What the user can do about it (where the endpoint came from and how to change it). */
+    readonly hint?: string,
+  ) {
+    super(`cannot reach the API at ${endpoint} (${networkReason(cause)})`, { cause });
+  }
+}
+
+/** `connect ECONNREFUSED 127.0.0.1:7700` rather than fetch's bare `fetch failed`. */
+export function networkReason(err: unknown): string {
+  const e = err as (Error & { code?: string; cause?: unknown }) | undefined;
+  if (e?.name === 'TimeoutError') return 'no answer in time';
+  const cause = e?.cause as (Error & { code?: string }) | undefined;
+  if (cause?.message) return cause.message;
+  return e?.code ?? e?.message ?? String(err);
+}
+
 export interface CallInput {
   readonly params?: Record<string, string>;
   readonly query?: Record<string, string | number | undefined>;
@@ -41,7 +64,12 @@ export class ApiClient {
   constructor(
     readonly endpoint: string,
     credentials: string | Auth,
-    private readonly options: { readonly retries?: number; readonly timeoutMs?: number } = {},
+    private readonly options: {
+      readonly retries?: number;
+      readonly timeoutMs?: number;
+      /** Added to the error when the endpoint cannot be reached: how to start or find the API. */
+      readonly unreachableHint?: string;
+    } = {},
   ) {
     this.auth = typeof credentials === 'string' ? bearer(credentials) : credentials;
   }
@@ -70,6 +98,7 @@ export class ApiClient {
       const url = new URL(this.url(route, input));
       const method = route.method.toUpperCase();
       const body = input.json !== undefined ? JSON.stringify(input.json) : undefined;
+      let signed = false;
       try {
         // Signed per attempt: SigV4 signatures carry a timestamp.
         const headers = await this.auth({
@@ -81,6 +110,7 @@ export class ApiClient {
           },
           ...(body !== undefined ? { body } : {}),
         });
+        signed = true;
         res = await fetch(url, {
           method,
           headers,
@@ -92,7 +122,9 @@ export class ApiClient {
         });
       } catch (err) {
         // Network failure: the API may be restarting. Retry idempotent calls with backoff.
-        if (attempt >= retries || input.signal?.aborted) throw err;
+        if (input.signal?.aborted || (attempt >= retries && !signed)) throw err;
+        if (attempt >= retries)
+          throw new ApiUnreachableError(this.endpoint, url.toString(), err, this.options.unreachableHint);
         await backoff(attempt, undefined, undefined, input.signal);
         continue;
       }

@@ -1,4 +1,5 @@
 // The `vmmig` command: the local cloud, the data center agent, and the operator commands.
+import { createRequire } from 'node:module';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import {
   MAX_QUEUE_TIMEOUT_SECONDS,
@@ -8,15 +9,15 @@ import {
 } from '../protocol/api/migrations.ts';
 import { CacheNodeStatus } from '../protocol/api/registry.ts';
 import { parseRate } from './agent/rate-limit.ts';
-import { ApiError } from './client.ts';
+import { ApiError, ApiUnreachableError } from './client.ts';
 import { runAgent } from './commands/agent.ts';
 import { estimate } from './commands/estimate.ts';
 import type { runLocal } from './commands/local.ts';
 import { cancel, decide, list, type MigrateFlags, migrate, retry, status } from './commands/migrations.ts';
 import { listPoliciesCmd, putPolicyCmd, removePolicy } from './commands/policies.ts';
 import { addDc, listDcs, listNodes, removeDc, setNode } from './commands/registry.ts';
-import { type ConnectionFlags, connect, UsageError } from './config.ts';
-import { EXIT } from './exit-codes.ts';
+import { CliError, type ConnectionFlags, connect } from './config.ts';
+import { EXIT, exitCodeTable, exitForHttpStatus } from './exit-codes.ts';
 
 const int = (name: string, min: number, max: number) => (value: string) => {
   const n = Number(value);
@@ -40,15 +41,29 @@ const rate = (value: string) => {
 };
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 
+const { version } = createRequire(import.meta.url)('../package.json') as { version: string };
 const program = new Command('vmmig')
+  .version(version)
   .description('Move VM disk images between data centers through a CDN (draft-ou-cdn-vm-migration-scheme-00)')
   .showHelpAfterError()
-  .exitOverride();
+  .exitOverride()
+  .addHelpText(
+    'after',
+    `\nExit codes:\n${exitCodeTable()
+      .map((e) => `  ${String(e.code).padStart(3)}  ${e.meaning}`)
+      .join('\n')}`,
+  );
 
-const connection = (cmd: Command) =>
+/** The connection options; an agent's token is its data center's, never the admin's. */
+const connection = (cmd: Command, who: 'admin' | 'agent' = 'admin') =>
   cmd
     .option('--endpoint <url>', 'API endpoint (default: VMMIG_ENDPOINT, or the local cloud)')
-    .option('--token <token>', 'bearer token (default: VMMIG_TOKEN, or the local cloud admin token)')
+    .option(
+      '--token <token>',
+      who === 'agent'
+        ? "this data center's agent token (default: VMMIG_TOKEN, or the local cloud's agent token for --vrn; an admin token is refused)"
+        : 'bearer token (default: VMMIG_TOKEN, or the local cloud admin token)',
+    )
     .option('--data-dir <dir>', 'local cloud data directory (default: VMMIG_DATA_DIR or ./.vmmig)');
 
 let exitCode: number = EXIT.ok;
@@ -112,6 +127,7 @@ connection(
       '--on-migrated <command>',
       'shell command run at the source once every destination has the VM (mode migrate)',
     ),
+  'agent',
 ).action(run((o: Parameters<typeof runAgent>[0]) => runAgent(o)));
 
 connection(
@@ -273,27 +289,34 @@ connection(
 try {
   await program.parseAsync(process.argv);
 } catch (err) {
+  exitCode = report(err);
+}
+process.exitCode = exitCode;
+
+/** Explains an error on stderr; returns the exit code (cli/exit-codes.ts). */
+function report(err: unknown): number {
   const e = err as Error & { code?: string; exitCode?: number };
-  if (e.code?.startsWith('commander.')) {
-    exitCode = e.code === 'commander.helpDisplayed' || e.code === 'commander.version' ? EXIT.ok : EXIT.usage;
-  } else if (err instanceof ApiError) {
+  if (e.code?.startsWith('commander.'))
+    return e.code === 'commander.helpDisplayed' || e.code === 'commander.version' ? EXIT.ok : EXIT.usage;
+  if (err instanceof ApiError) {
     process.stderr.write(`error: ${err.message}\n`);
     for (const issue of err.body?.error.issues ?? [])
       process.stderr.write(`  ${issue.field}: ${issue.reason}\n`);
-    exitCode =
-      err.status === 404
-        ? EXIT.notFound
-        : err.status === 409
-          ? EXIT.conflict
-          : err.status < 500
-            ? EXIT.usage
-            : EXIT.unavailable;
-  } else if (err instanceof UsageError) {
-    process.stderr.write(`error: ${err.message}\n`);
-    exitCode = EXIT.usage;
-  } else {
-    process.stderr.write(`error: ${e.message}\n`);
-    exitCode = EXIT.unavailable;
+    if (err.status === 401)
+      process.stderr.write(
+        '  the API did not accept the credentials: check --token / VMMIG_TOKEN (or, for the local cloud, ' +
+          '--data-dir / VMMIG_DATA_DIR: its tokens are in that directory)\n',
+      );
+    return exitForHttpStatus(err.status);
   }
+  if (err instanceof ApiUnreachableError) {
+    process.stderr.write(`error: ${err.message}\n${err.hint ? `  ${err.hint}\n` : ''}`);
+    return EXIT.unavailable;
+  }
+  if (err instanceof CliError) {
+    process.stderr.write(`error: ${err.message}\n`);
+    return err.exitCode;
+  }
+  process.stderr.write(`error: ${e.message}\n`);
+  return EXIT.unavailable;
 }
-process.exitCode = exitCode;

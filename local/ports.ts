@@ -16,7 +16,9 @@ export class PortInUseError extends Error {
   ) {
     super(
       `${what} cannot start: port ${port} on ${host} is already in use. Stop the process that holds it ` +
-        `(\`lsof -i :${port}\` or \`ss -ltnp 'sport = :${port}'\` shows which) or configure another port for ${what}.`,
+        `(\`lsof -i :${port}\` or \`ss -ltnp 'sport = :${port}'\` shows which), or start the local cloud on other ports ` +
+        `with --port-base N (it takes N to N+4; default 7700): \`npm start -- --port-base 7800\` or ` +
+        `\`npx vmmig local --port-base 7800\`.`,
     );
   }
 }

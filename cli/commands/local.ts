@@ -1,4 +1,5 @@
 // `vmmig local` (npm start): run the local cloud in the foreground until Ctrl-C.
+import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DEFAULT_RATE_LIMIT } from '../../local/api-rate-limit.ts';
 import { DEFAULT_PORT_BASE, portsFrom, startLocalCloud } from '../../local/cloud.ts';
@@ -59,6 +60,8 @@ export async function runLocal(flags: LocalFlags): Promise<number> {
     log,
   });
   const e = cloud.endpoints;
+  // The CLI looks in ./.vmmig unless told otherwise: a cloud elsewhere must be named.
+  const cliPrefix = dataDir === resolve('.vmmig') ? '' : `VMMIG_DATA_DIR=${dataDir} `;
   const out = [
     '',
     `cdn-vm-migration local cloud — state in ${dataDir}`,
@@ -82,7 +85,9 @@ export async function runLocal(flags: LocalFlags): Promise<number> {
     ...cloud.warnings.map((w) => `WARNING: ${w}`),
     '',
     `Try:  curl -H "Authorization: Bearer ${cloud.tokens.adminToken}" ${e.api}/v1/data-centers`,
-    '      npx vmmig migrate --vm vm-1 --image-id disk.qcow2 --from dc-gz --to dc-osa --wait',
+    `      ${cliPrefix}npx vmmig migrate --vm vm-1 --image-id disk.qcow2 --from dc-gz --to dc-osa --wait`,
+    `      (vmmig finds this cloud through its data directory: --data-dir ${dataDir} or VMMIG_DATA_DIR=${dataDir}` +
+      `${cliPrefix ? '' : '; ./.vmmig from this folder'})`,
     'Ctrl-C stops everything; state stays for the next start.',
     '',
   ];

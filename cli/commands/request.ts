@@ -1,5 +1,6 @@
 // Turning command-line flags into API request bodies.
 import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { IMAGE_FORMATS, type ImageFormat } from '../../protocol/image-format.ts';
 import { UsageError } from '../config.ts';
 
@@ -43,12 +44,18 @@ export function parseVms(
 ): VmRef[] {
   const out: VmRef[] = [];
   if (batchFile) {
-    const text = readFileSync(batchFile, 'utf8');
+    const text = readBatchFile(batchFile);
     if (text.trimStart().startsWith('{') || text.trimStart().startsWith('[')) {
-      const parsed = JSON.parse(text) as { vms?: Partial<VmRef>[] } | Partial<VmRef>[];
-      const list = Array.isArray(parsed) ? parsed : (parsed.vms ?? []);
-      for (const [i, v] of list.entries()) {
-        if (!v.vmId || !v.imageId) throw new UsageError(`${batchFile}: entry ${i} needs vmId and imageId`);
+      let parsed: { vms?: Partial<VmRef>[] } | Partial<VmRef>[];
+      try {
+        parsed = JSON.parse(text) as typeof parsed;
+      } catch (err) {
+        throw new UsageError(`--batch ${batchFile}: not valid JSON (${(err as Error).message})`);
+      }
+      const list: unknown = Array.isArray(parsed) ? parsed : (parsed?.vms ?? []);
+      if (!Array.isArray(list)) throw new UsageError(`--batch ${batchFile}: "vms" must be a list`);
+      for (const [i, v] of (list as (Partial<VmRef> | null)[]).entries()) {
+        if (!v?.vmId || !v.imageId) throw new UsageError(`${batchFile}: entry ${i} needs vmId and imageId`);
         out.push({ vmId: v.vmId, imageId: v.imageId, hostId: v.hostId ?? host });
       }
     } else {
@@ -59,6 +66,10 @@ export function parseVms(
         out.push({ vmId: words[0] as string, imageId: words[1] as string, hostId: words[2] ?? host });
       }
     }
+    if (out.length === 0)
+      throw new UsageError(
+        `--batch ${batchFile} names no VMs: JSON {"vms":[{"vmId","imageId","hostId"?}]} or lines "vmId imageId [hostId]"`,
+      );
   }
   for (const v of vm ?? []) {
     const [vmId = '', image] = v.split('=');
@@ -70,6 +81,24 @@ export function parseVms(
   if (out.length === 0)
     throw new UsageError('name the VM: --vm ID --image-id FILE, --vm ID=FILE (repeatable) or --batch FILE');
   return out;
+}
+
+/** The text of a --batch file; a file that cannot be read is a bad command line (exit 2) naming it and why. */
+function readBatchFile(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    const why =
+      e.code === 'ENOENT'
+        ? 'no such file'
+        : e.code === 'EISDIR'
+          ? 'is a directory'
+          : e.code === 'EACCES'
+            ? 'permission denied'
+            : e.message;
+    throw new UsageError(`--batch ${file}: cannot read it (${why}, looked at ${resolve(file)})`);
+  }
 }
 
 /** `90s`, `15m`, `24h`, `7d`, or minutes as a number. */
