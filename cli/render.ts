@@ -1,6 +1,6 @@
 // Rendering migration progress: bars on a terminal, one JSON line per update otherwise.
 import type { Batch } from '../protocol/api/batches.ts';
-import type { Migration } from '../protocol/api/migrations.ts';
+import type { Leg, Migration } from '../protocol/api/migrations.ts';
 
 export const formatBytes = (n: number): string => {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
@@ -64,18 +64,87 @@ export function describe(m: Migration): string[] {
       lines.push(
         `  ${leg.dataCenterId.padEnd(8)} ${leg.status.padEnd(11)} local handover${leg.error ? `\n           ${leg.error}` : ''}`,
       );
+      const outcome = legOutcome(leg);
+      if (outcome) lines.push(`           ${outcome}`);
       continue;
     }
     lines.push(
       `  ${leg.dataCenterId.padEnd(8)} ${leg.status.padEnd(11)} via ${leg.cacheNodeId ?? '-'}${leg.format ? ` as ${leg.format}` : ''}  ` +
         (leg.status === 'PENDING'
           ? 'waiting'
-          : `replicate ${bar(leg.bytesReplicated, leg.bytesToReplicate, 12)}  download ${bar(leg.bytesDownloaded, dl, 12)}`) +
+          : `replicate ${bar(leg.bytesReplicated, leg.bytesToReplicate, 12)}  download ${bar(leg.bytesDownloaded + (leg.bytesReusedAtDestination ?? 0), dl, 12)}`) +
         (leg.error ? `\n           ${leg.error}` : ''),
     );
+    const outcome = legOutcome(leg);
+    if (outcome) lines.push(`           ${outcome}`);
   }
   if (m.error) lines.push(`  error    ${m.error.code}: ${m.error.message}`);
   return lines;
+}
+
+/**
+ * What a destination ended with, as far as the record knows (older records lack the reuse, allocation and
+ * replacement facts): bytes downloaded vs reused from images already at the destination, where the image is, the
+ * disk space it takes, and the file it replaced. Undefined when there is nothing to say yet.
+ */
+export function legOutcome(leg: Leg): string | undefined {
+  const moved: string[] = [];
+  if (!leg.local && (leg.status === 'COMPLETED' || leg.bytesDownloaded > 0))
+    moved.push(`downloaded ${formatBytes(leg.bytesDownloaded)}`);
+  if (!leg.local && leg.bytesReusedAtDestination !== undefined)
+    moved.push(
+      `reused ${formatBytes(leg.bytesReusedAtDestination)} from images already at ${leg.dataCenterId}`,
+    );
+  const where: string[] = [];
+  if (leg.deliveredPath)
+    where.push(`delivered ${leg.deliveredPath}${leg.deliveredFormat ? ` (${leg.deliveredFormat})` : ''}`);
+  if (leg.allocatedBytes !== undefined) where.push(`${formatBytes(leg.allocatedBytes)} allocated on disk`);
+  const parts = [moved.join(', '), where.join(', ')];
+  if (leg.replaced) parts.push(`replaced ${leg.deliveredPath ?? 'the file that was there'}`);
+  const text = parts.filter(Boolean).join('; ');
+  return text || undefined;
+}
+
+/**
+ * The closing lines of a migration that ended (`migrate --wait`, `retry --wait`, `status --watch`): what was
+ * uploaded, copied between cache nodes, downloaded and reused at the destinations, then one line per destination.
+ * `seconds`: how long the command followed it (left out when unknown).
+ */
+export function migrationSummary(m: Migration, seconds?: number): string[] {
+  const head = `${m.status}${seconds === undefined ? '' : ` in ${seconds.toFixed(1)} s`}`;
+  const legs = m.legs.map((l) => {
+    const outcome = legOutcome(l);
+    const text = [outcome, l.error].filter(Boolean).join('; ');
+    return `  ${l.dataCenterId.padEnd(8)} ${l.status.padEnd(11)} ${l.local ? 'local handover' : `via ${l.cacheNodeId ?? '-'}`}${text ? `: ${text}` : ''}`;
+  });
+  if (isLocalOnly(m))
+    return [`${head}: local handover within ${m.sourceDataCenterId}, nothing transferred`, ...legs];
+  const remote = m.legs.filter((l) => !l.local);
+  const downloaded = remote.reduce((n, l) => n + l.bytesDownloaded, 0);
+  const reusedKnown = remote.some((l) => l.bytesReusedAtDestination !== undefined);
+  const reused = remote.reduce((n, l) => n + (l.bytesReusedAtDestination ?? 0), 0);
+  const allocatedKnown = m.legs.some((l) => l.allocatedBytes !== undefined);
+  const allocated = m.legs.reduce((n, l) => n + (l.allocatedBytes ?? 0), 0);
+  return [
+    `${head}: image ${formatBytes(m.image?.size ?? 0)}, uploaded ${formatBytes(m.upload.bytesDone)}, ` +
+      `copied between cache nodes ${formatBytes(m.replication.bytesCopied)}, downloaded ${formatBytes(downloaded)}` +
+      (reusedKnown
+        ? `, reused at the destination${remote.length > 1 ? 's' : ''} ${formatBytes(reused)}`
+        : '') +
+      (allocatedKnown
+        ? `; delivered image${m.legs.length > 1 ? 's' : ''} ${formatBytes(allocated)} allocated on disk`
+        : ''),
+    ...legs,
+  ];
+}
+
+/** The closing line of a batch that ended (`migrate --batch --wait`, `status --watch batch-…`). */
+export function batchSummary(b: Batch, seconds?: number): string[] {
+  return [
+    `${b.status}${seconds === undefined ? '' : ` in ${seconds.toFixed(1)} s`}: ${formatBytes(b.bytes.image)} of images, ` +
+      `uploaded ${formatBytes(b.bytes.uploaded)} (${b.bytes.shared} shared chunks sent once), ` +
+      `copied between cache nodes ${formatBytes(b.bytes.copied)}, downloaded ${formatBytes(b.bytes.downloaded)}`,
+  ];
 }
 
 /** Every destination is the source's own data center: a local handover (draft §3.1 step 2), nothing moves. */
@@ -104,16 +173,20 @@ export function describeBatch(b: Batch): string[] {
 
 export class LiveView {
   private lastLines = 0;
-  constructor(private readonly tty: boolean) {}
+  /** `human`: text (redrawn in place on a terminal, appended otherwise); else one JSON line per update. */
+  constructor(
+    private readonly human: boolean,
+    private readonly redraw: boolean = process.stdout.isTTY === true,
+  ) {}
 
-  /** On a terminal, redraws `lines` in place; otherwise prints `json` as one line. */
+  /** Shows `lines` (human) or prints `json` as one line. */
   update(lines: string[], json: unknown): void {
-    if (!this.tty) {
+    if (!this.human) {
       process.stdout.write(`${JSON.stringify(json)}\n`);
       return;
     }
     const text = lines.join('\n');
-    if (this.lastLines > 0) process.stdout.write(`\x1b[${this.lastLines}F\x1b[0J`);
+    if (this.redraw && this.lastLines > 0) process.stdout.write(`\x1b[${this.lastLines}F\x1b[0J`);
     process.stdout.write(`${text}\n`);
     this.lastLines = text.split('\n').length;
   }
@@ -134,6 +207,11 @@ export function summaryLine(m: Migration) {
       bytesReplicated: l.bytesReplicated,
       bytesToReplicate: l.bytesToReplicate,
       bytesDownloaded: l.bytesDownloaded,
+      ...(l.bytesReusedAtDestination !== undefined
+        ? { bytesReusedAtDestination: l.bytesReusedAtDestination }
+        : {}),
+      ...(l.allocatedBytes !== undefined ? { allocatedBytes: l.allocatedBytes } : {}),
+      ...(l.replaced ? { replaced: true, deliveredPath: l.deliveredPath } : {}),
     })),
     ...(m.error ? { error: m.error } : {}),
     updatedAt: m.updatedAt,

@@ -168,15 +168,17 @@ connection(
       'replace a file at a destination that vmmig did not deliver (or that changed since); without it that destination fails',
     )
     .option('--wait', 'follow until it ends')
-    .option('--json', 'JSON lines instead of progress bars'),
-).action(run((o: MigrateFlags & ConnectionFlags) => migrate(connect(o), o)));
+    .option('--json', 'JSON lines instead of progress bars')
+    .option('--no-json', 'text even when stdout is not a terminal'),
+).action(run((o: MigrateFlags & ConnectionFlags) => migrate(() => connect(o), o)));
 
 connection(
   program
     .command('status <id>')
     .description('status, legs, progress and history of a migration (or the roll-up of a batch-… id)')
     .option('--watch', 'follow until it ends')
-    .option('--json', 'JSON output'),
+    .option('--json', 'JSON output')
+    .option('--no-json', 'text even when stdout is not a terminal'),
 ).action(run((id: string, o: { watch?: boolean } & Json) => status(connect(o), id, o)));
 
 connection(
@@ -198,7 +200,8 @@ connection(
     .description('run a failed or cancelled migration again; what is done is skipped')
     .option('--destination <dc>', 'retry only this destination (repeatable)', collect)
     .option('--wait', 'follow it until it ends')
-    .option('--json', 'JSON output'),
+    .option('--json', 'JSON output')
+    .option('--no-json', 'text even when stdout is not a terminal'),
 ).action(run((id: string, o: { wait?: boolean; destination?: string[] } & Json) => retry(connect(o), id, o)));
 
 connection(

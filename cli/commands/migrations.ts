@@ -14,14 +14,20 @@ import {
 import type { ApiClient } from '../client.ts';
 import { UsageError } from '../config.ts';
 import { EXIT } from '../exit-codes.ts';
-import { describe, describeBatch, formatBytes, isLocalOnly, LiveView, summaryLine } from '../render.ts';
+import { batchSummary, describe, describeBatch, LiveView, migrationSummary, summaryLine } from '../render.ts';
 import { parseDestination, parseNear, parseVms } from './request.ts';
 
 export interface OutputFlags {
+  /** true: --json; false: --no-json (text even when stdout is not a terminal); undefined: text on a terminal. */
   readonly json?: boolean | undefined;
 }
 
-const useJson = (flags: OutputFlags) => flags.json === true || !process.stdout.isTTY;
+export const useJson = (flags: OutputFlags) =>
+  flags.json === true || (flags.json === undefined && !process.stdout.isTTY);
+
+/** A client, or how to get one: commands check their input before they look for the API. */
+export type ClientSource = ApiClient | (() => ApiClient);
+const clientOf = (source: ClientSource) => (typeof source === 'function' ? source() : source);
 
 function print(m: Migration, flags: OutputFlags): void {
   if (useJson(flags)) process.stdout.write(`${JSON.stringify(m)}\n`);
@@ -85,7 +91,7 @@ export interface MigrateFlags extends OutputFlags {
   readonly wait?: boolean;
 }
 
-export async function migrate(client: ApiClient, opts: MigrateFlags): Promise<number> {
+export async function migrate(source: ClientSource, opts: MigrateFlags): Promise<number> {
   const vms = parseVms(opts.vm, opts.imageId, opts.host, opts.batch);
   if ((opts.to?.length ?? 0) === 0 && !opts.near)
     throw new UsageError('give --to DC (repeatable) or --near LAT,LON');
@@ -103,11 +109,14 @@ export async function migrate(client: ApiClient, opts: MigrateFlags): Promise<nu
     ...(opts.overwrite ? { overwrite: true } : {}),
   };
   const destinations = opts.to?.map(parseDestination);
+  const near = opts.near === undefined ? undefined : parseNear(opts.near);
+  if ((vms.length > 1 || opts.batch) && !destinations)
+    throw new UsageError('a batch needs --to (not --near)');
+  const client = clientOf(source);
   // A retried request (network hiccup) must not start a second migration.
   const headers = { 'idempotency-key': randomUUID() };
   const started = Date.now();
   if (vms.length > 1 || opts.batch) {
-    if (!destinations) throw new UsageError('a batch needs --to (not --near)');
     const { body: b } = await client.call<Batch>(createBatch, {
       json: { sourceDataCenterId: opts.from, destinations, vms, ...options },
       headers,
@@ -118,15 +127,7 @@ export async function migrate(client: ApiClient, opts: MigrateFlags): Promise<nu
     }
     if (!useJson(opts))
       process.stdout.write(`batch ${b.id}: ${vms.length} VMs ${opts.from} -> ${opts.to?.join(', ')}\n`);
-    const final = await watchBatch(client, b.id, opts);
-    if (!useJson(opts)) {
-      process.stdout.write(
-        `${final.status} in ${((Date.now() - started) / 1000).toFixed(1)} s: ${formatBytes(final.bytes.image)} of images, ` +
-          `uploaded ${formatBytes(final.bytes.uploaded)} (${final.bytes.shared} shared chunks sent once), ` +
-          `copied between cache nodes ${formatBytes(final.bytes.copied)}, downloaded ${formatBytes(final.bytes.downloaded)}\n`,
-      );
-    }
-    return exitFor(final.status);
+    return followBatch(client, b.id, opts, started);
   }
   const vm = vms[0] as (typeof vms)[number];
   const { body: m } = await client.call<Migration>(createMigration, {
@@ -135,7 +136,7 @@ export async function migrate(client: ApiClient, opts: MigrateFlags): Promise<nu
       hostId: vm.hostId,
       imageId: vm.imageId,
       sourceDataCenterId: opts.from,
-      ...(destinations ? { destinations } : { near: parseNear(opts.near as string) }),
+      ...(destinations ? { destinations } : { near }),
       ...options,
     },
     headers,
@@ -150,16 +151,32 @@ export async function migrate(client: ApiClient, opts: MigrateFlags): Promise<nu
       : m.legs.map((l) => l.dataCenterId).join(', ');
     process.stdout.write(`migration ${m.id} started: ${opts.from} -> ${where}\n`);
   }
-  const final = await watch(client, m.id, opts);
+  return follow(client, m.id, opts, started);
+}
+
+/**
+ * Follows a migration until it ends and closes with its summary (text output); the exit code says how it ended.
+ * `started`: when the command started it (the summary then says how long it took).
+ */
+async function follow(client: ApiClient, id: string, opts: OutputFlags, started?: number): Promise<number> {
+  const final = await watch(client, id, opts);
   if (!useJson(opts)) {
-    const seconds = (Date.now() - started) / 1000;
-    process.stdout.write(
-      isLocalOnly(final)
-        ? `${final.status} in ${seconds.toFixed(1)} s: local handover within ${final.sourceDataCenterId}, nothing transferred\n`
-        : `${final.status} in ${seconds.toFixed(1)} s: image ${formatBytes(final.image?.size ?? 0)}, uploaded ${formatBytes(final.upload.bytesDone)}, ` +
-            `copied between cache nodes ${formatBytes(final.replication.bytesCopied)}, ` +
-            `downloaded ${formatBytes(final.legs.reduce((n, l) => n + l.bytesDownloaded, 0))}\n`,
-    );
+    const seconds = started === undefined ? undefined : (Date.now() - started) / 1000;
+    process.stdout.write(`${migrationSummary(final, seconds).join('\n')}\n`);
+  }
+  return exitFor(final.status);
+}
+
+async function followBatch(
+  client: ApiClient,
+  id: string,
+  opts: OutputFlags,
+  started?: number,
+): Promise<number> {
+  const final = await watchBatch(client, id, opts);
+  if (!useJson(opts)) {
+    const seconds = started === undefined ? undefined : (Date.now() - started) / 1000;
+    process.stdout.write(`${batchSummary(final, seconds).join('\n')}\n`);
   }
   return exitFor(final.status);
 }
@@ -170,12 +187,12 @@ export async function status(
   opts: { watch?: boolean } & OutputFlags,
 ): Promise<number> {
   if (id.startsWith('batch-')) {
-    if (opts.watch) return exitFor((await watchBatch(client, id, opts)).status);
+    if (opts.watch) return followBatch(client, id, opts);
     const { body } = await client.call<Batch>(getBatch, { params: { batchId: id } });
     process.stdout.write(useJson(opts) ? `${JSON.stringify(body)}\n` : `${describeBatch(body).join('\n')}\n`);
     return EXIT.ok;
   }
-  if (opts.watch) return exitFor((await watch(client, id, opts)).status);
+  if (opts.watch) return follow(client, id, opts);
   const { body } = await client.call<Migration>(getMigration, { params: { migrationId: id } });
   print(body, opts);
   if (!useJson(opts) && body.history) {
@@ -216,11 +233,12 @@ export async function retry(
   id: string,
   opts: { wait?: boolean; destination?: string[] } & OutputFlags,
 ): Promise<number> {
+  const started = Date.now();
   const { body } = await client.call<Migration>(retryMigration, {
     params: { migrationId: id },
     json: opts.destination?.length ? { destinations: opts.destination } : {},
   });
-  if (opts.wait) return exitFor((await watch(client, body.id, opts)).status);
+  if (opts.wait) return follow(client, body.id, opts, started);
   print(body, opts);
   return EXIT.ok;
 }
