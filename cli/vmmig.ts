@@ -235,7 +235,11 @@ connection(
     .requiredOption('--from <dc>', 'source data center')
     .requiredOption('--to <dc[:format]>', 'destination (repeatable)', collect)
     .requiredOption('--every <interval>', 'e.g. 30m, 6h, 1d')
-    .option('--first-run <time>', 'first run (ISO 8601; default now)')
+    .option(
+      '--first-at <time>',
+      'first run at this time (ISO 8601, e.g. 2026-05-01T02:00:00Z); without it a new policy runs at once',
+    )
+    .addOption(new Option('--first-run <time>', 'the former name of --first-at').hideHelp())
     .option('--host <id>', 'host id', 'default')
     .addOption(onCongestionOption())
     .addOption(queueTimeoutOption('how long a run waits for a free slot'))
@@ -243,7 +247,7 @@ connection(
     .option('--json', 'JSON output'),
 ).action(
   run((id: string, o: Parameters<typeof putPolicyCmd>[2] & ConnectionFlags) =>
-    putPolicyCmd(connect(o), id, o),
+    putPolicyCmd(() => connect(o), id, o),
   ),
 );
 connection(policy.command('ls').description('list backup policies').option('--json', 'JSON lines')).action(

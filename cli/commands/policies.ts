@@ -8,7 +8,7 @@ import { parseDestination, parseInterval } from './request.ts';
 const useJson = (json?: boolean) => json === true || !process.stdout.isTTY;
 
 export async function putPolicyCmd(
-  client: ApiClient,
+  source: ApiClient | (() => ApiClient),
   id: string,
   opts: {
     vm: string;
@@ -17,6 +17,8 @@ export async function putPolicyCmd(
     from: string;
     to: string[];
     every: string;
+    firstAt?: string;
+    /** The former name of --first-at. */
     firstRun?: string;
     onCongestion?: string;
     queueTimeout?: number;
@@ -25,12 +27,17 @@ export async function putPolicyCmd(
   },
 ): Promise<number> {
   // An unreadable time is a bad command line (exit 2), not a failure to reach the API.
-  const firstRun = opts.firstRun === undefined ? undefined : new Date(opts.firstRun);
-  if (firstRun && Number.isNaN(firstRun.getTime())) {
-    throw new UsageError(
-      `--first-run ${opts.firstRun}: expected an ISO 8601 time, e.g. 2026-05-01T02:00:00Z`,
-    );
+  if (opts.firstAt !== undefined && opts.firstRun !== undefined)
+    throw new UsageError('give --first-at (or its former name --first-run), not both');
+  const flag = opts.firstRun !== undefined ? '--first-run' : '--first-at';
+  const firstText = opts.firstAt ?? opts.firstRun;
+  const firstRun = firstText === undefined ? undefined : new Date(firstText);
+  if (firstRun && (Number.isNaN(firstRun.getTime()) || !/^\d{4}-\d{2}-\d{2}/.test(firstText as string))) {
+    throw new UsageError(`${flag} ${firstText}: expected an ISO 8601 time, e.g. 2026-05-01T02:00:00Z`);
   }
+  const destinations = opts.to.map(parseDestination);
+  const intervalMinutes = parseInterval(opts.every);
+  const client = typeof source === 'function' ? source() : source;
   const { body, status } = await client.call<BackupPolicy>(putPolicy, {
     params: { policyId: id },
     json: {
@@ -38,8 +45,8 @@ export async function putPolicyCmd(
       hostId: opts.host,
       imageId: opts.imageId,
       sourceDataCenterId: opts.from,
-      destinations: opts.to.map(parseDestination),
-      intervalMinutes: parseInterval(opts.every),
+      destinations,
+      intervalMinutes,
       ...(firstRun ? { firstRunAt: firstRun.toISOString() } : {}),
       enabled: !opts.disabled,
       ...(opts.onCongestion ? { onCongestion: opts.onCongestion } : {}),
