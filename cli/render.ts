@@ -123,16 +123,16 @@ export function migrationSummary(m: Migration, seconds?: number): string[] {
   const downloaded = remote.reduce((n, l) => n + l.bytesDownloaded, 0);
   const reusedKnown = remote.some((l) => l.bytesReusedAtDestination !== undefined);
   const reused = remote.reduce((n, l) => n + (l.bytesReusedAtDestination ?? 0), 0);
-  const allocatedKnown = m.legs.some((l) => l.allocatedBytes !== undefined);
-  const allocated = m.legs.reduce((n, l) => n + (l.allocatedBytes ?? 0), 0);
+  const allocatedLegs = m.legs.filter((l) => l.allocatedBytes !== undefined);
+  const allocated = allocatedLegs.reduce((n, l) => n + (l.allocatedBytes ?? 0), 0);
   return [
     `${head}: image ${formatBytes(m.image?.size ?? 0)}, uploaded ${formatBytes(m.upload.bytesDone)}, ` +
       `copied between cache nodes ${formatBytes(m.replication.bytesCopied)}, downloaded ${formatBytes(downloaded)}` +
       (reusedKnown
         ? `, reused at the destination${remote.length > 1 ? 's' : ''} ${formatBytes(reused)}`
         : '') +
-      (allocatedKnown
-        ? `; delivered image${m.legs.length > 1 ? 's' : ''} ${formatBytes(allocated)} allocated on disk`
+      (allocatedLegs.length > 0
+        ? `; delivered image${allocatedLegs.length > 1 ? 's' : ''} ${formatBytes(allocated)} allocated on disk`
         : ''),
     ...legs,
   ];

@@ -172,6 +172,28 @@ describe('vmmig at the edges', () => {
     const retried = retry.stdout.slice(retry.stdout.lastIndexOf('\nCOMPLETED in ') + 1);
     expect(retried).toMatch(/^COMPLETED in [\d.]+ s: image 8\.0 MiB, .*reused at the destination /);
     expect(retried).toContain(`delivered ${image('dc-sh', 'late.img')} (raw)`);
+
+    // Again to the same destination: the file there is the one vmmig delivered, so it is replaced, and the image
+    // it holds is reused instead of downloaded.
+    const again = await t.vmmig([
+      'migrate',
+      '--vm',
+      'web',
+      '--image-id',
+      'web.img',
+      '--from',
+      'dc-gz',
+      '--to',
+      'dc-osa',
+      '--wait',
+      '--no-json',
+    ]);
+    expect(again.code, again.stderr).toBe(EXIT.ok);
+    const replaced = again.stdout.slice(again.stdout.lastIndexOf('\nCOMPLETED in ') + 1);
+    expect(replaced).toMatch(
+      /, reused at the destination [1-9][\d.]* MiB; delivered image [\d.]+ (KiB|MiB) allocated on disk\n/,
+    );
+    expect(replaced).toContain(`replaced ${image('dc-osa', 'web.img')}`);
   });
 
   it('policy put --first-at sends firstRunAt; without it the first run is at once; a bad time names the flag', async () => {
