@@ -6,6 +6,28 @@ import { join } from 'node:path';
 /** Fenced blocks with these info strings are shell examples: each one runs, or is marked skipped. */
 export const SHELL_LANGS: ReadonlySet<string> = new Set(['sh', 'bash', 'shell', 'console']);
 
+/**
+ * Blocks that are not shell examples. Any other info string is refused, so that a shell example under another
+ * name (`zsh`, `shell-session`) cannot slip past unrun.
+ */
+export const OTHER_LANGS: ReadonlySet<string> = new Set([
+  'text',
+  'ini',
+  'json',
+  'jsonc',
+  'yaml',
+  'toml',
+  'ts',
+  'typescript',
+  'js',
+  'javascript',
+  'diff',
+  'http',
+  'xml',
+  'html',
+  'mermaid',
+]);
+
 /** A reader's order: the README, the use cases, then the reference documents; any other docs/*.md after them. */
 export const DOC_ORDER: readonly string[] = [
   'README.md',

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BackgroundCommand } from './background.ts';
-import { type Block, type Command, commandsOf, loadBlocks, SHELL_LANGS } from './doc-blocks.ts';
+import { type Block, type Command, commandsOf, loadBlocks, OTHER_LANGS, SHELL_LANGS } from './doc-blocks.ts';
 import { diffOutput } from './output.ts';
 import { CommandTimeout, ShellSession } from './shell.ts';
 
@@ -43,7 +43,13 @@ for (const block of blocks) {
     );
     continue;
   }
-  if (!SHELL_LANGS.has(block.lang)) continue;
+  if (OTHER_LANGS.has(block.lang)) continue;
+  if (!SHELL_LANGS.has(block.lang)) {
+    parseProblems.push(
+      `${where}: fenced block in \`\`\`${block.lang}: shell examples are sh, bash, shell or console; other blocks one of ${[...OTHER_LANGS].join(', ')} (test/docs/doc-blocks.ts)`,
+    );
+    continue;
+  }
   let commands: Command[] = [];
   try {
     commands = commandsOf(block);
