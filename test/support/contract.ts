@@ -90,7 +90,12 @@ export class Contract {
   check(method: string, pathname: string, status: number, contentType: string | null, body: string) {
     const m = method.toLowerCase();
     const op = this.operation(m, pathname);
-    if (!op) return `no operation is documented for ${m.toUpperCase()} ${pathname}`;
+    // A path no operation has may be refused (404 unknown route, 401, the gateway's 403…) with an error body;
+    // anything else there would be an operation the document does not have.
+    if (!op) {
+      if (status < 400) return `no operation is documented for ${m.toUpperCase()} ${pathname}`;
+      return this.checkJson(this.errorSchema(), status, contentType, body);
+    }
     const documented = op.responses[String(status)] ?? op.responses['default'];
     if (!documented) {
       const listed = Object.keys(op.responses).join(', ');
@@ -108,13 +113,33 @@ export class Contract {
       return `status ${status} answered ${type || 'no content-type'}, documented: ${media.join(', ')}`;
     }
     if (!mediaType.endsWith('json')) return undefined;
+    return this.checkJson(this.validator(op, String(status), mediaType), status, contentType, body);
+  }
+
+  private errorSchema(): ValidateFunction {
+    const key = 'error bodies';
+    let validate = this.validators.get(key);
+    if (!validate) {
+      validate = this.ajv.compile({
+        anyOf: [
+          { $ref: 'openapi.json#/components/schemas/Error' },
+          { $ref: 'openapi.json#/components/schemas/GatewayError' },
+        ],
+      });
+      this.validators.set(key, validate);
+    }
+    return validate;
+  }
+
+  private checkJson(validate: ValidateFunction, status: number, contentType: string | null, body: string) {
+    if (!/json/i.test(contentType ?? ''))
+      return `status ${status} answered ${contentType ?? 'no content-type'}`;
     let value: unknown;
     try {
       value = JSON.parse(body);
     } catch {
       return `status ${status} body is not JSON: ${body.slice(0, 200)}`;
     }
-    const validate = this.validator(op, String(status), mediaType);
     if (validate(value)) return undefined;
     const errors = (validate.errors ?? [])
       .slice(0, 5)

@@ -15,7 +15,7 @@ import {
   startLocalCloud,
 } from '../../local/cloud.ts';
 import { loadTopology, type Topology } from '../../protocol/topology.ts';
-import { contractCheck, describeViolations } from './contract.ts';
+import { type Contract, contractCheck, describeViolations } from './contract.ts';
 
 const CLI = fileURLToPath(new URL('../../cli/vmmig.ts', import.meta.url));
 const TSX = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
@@ -64,9 +64,10 @@ export interface TestCloudOptions
   readonly ports?: LocalPorts;
   /**
    * Check every answer of the API against docs/openapi.json (default true): stop() and dispose() throw, naming each
-   * answer the document does not describe. Only a test that breaks the contract on purpose turns it off.
+   * answer the document does not describe. Only a test that breaks the contract on purpose turns it off; a test of
+   * the check itself gives its own Contract.
    */
-  readonly contract?: boolean;
+  readonly contract?: boolean | Contract;
 }
 
 const ANY: LocalPorts = { api: 0, edge: 0, stepFunctions: 0, s3: 0, dynamodb: 0 };
@@ -75,7 +76,12 @@ export async function startTestCloud(options: TestCloudOptions = {}): Promise<Te
   const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), 'vmmig-test-')));
   const logFile = join(dataDir, 'test.log');
   // Every client of this cloud — the test's, `vmmig` processes, the agents — reaches the API through this check.
-  const contract = options.contract === false ? undefined : contractCheck();
+  const contract =
+    options.contract === false
+      ? undefined
+      : contractCheck(
+          options.contract === true || options.contract === undefined ? undefined : options.contract,
+        );
   const echo = process.env['VMMIG_TEST_LOG'] === '1';
   const cloud = await startLocalCloud({
     dataDir,

@@ -54,8 +54,13 @@ describe('the contract check', () => {
     expect(contract.check('GET', '/v1/backup-policies/x', 404, json, notAnError)).toMatch(/code/);
   });
 
-  it('flags a path no operation documents', () => {
-    expect(contract.check('GET', '/v1/nothing-here', 404, json, '{}')).toMatch(/no operation is documented/);
+  it('flags an answer on a path no operation documents, unless it refuses with an error body', () => {
+    expect(contract.check('GET', '/v1/nothing-here', 200, json, '{}')).toMatch(/no operation is documented/);
+    expect(contract.check('GET', '/v1/nothing-here', 404, json, '{}')).toMatch(/does not match/);
+    const notFound = JSON.stringify({
+      error: { code: 'NotFound', message: 'no route for GET /v1/nothing-here' },
+    });
+    expect(contract.check('GET', '/v1/nothing-here', 404, json, notFound)).toBeUndefined();
   });
 
   it('passes what the document describes, matching literal path segments first', () => {
