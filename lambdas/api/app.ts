@@ -1,6 +1,7 @@
 // The CVMM front end: one platform-neutral Hono app. Lambda (lambdas/api/lambda.ts) and the local cloud
 // (@hono/node-server) both serve exactly this app; only `deps` differ.
-import { getOpenApiDocument, health } from '../../protocol/api/common.ts';
+import { z } from '@hono/zod-openapi';
+import { health, json, route } from '../../protocol/api/common.ts';
 import { AppError } from '../domain/errors.ts';
 import { bodyCap } from './body-cap.ts';
 import type { ApiDeps } from './deps.ts';
@@ -62,6 +63,19 @@ export const OPENAPI_CONFIG = {
   ],
   security: [{ bearer: [] }],
 };
+
+// The document itself, served by doc31 (an app-level route, not one of the protocol's: the CLI never calls it).
+export const getOpenApiDocument = route({
+  operationId: 'getOpenApiDocument',
+  method: 'get',
+  path: '/openapi.json',
+  tags: ['service'],
+  summary: 'This OpenAPI document; needs no credentials',
+  security: [],
+  responses: {
+    200: json(z.object({ openapi: z.string() }).catchall(z.unknown()), 'The OpenAPI 3.1 document'),
+  },
+});
 
 export function createApp(deps: ApiDeps) {
   const app = router();

@@ -144,15 +144,3 @@ export const health = route({
   security: [],
   responses: { 200: json(z.object({ status: z.literal('ok'), version: z.string() }), 'The API is up') },
 });
-
-export const getOpenApiDocument = route({
-  operationId: 'getOpenApiDocument',
-  method: 'get',
-  path: '/openapi.json',
-  tags: ['service'],
-  summary: 'This OpenAPI document; needs no credentials',
-  security: [],
-  responses: {
-    200: json(z.object({ openapi: z.string() }).catchall(z.unknown()), 'The OpenAPI 3.1 document'),
-  },
-});

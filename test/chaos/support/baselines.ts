@@ -93,7 +93,7 @@ export function baselines(f: Fixtures): Record<string, Baseline> {
         sourceDataCenterId: f.from,
         destinations: [{ dataCenterId: f.to }],
         intervalMinutes: 60,
-        firstRunAt: '2099-01-01T00:00:00Z',
+        firstRunAt: new Date(Date.now() + 30 * 86_400_000).toISOString(), // at most a year ahead
         enabled: false,
         onCongestion: 'wait',
         queueTimeoutSeconds: 60,

@@ -30,7 +30,7 @@ export async function createFixtures(t: TestCloud): Promise<Fixtures> {
       sourceDataCenterId: driven.from,
       destinations: [{ dataCenterId: driven.to }],
       intervalMinutes: 60,
-      firstRunAt: '2099-01-01T00:00:00Z',
+      firstRunAt: new Date(Date.now() + 30 * 86_400_000).toISOString(), // at most a year ahead
       enabled: false,
     },
   });

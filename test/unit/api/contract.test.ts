@@ -4,7 +4,7 @@ import { readdirSync } from 'node:fs';
 import SwaggerParser from '@apidevtools/swagger-parser';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import { describe, expect, it } from 'vitest';
-import { createApp, LOCAL_API_PORT, openApiDocument } from '../../../lambdas/api/app.ts';
+import { createApp, getOpenApiDocument, LOCAL_API_PORT, openApiDocument } from '../../../lambdas/api/app.ts';
 import type { ApiDeps } from '../../../lambdas/api/deps.ts';
 import { DEFAULT_PORT_BASE } from '../../../local/cloud.ts';
 import { BackupPolicyInput } from '../../../protocol/api/policies.ts';
@@ -114,6 +114,7 @@ describe('the document', () => {
         }
       }
     }
+    exported.set('get /openapi.json', getOpenApiDocument.operationId);
     const ids: string[] = [];
     for (const [path, ops] of Object.entries(doc.paths))
       for (const [method, op] of Object.entries(ops)) {
