@@ -2,12 +2,23 @@
 // chunk. Lookups are batched at DynamoDB's limit of 100 keys per call. The same table holds the claims that let
 // concurrent migrations share work: upload claims (`#upload-claims`) and copy claims per destination cache node
 // (`#copy-claims#<node>`), each with its owner migration and an expiry (`expiresAt`, also the table's TTL).
+//
+// Cache space (DESIGN §3): each node's partition also holds its usage item (sk `#usage`: bytes and chunks
+// held, kept by every write that adds or drops an entry, and reconciled by the collector). An entry carries when
+// it was stored and last used (`usedAt`, for least-recently-used eviction), and the collector's two phases:
+// `condemnedAt` (a candidate since that pass; any use or new record clears it) and `deleting` (the object is being
+// removed: the entry no longer counts as held, and nothing may record the chunk there until the collector
+// finishes or reverts). Every transition is one conditional write on the entry, so a use and a deletion of the
+// same chunk are ordered by DynamoDB: either the use wins and nothing is deleted, or the deletion wins and the
+// user sees the chunk as absent.
 import {
   BatchGetCommand,
-  BatchWriteCommand,
   DeleteCommand,
   type DynamoDBDocumentClient,
+  GetCommand,
   PutCommand,
+  QueryCommand,
+  UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
 import { mapLimit, settleAll } from '../domain/concurrency.ts';
 
@@ -27,12 +38,44 @@ export const copyClaimsOf = (cacheNodeId: string) => `#copy-claims#${cacheNodeId
  */
 export const COPY_CLAIM_TTL_SECONDS = 900;
 const CLAIM_CONCURRENCY = 16;
-const BATCH_WRITE_LIMIT = 25;
 
 export interface IndexedChunk {
   readonly sha256: string;
   readonly length: number;
 }
+
+/** One entry of a node's index as the collector and `cache verify` read it. */
+export interface IndexEntry extends IndexedChunk {
+  readonly storedAt: string;
+  /** Last time a migration relied on the chunk at this node (absent on entries older than usage tracking). */
+  readonly usedAt?: string;
+  readonly condemnedAt?: string;
+  readonly deleting?: string;
+}
+
+/** A node's usage item: what its index entries add up to. */
+export interface NodeUsage {
+  readonly bytesHeld: number;
+  readonly chunksHeld: number;
+  /** When the collector last counted the entries themselves. */
+  readonly reconciledAt?: string;
+}
+
+/** The sort key of a node's usage item (chunk digests are hex: '#' sorts before every one of them). */
+export const USAGE_SK = '#usage';
+/** Chunk entries sort from here: every sha256 is >= '0'. */
+const FIRST_DIGEST = '0';
+const RECORD_CONCURRENCY = 16;
+
+export interface RecordOutcome {
+  /** Bytes and chunks new at the node (the rest were indexed there already). */
+  readonly addedBytes: number;
+  readonly addedChunks: number;
+  /** Chunks the collector is deleting at the node right now: not recorded (the caller must not count them). */
+  readonly refused: readonly string[];
+}
+
+const conditionFailed = (err: unknown) => (err as Error).name === 'ConditionalCheckFailedException';
 
 export class ContentIndex {
   constructor(
@@ -41,7 +84,10 @@ export class ContentIndex {
     private readonly now: () => Date = () => new Date(),
   ) {}
 
-  /** For each digest, the subset of `cacheNodeIds` that holds it. Digests held nowhere are absent. */
+  /**
+   * For each digest, the subset of `cacheNodeIds` that holds it. Digests held nowhere are absent. Entries the
+   * collector is deleting are not holders.
+   */
   async holders(
     digests: readonly string[],
     cacheNodeIds: readonly string[],
@@ -60,13 +106,19 @@ export class ContentIndex {
             RequestItems: {
               [this.table]: {
                 Keys: pending,
-                ProjectionExpression: 'cacheNodeId, sha256',
+                ProjectionExpression: 'cacheNodeId, sha256, deleting',
                 ConsistentRead: true,
               },
             },
           }),
         );
-        for (const item of (out.Responses?.[this.table] ?? []) as { cacheNodeId: string; sha256: string }[]) {
+        for (const item of (out.Responses?.[this.table] ?? []) as {
+          cacheNodeId: string;
+          sha256: string;
+          deleting?: string;
+        }[]) {
+          // Being deleted by the collector: already gone, as far as any new use is concerned.
+          if (item.deleting !== undefined) continue;
           const set = result.get(item.sha256) ?? new Set<string>();
           set.add(item.cacheNodeId);
           result.set(item.sha256, set);
@@ -77,30 +129,298 @@ export class ContentIndex {
     return result;
   }
 
-  /** Records chunks as present and verified at a cache node (idempotent). */
-  async record(cacheNodeId: string, chunks: readonly IndexedChunk[]): Promise<void> {
-    const storedAt = this.now().toISOString();
-    const batches: IndexedChunk[][] = [];
-    for (let i = 0; i < chunks.length; i += BATCH_WRITE_LIMIT)
-      batches.push(chunks.slice(i, i + BATCH_WRITE_LIMIT));
-    await mapLimit(batches, 4, async (batch) => {
-      let pending: unknown[] = batch.map((c) => ({
-        PutRequest: { Item: { cacheNodeId, sha256: c.sha256, length: c.length, storedAt } },
-      }));
-      for (let attempt = 0; pending.length > 0; attempt++) {
-        if (attempt > 8) throw new Error('DynamoDB kept returning unprocessed writes to the content index');
-        if (attempt > 0) await new Promise((r) => setTimeout(r, 25 * 2 ** attempt));
+  /**
+   * Records chunks as present and verified at a cache node (idempotent): one conditional put per chunk, which
+   * also marks it used now and clears a collector's mark. The node's usage grows by what was new there. A chunk
+   * the collector is deleting at the node is refused (its object may be gone a moment later).
+   */
+  async record(cacheNodeId: string, chunks: readonly IndexedChunk[]): Promise<RecordOutcome> {
+    const at = this.now().toISOString();
+    let addedBytes = 0;
+    let addedChunks = 0;
+    const refused: string[] = [];
+    const results = await settleAll(chunks, RECORD_CONCURRENCY, async (c) => {
+      try {
         const out = await this.doc.send(
-          new BatchWriteCommand({ RequestItems: { [this.table]: pending as never } }),
+          new PutCommand({
+            TableName: this.table,
+            Item: { cacheNodeId, sha256: c.sha256, length: c.length, storedAt: at, usedAt: at },
+            ConditionExpression: 'attribute_not_exists(deleting)',
+            ReturnValues: 'ALL_OLD',
+          }),
         );
-        pending = out.UnprocessedItems?.[this.table] ?? [];
+        if (!out.Attributes) {
+          addedBytes += c.length;
+          addedChunks++;
+        }
+      } catch (err) {
+        if (!conditionFailed(err)) throw err;
+        refused.push(c.sha256);
       }
+    });
+    // What was added counts even when another put failed: the entries exist.
+    if (addedChunks > 0) await this.addUsage(cacheNodeId, addedBytes, addedChunks);
+    const failed = results.find((r) => r.status === 'rejected');
+    if (failed) throw failed.reason;
+    return { addedBytes, addedChunks, refused };
+  }
+
+  /**
+   * Marks chunks used at a node now (least-recently-used order) and clears a collector's mark: one conditional
+   * update each, which fails where the entry is gone or being deleted. Returns the chunks touched; the others
+   * must be treated as not held there.
+   */
+  async touch(cacheNodeId: string, digests: readonly string[]): Promise<Set<string>> {
+    const at = this.now().toISOString();
+    const touched = new Set<string>();
+    const results = await settleAll(digests, RECORD_CONCURRENCY, async (sha256) => {
+      try {
+        await this.doc.send(
+          new UpdateCommand({
+            TableName: this.table,
+            Key: { cacheNodeId, sha256 },
+            UpdateExpression: 'SET usedAt = :at REMOVE condemnedAt',
+            ConditionExpression: 'attribute_exists(sha256) AND attribute_not_exists(deleting)',
+            ExpressionAttributeValues: { ':at': at },
+          }),
+        );
+        touched.add(sha256);
+      } catch (err) {
+        if (!conditionFailed(err)) throw err;
+      }
+    });
+    const failed = results.find((r) => r.status === 'rejected');
+    if (failed) throw failed.reason;
+    return touched;
+  }
+
+  /**
+   * Forgets a chunk at a cache node (its copy there turned out missing or corrupt); idempotent. The node's usage
+   * shrinks by the entry's length when there was one. Returns whether an entry was removed.
+   */
+  async remove(cacheNodeId: string, sha256: string): Promise<boolean> {
+    let out: { Attributes?: Record<string, unknown> | undefined };
+    try {
+      out = await this.doc.send(
+        new DeleteCommand({
+          TableName: this.table,
+          Key: { cacheNodeId, sha256 },
+          // An entry the collector is deleting is the collector's to finish.
+          ConditionExpression: 'attribute_not_exists(deleting)',
+          ReturnValues: 'ALL_OLD',
+        }),
+      );
+    } catch (err) {
+      if (conditionFailed(err)) return false;
+      throw err;
+    }
+    const old = out.Attributes as { length?: number } | undefined;
+    if (!old) return false;
+    await this.addUsage(cacheNodeId, -(old.length ?? 0), -1);
+    return true;
+  }
+
+  /** One page of a node's index entries, in digest order (usage item and claims excluded). */
+  async entries(
+    cacheNodeId: string,
+    options: { limit?: number; after?: string; upTo?: string } = {},
+  ): Promise<{ items: IndexEntry[]; last?: string }> {
+    const out = await this.doc.send(
+      new QueryCommand({
+        TableName: this.table,
+        KeyConditionExpression:
+          options.upTo === undefined
+            ? 'cacheNodeId = :n AND sha256 >= :first'
+            : 'cacheNodeId = :n AND sha256 BETWEEN :first AND :upTo',
+        ExpressionAttributeValues: {
+          ':n': cacheNodeId,
+          ':first': FIRST_DIGEST,
+          ...(options.upTo === undefined ? {} : { ':upTo': options.upTo }),
+        },
+        ...(options.after ? { ExclusiveStartKey: { cacheNodeId, sha256: options.after } } : {}),
+        Limit: options.limit ?? 1000,
+        ConsistentRead: true,
+      }),
+    );
+    const items = ((out.Items ?? []) as (IndexEntry & { cacheNodeId: string })[]).map(
+      ({ cacheNodeId: _n, ...e }) => e,
+    );
+    const last = out.LastEvaluatedKey?.['sha256'] as string | undefined;
+    return { items, ...(last ? { last } : {}) };
+  }
+
+  /** A node's usage as its usage item says (zero for a node nothing was recorded at). */
+  async usage(cacheNodeId: string): Promise<NodeUsage> {
+    const out = await this.doc.send(
+      new GetCommand({
+        TableName: this.table,
+        Key: { cacheNodeId, sha256: USAGE_SK },
+        ConsistentRead: true,
+      }),
+    );
+    const item = out.Item as Partial<NodeUsage> | undefined;
+    return {
+      bytesHeld: Math.max(0, item?.bytesHeld ?? 0),
+      chunksHeld: Math.max(0, item?.chunksHeld ?? 0),
+      ...(item?.reconciledAt ? { reconciledAt: item.reconciledAt } : {}),
+    };
+  }
+
+  /**
+   * Sets a node's usage to what the collector counted in its entries, keeping what was added or dropped while it
+   * counted (the usage item's change since `seen`, read before the count).
+   */
+  async reconcileUsage(cacheNodeId: string, counted: NodeUsage, seen: NodeUsage): Promise<NodeUsage> {
+    // One atomic ADD of the difference: changes made since `seen` was read stay counted.
+    const out = await this.doc.send(
+      new UpdateCommand({
+        TableName: this.table,
+        Key: { cacheNodeId, sha256: USAGE_SK },
+        UpdateExpression: 'ADD bytesHeld :b, chunksHeld :c SET reconciledAt = :at',
+        ExpressionAttributeValues: {
+          ':b': counted.bytesHeld - seen.bytesHeld,
+          ':c': counted.chunksHeld - seen.chunksHeld,
+          ':at': this.now().toISOString(),
+        },
+        ReturnValues: 'ALL_NEW',
+      }),
+    );
+    const item = (out.Attributes ?? {}) as Partial<NodeUsage>;
+    return {
+      bytesHeld: Math.max(0, Number(item.bytesHeld ?? 0)),
+      chunksHeld: Math.max(0, Number(item.chunksHeld ?? 0)),
+      ...(item.reconciledAt ? { reconciledAt: item.reconciledAt } : {}),
+    };
+  }
+
+  /** Keeps the collector's last report for a node on its usage item (`vmmig node ls`, the API). */
+  async noteCollection(cacheNodeId: string, report: object): Promise<void> {
+    await this.doc.send(
+      new UpdateCommand({
+        TableName: this.table,
+        Key: { cacheNodeId, sha256: USAGE_SK },
+        UpdateExpression: 'SET lastCollection = :r',
+        ExpressionAttributeValues: { ':r': report },
+      }),
+    );
+  }
+
+  /** The collector's last report for a node, as noteCollection kept it. */
+  async lastCollection<T>(cacheNodeId: string): Promise<T | undefined> {
+    const out = await this.doc.send(
+      new GetCommand({
+        TableName: this.table,
+        Key: { cacheNodeId, sha256: USAGE_SK },
+        ProjectionExpression: 'lastCollection',
+        ConsistentRead: true,
+      }),
+    );
+    return (out.Item as { lastCollection?: T } | undefined)?.lastCollection;
+  }
+
+  // ---- the collector's two phases (lambdas/workflow/collect-garbage.ts)
+
+  /**
+   * Phase one: marks an entry as an eviction candidate, only if it was not used or stored again since the
+   * collector read it (`seen`) and is not marked already. False when it changed.
+   */
+  async condemn(cacheNodeId: string, seen: IndexEntry, at: string): Promise<boolean> {
+    return this.conditional(
+      cacheNodeId,
+      seen.sha256,
+      'SET condemnedAt = :at',
+      'storedAt = :stored AND ' +
+        (seen.usedAt === undefined ? 'attribute_not_exists(usedAt)' : 'usedAt = :used') +
+        ' AND attribute_not_exists(condemnedAt) AND attribute_not_exists(deleting)',
+      { ':at': at, ':stored': seen.storedAt, ...(seen.usedAt === undefined ? {} : { ':used': seen.usedAt }) },
+    );
+  }
+
+  /** Takes back a mark (the chunk is referenced again). */
+  async pardon(cacheNodeId: string, sha256: string, condemnedAt: string): Promise<boolean> {
+    return this.conditional(cacheNodeId, sha256, 'REMOVE condemnedAt', 'condemnedAt = :c', {
+      ':c': condemnedAt,
     });
   }
 
-  /** Forgets a chunk at a cache node (its copy there turned out corrupt and was deleted); idempotent. */
-  async remove(cacheNodeId: string, sha256: string): Promise<void> {
-    await this.doc.send(new DeleteCommand({ TableName: this.table, Key: { cacheNodeId, sha256 } }));
+  /**
+   * Phase two, first step: the entry stops counting as held, only if it is still marked from `condemnedAt`
+   * (nobody used or recorded it since). From here nothing records the chunk at the node.
+   */
+  async beginDelete(cacheNodeId: string, sha256: string, condemnedAt: string, at: string): Promise<boolean> {
+    return this.conditional(
+      cacheNodeId,
+      sha256,
+      'SET deleting = :at',
+      'condemnedAt = :c AND attribute_not_exists(deleting)',
+      { ':at': at, ':c': condemnedAt },
+    );
+  }
+
+  /** The chunk turned out referenced after all: the entry is held again, unmarked. */
+  async revertDelete(cacheNodeId: string, sha256: string): Promise<boolean> {
+    return this.conditional(
+      cacheNodeId,
+      sha256,
+      'REMOVE deleting, condemnedAt',
+      'attribute_exists(deleting)',
+      {},
+    );
+  }
+
+  /** Phase two, last step (after the object is deleted): the entry goes, and the node's usage shrinks. */
+  async finishDelete(cacheNodeId: string, sha256: string): Promise<number> {
+    try {
+      const out = await this.doc.send(
+        new DeleteCommand({
+          TableName: this.table,
+          Key: { cacheNodeId, sha256 },
+          ConditionExpression: 'attribute_exists(deleting)',
+          ReturnValues: 'ALL_OLD',
+        }),
+      );
+      const length = (out.Attributes as { length?: number } | undefined)?.length ?? 0;
+      await this.addUsage(cacheNodeId, -length, -1);
+      return length;
+    } catch (err) {
+      if (conditionFailed(err)) return 0;
+      throw err;
+    }
+  }
+
+  private async conditional(
+    cacheNodeId: string,
+    sha256: string,
+    update: string,
+    condition: string,
+    values: Record<string, unknown>,
+  ): Promise<boolean> {
+    try {
+      await this.doc.send(
+        new UpdateCommand({
+          TableName: this.table,
+          Key: { cacheNodeId, sha256 },
+          UpdateExpression: update,
+          ConditionExpression: `attribute_exists(sha256) AND ${condition}`,
+          ...(Object.keys(values).length > 0 ? { ExpressionAttributeValues: values } : {}),
+        }),
+      );
+      return true;
+    } catch (err) {
+      if (conditionFailed(err)) return false;
+      throw err;
+    }
+  }
+
+  private async addUsage(cacheNodeId: string, bytes: number, chunks: number): Promise<void> {
+    await this.doc.send(
+      new UpdateCommand({
+        TableName: this.table,
+        Key: { cacheNodeId, sha256: USAGE_SK },
+        UpdateExpression: 'ADD bytesHeld :b, chunksHeld :c',
+        ExpressionAttributeValues: { ':b': bytes, ':c': chunks },
+      }),
+    );
   }
 
   /**

@@ -16,12 +16,16 @@ export interface UploadPlanEntry {
   readonly length: number;
 }
 
-/** One server-side copy between cache nodes. */
+/**
+ * One server-side copy between cache nodes, or (`verify`, from = to) a check that a chunk the index places at its
+ * node is stored there, copied from another holder if it is not.
+ */
 export interface CopyItem {
   readonly sha256: string;
   readonly length: number;
   readonly from: string;
   readonly to: string;
+  readonly verify?: true;
 }
 
 /** Chunks another migration is uploading: this one waits for them (CheckShared). */

@@ -100,12 +100,25 @@ export interface MigrationRecord {
    */
   readonly chunksCopied?: number;
   readonly bytesCopied?: number;
+  /**
+   * Self-healing index (DESIGN §3): chunks the index placed at a cache node that were not stored there, found in
+   * this replication round and held by no other node (the source uploads them again before downloads start), and
+   * how many such rounds this attempt has run. Both reset on retry.
+   */
+  readonly chunksLost?: number;
+  readonly healRounds?: number;
+  /** Index entries found wrong (object missing) and dropped, over all attempts. */
+  readonly chunksHealed?: number;
   /** Cache nodes where this migration holds a transfer slot. */
   readonly reservedCacheNodes: readonly string[];
   readonly executionArn?: string;
   /** When the migration started waiting for a transfer slot, and at which cache node. */
   readonly queuedSince?: string;
   readonly queuedAt?: string;
+  /** What the queued migration waits for at `queuedAt`: a transfer slot, or cache space. */
+  readonly queuedFor?: 'slot' | 'space';
+  /** Queued for space: the bytes it needs at `queuedAt`. */
+  readonly queuedNeed?: number;
   readonly error?: { readonly code: string; readonly message: string; readonly at: string };
   readonly createdAt: string;
   readonly updatedAt: string;

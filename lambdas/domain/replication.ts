@@ -1,5 +1,8 @@
 // CMN content routing as a pure function: for every destination cache node, each chunk it lacks comes from
-// the nearest node that holds it (great-circle distance between cache nodes).
+// the nearest node that holds it (great-circle distance between cache nodes), and each chunk the index places
+// there already is checked (the index is a cache of the truth: an object deleted behind its back is found
+// before a destination asks for it). A chunk held by no usable node is reported lost: the source uploads it
+// again.
 import type { Location } from '../../protocol/topology.ts';
 import type { CopyItem } from './control-keys.ts';
 import { byDistance } from './geo.ts';
@@ -15,16 +18,15 @@ export interface NodeOnMap {
 }
 
 export interface ReplicationPlan {
+  /** Copies to make, and checks (`verify`) of chunks the index already places at their destination node. */
   readonly copies: CopyItem[];
+  /** Chunks no usable node holds (the index lost them): to be uploaded again. */
+  readonly lost: PlannedChunk[];
   /** Per destination node: what the image needs there in all, and what must still be copied. */
   readonly perTarget: ReadonlyMap<
     string,
     { total: { chunks: number; bytes: number }; toCopy: { chunks: number; bytes: number } }
   >;
-}
-
-export class UnreachableChunkError extends Error {
-  override readonly name = 'ChunkNotCached';
 }
 
 export function planReplication(
@@ -34,6 +36,7 @@ export function planReplication(
   nodes: readonly NodeOnMap[],
 ): ReplicationPlan {
   const copies: CopyItem[] = [];
+  const lost = new Map<string, PlannedChunk>();
   const perTarget = new Map<
     string,
     { total: { chunks: number; bytes: number }; toCopy: { chunks: number; bytes: number } }
@@ -51,14 +54,20 @@ export function planReplication(
       stats.total.chunks++;
       stats.total.bytes += c.length;
       const held = holders.get(c.sha256);
-      if (held?.has(to)) continue;
+      if (held?.has(to)) {
+        copies.push({ sha256: c.sha256, length: c.length, from: to, to, verify: true });
+        continue;
+      }
       const from = nearestFirst.find((id) => held?.has(id));
-      if (!from) throw new UnreachableChunkError(`chunk ${c.sha256} is held by no usable cache node`);
+      if (!from) {
+        lost.set(c.sha256, c);
+        continue;
+      }
       copies.push({ sha256: c.sha256, length: c.length, from, to });
       stats.toCopy.chunks++;
       stats.toCopy.bytes += c.length;
     }
     perTarget.set(to, stats);
   }
-  return { copies, perTarget };
+  return { copies, lost: [...lost.values()], perTarget };
 }

@@ -8,8 +8,11 @@
 // ended), or belongs to a migration that ended. Past COPY_WAIT_MS the task fails with CopiesPending and the state
 // machine runs the batch again, so nothing depends on the other migration finishing.
 //
-// A chunk the content index already places at its node is skipped without a request to S3. Any other chunk is
-// looked at (HEAD) after its claim is taken and before it is copied: a copy that landed before the claim (the
+// The content index is a cache of the truth (DESIGN §3). A chunk it places at its destination node is looked at
+// (HEAD) and marked used there; one found missing is dropped from the index and copied like any other. A copy
+// whose source turns out not to hold the chunk drops that entry and tries the next nearest holder; a chunk no
+// node holds any more is counted lost on the migration (lost-chunks.ts) and the source uploads it again. Any other
+// chunk is looked at after its claim is taken and before it is copied: a copy that landed before the claim (the
 // previous holder's, a standing replication's) is not made again. Every copy is verified before it is recorded.
 import type { S3ServiceException } from '@aws-sdk/client-s3';
 import { TERMINAL_STATUSES } from '../../protocol/api/migrations.ts';
@@ -17,7 +20,10 @@ import { bucketRef } from '../aws/cache-nodes.ts';
 import type { DepsOf, Uses } from '../aws/deps.ts';
 import { mapLimit, settleAll } from '../domain/concurrency.ts';
 import { type CopyItem, replicationBatchKey } from '../domain/control-keys.ts';
+import { byDistance } from '../domain/geo.ts';
+import type { CacheNodeRecord } from '../domain/registry.ts';
 import { TASK_FUNCTIONS } from '../functions.ts';
+import { recordLost } from './lost-chunks.ts';
 import { TaskFailure, TransientError, task } from './task.ts';
 
 export const COPY_CONCURRENCY = 16;
@@ -45,6 +51,8 @@ export interface CopyBatchEvent {
 export interface CopyBatchResult {
   /** Copies this task made. */
   readonly copied: number;
+  /** Chunks no cache node holds any more: the source uploads them again. */
+  readonly lost: number;
   /** Chunks it did not copy: already at their node (indexed or found there), or copied by another migration. */
   readonly skipped: number;
   /** Of `skipped`: chunks another migration held the claim of, awaited until they were stored. */
@@ -91,11 +99,68 @@ export async function copyBatch(
       'PlanMissing',
       `replication batch ${event.batch} of ${event.migrationId} is missing`,
     );
-  const nodes = new Map((await deps.registry.allCacheNodes()).map((n) => [n.id, bucketRef(n)]));
+  const registered = await deps.registry.allCacheNodes();
+  const nodes = new Map(registered.map((n) => [n.id, bucketRef(n)]));
   const ref = (id: string) => {
     const node = nodes.get(id);
     if (!node) throw new TaskFailure('CacheNodeGone', `cache node ${id} is no longer registered`);
     return node;
+  };
+  /** Index entries found wrong (the object is not there) and dropped, and the chunks held nowhere now. */
+  let healed = 0;
+  const lostHere = new Set<string>();
+  const dropped: string[] = [];
+  /** Other usable holders of a chunk than `tried` and its target, nearest to the target first. */
+  const otherHolders = async (item: CopyItem, tried: readonly string[]): Promise<string[]> => {
+    const others = registered.filter((n) => n.status !== 'down' && n.id !== item.to && !tried.includes(n.id));
+    const held = (
+      await deps.contentIndex.holders(
+        [item.sha256],
+        others.map((n) => n.id),
+      )
+    ).get(item.sha256);
+    const target = registered.find((n) => n.id === item.to) as CacheNodeRecord;
+    return byDistance(
+      target.location,
+      others.filter((n) => held?.has(n.id)),
+    ).map((d) => d.node.id);
+  };
+  /**
+   * A copy failed: is it because the source does not hold the chunk? S3 answers a missing copy source with 404
+   * NoSuchKey to a caller that may list the source bucket, 403 AccessDenied otherwise; a HEAD at the source
+   * tells a missing object from any other refusal.
+   */
+  const sourceLacks = async (from: string, item: CopyItem, err: unknown): Promise<boolean> => {
+    const status = (err as S3ServiceException).$metadata?.httpStatusCode;
+    const name = (err as Error).name;
+    if (name !== 'NoSuchKey' && status !== 404 && status !== 403) return false;
+    return (await deps.storage.chunkState(ref(from), item.sha256, item.length)) !== 'present';
+  };
+  /**
+   * Records on the migration what this run healed (and, when the batch is done, what it found lost): a run that
+   * fails keeps its healed count (its re-run finds those entries gone), and lost chunks are counted once, by the run
+   * that completes the batch.
+   */
+  const reportHealing = async (done: boolean) => {
+    const lost = done ? lostHere.size : 0;
+    if (healed === 0 && lost === 0) return;
+    const parts: string[] = [];
+    if (healed > 0)
+      parts.push(
+        `${healed} index entries named chunks their cache node did not store ` +
+          `(${dropped.join(', ')}${healed > dropped.length ? ', …' : ''}): dropped`,
+      );
+    if (lost > 0) parts.push(`${lost} chunks no cache node holds any more: the source uploads them again`);
+    else parts.push('the chunks were copied from other cache nodes');
+    await recordLost(deps, me, lost, `batch ${event.batch}: ${parts.join('; ')}`, healed);
+    healed = 0;
+    dropped.length = 0;
+  };
+  const drop = async (node: string, sha256: string) => {
+    if (await deps.contentIndex.remove(node, sha256)) {
+      healed++;
+      if (dropped.length < 5) dropped.push(`${sha256.slice(0, 12)}… at ${node}`);
+    }
   };
 
   const pending = new Map(items.map((i) => [keyOf(i), i]));
@@ -108,8 +173,12 @@ export async function copyBatch(
   /** An item is at its node: copied here, or found there (copied by another migration when it held the claim). */
   /** Copies made in the current round, recorded on the migration at its end (a failing round included). */
   let copiedInRound: CopyItem[] = [];
-  const settle = (i: CopyItem, how: 'copied' | 'found') => {
+  const settle = (i: CopyItem, how: 'copied' | 'found' | 'lost') => {
     pending.delete(keyOf(i));
+    if (how === 'lost') {
+      lostHere.add(i.sha256);
+      return;
+    }
     if (how === 'copied') {
       copied++;
       copiedInRound.push(i);
@@ -131,137 +200,183 @@ export async function copyBatch(
     }
   };
 
-  for (let round = 0; ; round++) {
-    // What the content index places at its node is stored there and was verified: no request to S3.
-    for (const [to, list] of byTarget(pending.values())) {
-      const held = await deps.contentIndex.holders(
-        list.map((i) => i.sha256),
-        [to],
-      );
-      for (const i of list) {
-        if (!held.get(i.sha256)?.has(to)) continue;
-        settle(i, 'found');
-      }
-    }
-    if (pending.size === 0) break;
-
-    /** Claims held in this round, by node; all released at its end, whatever happens. */
-    const claimed = new Map<string, string[]>();
-    /** Stored at their node and verified in this round: recorded in the content index at its end. */
-    const verified: CopyItem[] = [];
-    try {
-      const mine: CopyItem[] = [];
+  try {
+    for (let round = 0; ; round++) {
+      // What the content index places at its node: looked at (HEAD) and marked used there. Found missing, the entry
+      // goes and the chunk is copied like any other.
       for (const [to, list] of byTarget(pending.values())) {
-        let candidates = list;
-        const takeOver = new Map<string, string>();
-        if (round > 0) {
-          // Everything still pending was claimed by another migration: has its copy landed?
-          const states = await mapLimit(list, COPY_CONCURRENCY, (i) =>
-            deps.storage.chunkState(ref(to), i.sha256, i.length),
-          );
-          const missing = list.filter((i, n) => {
-            if (states[n] !== 'present') return true;
-            verified.push(i);
-            settle(i, 'found');
-            return false;
-          });
-          // Still missing: take the claims that were released, expired or held by a migration that ended.
-          const holders = await deps.contentIndex.copyClaimHolders(
-            to,
-            missing.map((i) => i.sha256),
-          );
-          await endedAmong(holders.values());
-          candidates = missing.filter((i) => {
-            const holder = holders.get(i.sha256);
-            if (holder === undefined || holder === me) return true;
-            if (!ended.has(holder)) return false;
-            takeOver.set(i.sha256, holder);
-            return true;
-          });
-        }
-        if (candidates.length === 0) continue;
-        const { mine: taken, others } = await deps.contentIndex.claimCopies(
-          to,
-          candidates.map((i) => i.sha256),
-          me,
-          takeOver,
+        const held = await deps.contentIndex.holders(
+          list.map((i) => i.sha256),
+          [to],
         );
-        claimed.set(to, [...taken]);
-        for (const i of candidates) {
-          if (taken.has(i.sha256)) mine.push(i);
-          else {
-            awaitedFrom.add(others.get(i.sha256) ?? 'unknown');
-            waitedOn.add(keyOf(i));
-          }
+        const indexed = list.filter((i) => held.get(i.sha256)?.has(to));
+        const states = await mapLimit(indexed, COPY_CONCURRENCY, (i) =>
+          deps.storage.chunkState(ref(to), i.sha256, i.length),
+        );
+        const present: CopyItem[] = [];
+        for (const [n, i] of indexed.entries()) {
+          if (states[n] === 'present') present.push(i);
+          else await drop(to, i.sha256);
         }
+        // A chunk the collector began deleting cannot be marked used: it stays pending; its record is refused until
+        // the collector is done (the batch then runs again).
+        const touched = await deps.contentIndex.touch(
+          to,
+          present.map((i) => i.sha256),
+        );
+        for (const i of present) if (touched.has(i.sha256)) settle(i, 'found');
       }
+      if (pending.size === 0) break;
 
-      // Our claims: look first (a copy may have landed before the claim), copy, verify. Every copy settles before
-      // the claims are given up, so none is still running when another migration takes one over.
-      const results = await settleAll(mine, COPY_CONCURRENCY, async (item): Promise<'present' | 'copied'> => {
-        const to = ref(item.to);
-        if ((await deps.storage.chunkState(to, item.sha256, item.length)) === 'present') return 'present';
-        try {
-          await deps.storage.copyChunk(ref(item.from), to, item.sha256);
-        } catch (err) {
-          if ((err as S3ServiceException).name === 'NoSuchKey') {
-            throw new TaskFailure(
-              'ChunkLost',
-              `chunk ${item.sha256} is indexed at ${item.from} but not stored there`,
-            );
-          }
-          throw err;
-        }
-        const state = await deps.storage.chunkState(to, item.sha256, item.length);
-        if (state !== 'present')
-          throw new TransientError(`copy of chunk ${item.sha256} to ${item.to} is ${state}`);
-        return 'copied';
-      });
-      let failure: { reason: unknown } | undefined;
-      results.forEach((r, n) => {
-        const item = mine[n] as CopyItem;
-        if (r.status === 'rejected') {
-          failure ??= { reason: r.reason };
-          return;
-        }
-        verified.push(item);
-        settle(item, r.value === 'copied' ? 'copied' : 'found');
-      });
-      if (failure) throw failure.reason;
-    } finally {
+      /** Claims held in this round, by node; all released at its end, whatever happens. */
+      const claimed = new Map<string, string[]>();
+      /** Stored at their node and verified in this round: recorded in the content index at its end. */
+      const verified: CopyItem[] = [];
+      /** Of those, chunks the collector is deleting at their node right now: the batch runs again. */
+      const evicting: string[] = [];
       try {
-        for (const [to, list] of byTarget(verified)) {
-          await deps.contentIndex.record(
+        const mine: CopyItem[] = [];
+        for (const [to, list] of byTarget(pending.values())) {
+          let candidates = list;
+          const takeOver = new Map<string, string>();
+          if (round > 0) {
+            // Everything still pending was claimed by another migration: has its copy landed?
+            const states = await mapLimit(list, COPY_CONCURRENCY, (i) =>
+              deps.storage.chunkState(ref(to), i.sha256, i.length),
+            );
+            const missing = list.filter((i, n) => {
+              if (states[n] !== 'present') return true;
+              verified.push(i);
+              settle(i, 'found');
+              return false;
+            });
+            // Still missing: take the claims that were released, expired or held by a migration that ended.
+            const holders = await deps.contentIndex.copyClaimHolders(
+              to,
+              missing.map((i) => i.sha256),
+            );
+            await endedAmong(holders.values());
+            candidates = missing.filter((i) => {
+              const holder = holders.get(i.sha256);
+              if (holder === undefined || holder === me) return true;
+              if (!ended.has(holder)) return false;
+              takeOver.set(i.sha256, holder);
+              return true;
+            });
+          }
+          if (candidates.length === 0) continue;
+          const { mine: taken, others } = await deps.contentIndex.claimCopies(
             to,
-            list.map((i) => ({ sha256: i.sha256, length: i.length })),
+            candidates.map((i) => i.sha256),
+            me,
+            takeOver,
           );
+          claimed.set(to, [...taken]);
+          for (const i of candidates) {
+            if (taken.has(i.sha256)) mine.push(i);
+            else {
+              awaitedFrom.add(others.get(i.sha256) ?? 'unknown');
+              waitedOn.add(keyOf(i));
+            }
+          }
         }
-      } finally {
-        for (const [to, digests] of claimed) {
-          if (digests.length === 0) continue;
-          await deps.contentIndex.releaseCopies(to, digests, me).catch(() => {
-            // Not released, a claim expires on its own (COPY_CLAIM_TTL_SECONDS); others wait until then at most.
-          });
-        }
-        await recordCopies(deps, me, copiedInRound);
-        copiedInRound = [];
-      }
-    }
 
-    if (pending.size === 0) break;
-    if (clock.now() - started >= COPY_WAIT_MS) {
-      throw new CopiesPending(
-        `${pending.size} chunks of batch ${event.batch} are still being copied by ` +
-          `${[...awaitedFrom].join(', ') || 'other migrations'}; the batch runs again`,
-      );
+        // Our claims: look first (a copy may have landed before the claim), copy, verify. Every copy settles before
+        // the claims are given up, so none is still running when another migration takes one over.
+        const results = await settleAll(
+          mine,
+          COPY_CONCURRENCY,
+          async (item): Promise<'present' | 'copied' | 'lost'> => {
+            const to = ref(item.to);
+            if ((await deps.storage.chunkState(to, item.sha256, item.length)) === 'present') return 'present';
+            // The planned source first; only when it lacks the chunk, the other holders (asked once).
+            const tried: string[] = [];
+            let askedOthers = item.verify === true;
+            const candidates = item.verify ? await otherHolders(item, []) : [item.from];
+            for (let from = candidates.shift(); from !== undefined; from = candidates.shift()) {
+              tried.push(from);
+              try {
+                await deps.storage.copyChunk(ref(from), to, item.sha256);
+              } catch (err) {
+                if (!(await sourceLacks(from, item, err))) throw err;
+                await drop(from, item.sha256);
+                if (candidates.length === 0 && !askedOthers) {
+                  askedOthers = true;
+                  candidates.push(...(await otherHolders(item, tried)));
+                }
+                continue;
+              }
+              const state = await deps.storage.chunkState(to, item.sha256, item.length);
+              if (state !== 'present')
+                throw new TransientError(`copy of chunk ${item.sha256} to ${item.to} is ${state}`);
+              return 'copied';
+            }
+            return 'lost';
+          },
+        );
+        let failure: { reason: unknown } | undefined;
+        results.forEach((r, n) => {
+          const item = mine[n] as CopyItem;
+          if (r.status === 'rejected') {
+            failure ??= { reason: r.reason };
+            return;
+          }
+          if (r.value === 'lost') {
+            settle(item, 'lost');
+            return;
+          }
+          verified.push(item);
+          settle(item, r.value === 'copied' ? 'copied' : 'found');
+        });
+        if (failure) throw failure.reason;
+      } finally {
+        try {
+          for (const [to, list] of byTarget(verified)) {
+            const { refused } = await deps.contentIndex.record(
+              to,
+              list.map((i) => ({ sha256: i.sha256, length: i.length })),
+            );
+            for (const sha256 of refused) evicting.push(`${sha256.slice(0, 12)}… at ${to}`);
+          }
+        } finally {
+          for (const [to, digests] of claimed) {
+            if (digests.length === 0) continue;
+            await deps.contentIndex.releaseCopies(to, digests, me).catch(() => {
+              // Not released, a claim expires on its own (COPY_CLAIM_TTL_SECONDS); others wait until then at most.
+            });
+          }
+          await recordCopies(deps, me, copiedInRound);
+          copiedInRound = [];
+        }
+      }
+      if (evicting.length > 0) {
+        // The collector reverts a deletion of what a live migration references: the next run finds them held.
+        throw new TransientError(
+          `${evicting.length} chunks were being evicted where they were copied (${evicting.slice(0, 3).join(', ')})`,
+        );
+      }
+
+      if (pending.size === 0) break;
+      if (clock.now() - started >= COPY_WAIT_MS) {
+        throw new CopiesPending(
+          `${pending.size} chunks of batch ${event.batch} are still being copied by ` +
+            `${[...awaitedFrom].join(', ') || 'other migrations'}; the batch runs again`,
+        );
+      }
+      const [first, last] = COPY_POLL_MS;
+      await clock.sleep(Math.min(last, first * 2 ** round) * (0.5 + Math.random() / 2));
     }
-    const [first, last] = COPY_POLL_MS;
-    await clock.sleep(Math.min(last, first * 2 ** round) * (0.5 + Math.random() / 2));
+  } catch (err) {
+    await reportHealing(false).catch(() => {});
+    throw err;
   }
 
-  // Every item is now at its node: all of it counts for the legs that go through that node.
+  await reportHealing(true);
+
+  // Every copy not lost is now at its node: it counts for the legs that go through that node (a chunk that was
+  // there already counted when the plan was made).
   const m = await deps.migrations.require(event.migrationId);
-  const perNode = byTarget(items);
+  const perNode = byTarget(items.filter((i) => !i.verify && !lostHere.has(i.sha256)));
   const increment: (readonly [readonly string[], number])[] = [];
   for (const leg of Object.values(m.legs)) {
     const list = leg.cacheNodeId ? perNode.get(leg.cacheNodeId) : undefined;
@@ -282,7 +397,7 @@ export async function copyBatch(
       : undefined;
   if (increment.length > 0) await deps.migrations.update(m.id, { increment }, history ? { history } : {});
   else if (history) await deps.migrations.addHistory(m.id, history.event, history.message);
-  return { copied, skipped, awaited };
+  return { copied, lost: lostHere.size, skipped, awaited };
 }
 
 /**

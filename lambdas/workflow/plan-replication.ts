@@ -1,5 +1,7 @@
 // CMN content routing: for every destination cache node, the chunks it lacks, each copied from the nearest
-// node that holds it. Batches go to the control bucket, and so does the list of them, which the state machine's
+// node that holds it, and a check of each chunk the index places there already. Chunks no usable node holds
+// any more (the index had them where they were lost) are counted on the migration: once the copies are done,
+// the workflow has the source upload them again (StartDownloads). Batches go to the control bucket, and so does the list of them, which the state machine's
 // Distributed Map reads (a list in the state's payload would bind the image size to 256 KiB).
 
 import { distinctNonZeroChunks } from '../domain/chunks.ts';
@@ -10,8 +12,9 @@ import {
   replicationItemsKey,
   replicationPrefix,
 } from '../domain/control-keys.ts';
-import { planReplication, type ReplicationPlan, UnreachableChunkError } from '../domain/replication.ts';
+import { planReplication } from '../domain/replication.ts';
 import { TASK_FUNCTIONS } from '../functions.ts';
+import { recordLost } from './lost-chunks.ts';
 import { loadManifest } from './manifest.ts';
 import { TaskFailure, task } from './task.ts';
 
@@ -51,12 +54,14 @@ export const handler = task(
         );
       }
     }
-    let plan: ReplicationPlan;
-    try {
-      plan = planReplication(chunks, targets, holders, nodes);
-    } catch (err) {
-      if (err instanceof UnreachableChunkError) throw new TaskFailure(err.name, err.message);
-      throw err;
+    const plan = planReplication(chunks, targets, holders, nodes);
+    if (plan.lost.length > 0) {
+      await recordLost(
+        deps,
+        m.id,
+        plan.lost.length,
+        `${plan.lost.length} chunks are held by no usable cache node (the index had them where they are gone)`,
+      );
     }
     const items = plan.copies;
     const prefix = replicationPrefix(m.id, m.attempt);
@@ -87,16 +92,17 @@ export const handler = task(
       );
       if (todo.chunks > 0) set.push([['legs', leg.dataCenterId, 'status'], 'REPLICATING']);
     }
+    const copies = items.filter((i) => !i.verify).length;
     const message =
-      items.length === 0
+      copies === 0
         ? 'every destination cache node already holds the image'
         : targets.map((t) => `${t}: ${plan.perTarget.get(t)?.toCopy.chunks ?? 0} chunks to copy`).join('; ') +
           ` (${batches.length} batches)`;
     await deps.migrations.update(
       m.id,
-      { set, ...(items.length > 0 ? { status: 'REPLICATING' as const } : {}) },
+      { set, ...(copies > 0 ? { status: 'REPLICATING' as const } : {}) },
       { history: { event: 'replication-planned', message } },
     );
-    return { bucket: deps.control.bucket, itemsKey, batches: batches.length, copies: items.length };
+    return { bucket: deps.control.bucket, itemsKey, batches: batches.length, copies };
   },
 );

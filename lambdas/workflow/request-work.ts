@@ -55,7 +55,8 @@ export const handler = task(
           },
         );
       } else {
-        await deps.migrations.update(m.id, event.action === 'release' ? {} : { status: 'UPLOADING' }, {
+        // The manifest comes before admission (Admit needs it to know the space the image takes): PENDING still.
+        await deps.migrations.update(m.id, event.action === 'upload' ? { status: 'UPLOADING' } : {}, {
           history: { event: `awaiting-${event.action}`, message: MESSAGES[event.action] },
         });
       }

@@ -103,7 +103,8 @@ describe('the migration workflow within the history quota', () => {
     const scale = 1e-5; // a week in ~6 s
     const { out, histories } = await runMigration(
       {
-        Resolve: async () => ({ manifestReady: false, allLocal: false }),
+        // The manifest is known (it comes before admission): the wait is all there is.
+        Resolve: async () => ({ manifestReady: true, allLocal: false }),
         Admit: async () => {
           admitted.push(Date.now());
           if (admitted.length > 1)
@@ -165,6 +166,7 @@ describe('the migration workflow within the history quota', () => {
           return { copied: COPY_BATCH_SIZE };
         },
         StartDownloads: async () => ({
+          reupload: false,
           legs: ['dc-osa', 'dc-jkt'].map((dataCenterId) => ({
             dataCenterId,
             done: false,

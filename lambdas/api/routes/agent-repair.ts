@@ -92,7 +92,11 @@ export function agentRepairRoutes(deps: ApiDeps) {
         damaged.push(`${target.id} (copy from ${from.id} read back wrong)`);
         continue;
       }
-      await contentIndex.record(target.id, [{ sha256, length }]);
+      if ((await contentIndex.record(target.id, [{ sha256, length }])).refused.length > 0) {
+        // The collector is deleting it there this very moment (it reverts for a live migration): not usable yet.
+        damaged.push(`${target.id} (being evicted)`);
+        break;
+      }
       await deps.migrations.addHistory(
         m.id,
         'chunk-repaired',

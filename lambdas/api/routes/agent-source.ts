@@ -60,8 +60,15 @@ export function agentSourceRoutes(deps: ApiDeps) {
       const state = await storage.chunkState(bucketRef(node), c.sha256, c.length);
       (state === 'present' ? verified : missing).push(c);
     });
-    await contentIndex.record(node.id, verified);
-    return { verified, missing, unchecked };
+    // A chunk the collector is deleting at the node right now may vanish: it counts as missing (sent again).
+    const { refused } = await contentIndex.record(node.id, verified);
+    if (refused.length === 0) return { verified, missing, unchecked };
+    const gone = new Set(refused);
+    return {
+      verified: verified.filter((c) => !gone.has(c.sha256)),
+      missing: [...missing, ...verified.filter((c) => gone.has(c.sha256))],
+      unchecked,
+    };
   }
 
   return router()

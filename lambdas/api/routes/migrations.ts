@@ -175,6 +175,9 @@ export function migrationRoutes(deps: ApiDeps) {
             ['executionArn'],
             ['decision'],
             ['decisionToken'],
+            // A new attempt has its own re-upload rounds.
+            ['chunksLost'],
+            ['healRounds'],
             ...chosen.map((d) => ['legs', d, 'error']),
           ],
         },

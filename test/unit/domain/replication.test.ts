@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { planReplication, UnreachableChunkError } from '../../../lambdas/domain/replication.ts';
+import { planReplication } from '../../../lambdas/domain/replication.ts';
 
 const nodes = [
   { id: 'hkg', location: { lat: 22.32, lon: 114.17 } },
@@ -19,6 +19,8 @@ describe('planReplication', () => {
     expect(plan.copies).toEqual([
       { ...c(1), from: 'hkg', to: 'sin' },
       { ...c(2), from: 'nrt', to: 'sin' },
+      // The index places c(3) at sin already: looked at there, not copied.
+      { ...c(3), from: 'sin', to: 'sin', verify: true },
     ]);
     expect(plan.perTarget.get('sin')).toEqual({
       total: { chunks: 3, bytes: c(1).length + c(2).length + c(3).length },
@@ -32,13 +34,21 @@ describe('planReplication', () => {
     expect(plan.copies.map((x) => `${x.from}->${x.to}`)).toEqual(['hkg->nrt', 'hkg->sin']);
   });
 
-  it('copies nothing to a node that holds everything', () => {
+  it('copies nothing to a node that holds everything, only checks that it does', () => {
     const holders = new Map([[c(1).sha256, new Set(['nrt'])]]);
-    expect(planReplication([c(1)], ['nrt'], holders, nodes).copies).toEqual([]);
+    const plan = planReplication([c(1)], ['nrt'], holders, nodes);
+    expect(plan.copies).toEqual([{ ...c(1), from: 'nrt', to: 'nrt', verify: true }]);
+    expect(plan.perTarget.get('nrt')?.toCopy).toEqual({ chunks: 0, bytes: 0 });
   });
 
-  it('refuses a chunk no usable node holds', () => {
-    expect(() => planReplication([c(9)], ['nrt'], new Map(), nodes)).toThrow(UnreachableChunkError);
+  it('reports a chunk no usable node holds as lost (the source uploads it again), once for all targets', () => {
+    const holders = new Map([[c(1).sha256, new Set(['hkg'])]]);
+    const plan = planReplication([c(1), c(9)], ['nrt', 'sin'], holders, nodes);
+    expect(plan.lost).toEqual([c(9)]);
+    expect(plan.copies.map((x) => `${x.sha256 === c(1).sha256 ? 1 : 9} ${x.from}->${x.to}`)).toEqual([
+      '1 hkg->nrt',
+      '1 hkg->sin',
+    ]);
   });
 
   it('ignores holders that are not usable nodes (down nodes are filtered out by the caller)', () => {

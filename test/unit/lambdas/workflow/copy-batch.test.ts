@@ -1,11 +1,16 @@
 // CopyBatch's copy claims against an in-memory world (content index, claims with the conditional put's rules,
 // cache node objects, migration statuses) and a virtual clock: a chunk another live migration is copying is
 // awaited, verified and recorded, never copied twice; claims are taken over when released, expired or held by a
-// migration that ended; a chunk the index places at its node costs no request to S3; past the wait the task fails
-// with CopiesPending, having recorded what it verified and released its claims; progress is counted once.
+// migration that ended; past the wait the task fails with CopiesPending, having recorded what it verified and
+// released its claims; progress is counted once.
+//
+// The index is a cache of the truth: a chunk it places at its node costs a HEAD and a touch (no claim, no copy);
+// an entry found wrong is dropped and the chunk copied; a source that lacks the chunk is dropped and the next
+// nearest holder tried; a chunk held nowhere is counted lost; a chunk the collector is deleting is not recorded.
 import { beforeEach, describe, expect, it } from 'vitest';
 import { COPY_CLAIM_TTL_SECONDS } from '../../../../lambdas/aws/content-index.ts';
 import type { CopyItem } from '../../../../lambdas/domain/control-keys.ts';
+import type { CacheNodeStatus } from '../../../../lambdas/domain/registry.ts';
 import {
   type Clock,
   COPY_CONCURRENCY,
@@ -23,13 +28,27 @@ const THIRD = 'mig-cccccccccccccccccccc';
 const sha = (n: number) => n.toString(16).padStart(64, '0');
 const item = (n: number, to = 'nrt'): CopyItem => ({ sha256: sha(n), length: 1000 + n, from: 'hkg', to });
 const at = (node: string, digest: string) => `${node}/${digest}`;
+/** Where the cache nodes are: seen from nrt, hkg (~2,900 km) is nearer than sin (~5,300 km). */
+const LOCATIONS: Record<string, { lat: number; lon: number }> = {
+  hkg: { lat: 22.32, lon: 114.17 },
+  nrt: { lat: 35.68, lon: 139.69 },
+  sin: { lat: 1.35, lon: 103.82 },
+};
 
 /** The shared state several copy tasks see, and what they did to it. */
 class World {
   now = 1_000_000;
+  /** Content index entries (`node/digest`), and those of them the collector is deleting (`deleting` set). */
   readonly index = new Set<string>();
+  readonly deleting = new Set<string>();
   readonly claims = new Map<string, { owner: string; expiresAt: number }>();
   readonly objects = new Map<string, number>();
+  /**
+   * Objects deleted behind the system's back (an operator's cleanup, a lifecycle rule): a run does not stock its
+   * planned sources with them.
+   */
+  readonly gone = new Set<string>();
+  readonly nodeStatus = new Map<string, CacheNodeStatus>();
   readonly statuses = new Map<string, MigrationStatus>();
   readonly batches = new Map<string, CopyItem[]>();
   readonly log: string[] = [];
@@ -41,6 +60,10 @@ class World {
   readonly onSleep: (() => void)[] = [];
   failCopy = new Set<string>();
   badCopy = new Set<string>();
+  /** Chunks whose copy is refused with a 403 although the source holds them (a permissions problem). */
+  denyCopy = new Set<string>();
+  /** S3 answers a copy from a source that lacks the chunk with 403 AccessDenied (no ListBucket), not 404. */
+  denyMissing = false;
   inFlight = 0;
   maxInFlight = 0;
 
@@ -59,11 +82,19 @@ class World {
     const lengthOf = (digest: string) =>
       [...this.batches.values()].flat().find((i) => i.sha256 === digest)?.length ?? 0;
     const tick = () => new Promise((r) => setImmediate(r));
+    const s3Error = (name: string, status: number, message: string) =>
+      Object.assign(new Error(message), { name, $metadata: { httpStatusCode: status } });
     return {
       control: { bucket: 'control', region: 'r' },
       registry: {
         allCacheNodes: async () =>
-          ['hkg', 'nrt', 'sin'].map((id) => ({ id, bucket: id, region: 'r', status: 'active' })),
+          ['hkg', 'nrt', 'sin'].map((id) => ({
+            id,
+            bucket: id,
+            region: 'r',
+            location: LOCATIONS[id],
+            status: this.nodeStatus.get(id) ?? 'active',
+          })),
       },
       storage: {
         getJson: async (_: unknown, key: string) => this.batches.get(key),
@@ -81,6 +112,12 @@ class World {
           this.inFlight--;
           if (this.failCopy.has(digest))
             throw Object.assign(new Error('We encountered an internal error'), { name: 'InternalError' });
+          if (this.denyCopy.has(digest)) throw s3Error('AccessDenied', 403, 'Access Denied');
+          if (!this.objects.has(at(from.bucket, digest))) {
+            throw this.denyMissing
+              ? s3Error('AccessDenied', 403, 'Access Denied')
+              : s3Error('NoSuchKey', 404, 'The specified key does not exist.');
+          }
           this.objects.set(at(to.bucket, digest), this.badCopy.has(digest) ? 1 : lengthOf(digest));
         },
       },
@@ -90,16 +127,44 @@ class World {
           const out = new Map<string, Set<string>>();
           for (const d of digests)
             for (const n of nodes)
-              if (this.index.has(at(n, d))) out.set(d, new Set([...(out.get(d) ?? []), n]));
+              if (this.index.has(at(n, d)) && !this.deleting.has(at(n, d)))
+                out.set(d, new Set([...(out.get(d) ?? []), n]));
           return out;
         },
-        record: async (node: string, chunks: { sha256: string }[]) => {
-          for (const c of chunks) this.index.add(at(node, c.sha256));
+        record: async (node: string, chunks: { sha256: string; length: number }[]) => {
+          let addedBytes = 0;
+          let addedChunks = 0;
+          const refused: string[] = [];
+          for (const c of chunks) {
+            if (this.deleting.has(at(node, c.sha256))) {
+              refused.push(c.sha256);
+              continue;
+            }
+            if (this.index.has(at(node, c.sha256))) continue;
+            this.index.add(at(node, c.sha256));
+            addedBytes += c.length;
+            addedChunks++;
+          }
+          return { addedBytes, addedChunks, refused };
+        },
+        touch: async (node: string, digests: string[]) => {
+          const touched = new Set<string>();
+          for (const d of digests) {
+            this.log.push(`touch ${node} ${d}`);
+            if (this.index.has(at(node, d)) && !this.deleting.has(at(node, d))) touched.add(d);
+          }
+          return touched;
+        },
+        remove: async (node: string, digest: string) => {
+          this.log.push(`remove ${node} ${digest}`);
+          this.deleting.delete(at(node, digest));
+          return this.index.delete(at(node, digest));
         },
         claimCopies: async (node: string, digests: string[], me: string, takeOver: Map<string, string>) => {
           const mine = new Set<string>();
           const others = new Map<string, string>();
           for (const d of digests) {
+            this.log.push(`claim ${node} ${d}`);
             const c = this.claims.get(at(node, d));
             if (!c || c.owner === me || c.expiresAt < this.now || takeOver.get(d) === c.owner) {
               this.claims.set(at(node, d), {
@@ -159,7 +224,11 @@ class World {
     } as unknown as CopyBatchDeps;
   }
 
+  /** Runs a copy task; the planned source of each copy holds its chunk unless the test made it `gone`. */
   run(migrationId: string, items: CopyItem[]) {
+    for (const i of items) {
+      if (!i.verify && !this.gone.has(at(i.from, i.sha256))) this.objects.set(at(i.from, i.sha256), i.length);
+    }
     const prefix = `migrations/${migrationId}/a1/replication`;
     this.batches.set(`${prefix}/0.json`, items);
     return copyBatch(this.deps(), { migrationId, prefix, batch: 0 }, this.clock());
@@ -169,8 +238,30 @@ class World {
     this.claims.set(at(i.to, i.sha256), { owner, expiresAt: this.now + expiresIn });
   }
 
+  /** A chunk stored at a node (with its true length) and indexed there. */
+  hold(node: string, i: CopyItem) {
+    this.objects.set(at(node, i.sha256), i.length);
+    this.index.add(at(node, i.sha256));
+  }
+
+  /** An object deleted behind the system's back: its index entry (if any) stays. */
+  lose(node: string, i: CopyItem) {
+    this.objects.delete(at(node, i.sha256));
+    this.gone.add(at(node, i.sha256));
+  }
+
   copies = () => this.log.filter((l) => l.startsWith('copy '));
-  heads = (digest: string) => this.log.filter((l) => l === `head nrt ${digest}`).length;
+  heads = (digest: string, node = 'nrt') => this.log.filter((l) => l === `head ${node} ${digest}`).length;
+  claimsTaken = () => this.log.filter((l) => l.startsWith('claim '));
+  touches = () => this.log.filter((l) => l.startsWith('touch '));
+  removals = () => this.log.filter((l) => l.startsWith('remove '));
+  /** The migration's updates other than the legs' progress: index healing and lost chunks. */
+  healing = () =>
+    this.updates.filter((u) =>
+      (u.increment as [string[], number][]).some(([p]) => p[0] === 'chunksLost' || p[0] === 'chunksHealed'),
+    );
+  legUpdates = () =>
+    this.updates.filter((u) => (u.increment as [string[], number][]).some(([p]) => p[0] === 'legs'));
 }
 
 let w: World;
@@ -183,7 +274,7 @@ beforeEach(() => {
 describe('copy claims', () => {
   it('copies what nobody else is copying, verified, recorded, and gives the claims back', async () => {
     const items = [item(1), item(2), item(3, 'sin')];
-    expect(await w.run(ME, items)).toEqual({ copied: 3, skipped: 0, awaited: 0 });
+    expect(await w.run(ME, items)).toEqual({ copied: 3, lost: 0, skipped: 0, awaited: 0 });
     expect(w.copies()).toEqual([
       `copy hkg>nrt ${sha(1)}`,
       `copy hkg>nrt ${sha(2)}`,
@@ -207,11 +298,15 @@ describe('copy claims', () => {
     ]);
   });
 
-  it('a chunk the content index places at its node costs no HEAD, no claim and no copy', async () => {
-    w.index.add(at('nrt', sha(1)));
-    expect(await w.run(ME, [item(1), item(2)])).toEqual({ copied: 1, skipped: 1, awaited: 0 });
-    expect(w.heads(sha(1))).toBe(0);
+  it('a chunk the content index places at its node costs one HEAD and a touch, no claim and no copy', async () => {
+    w.hold('nrt', item(1));
+    expect(await w.run(ME, [item(1), item(2)])).toEqual({ copied: 1, lost: 0, skipped: 1, awaited: 0 });
+    expect(w.heads(sha(1))).toBe(1);
+    expect(w.touches()).toEqual([`touch nrt ${sha(1)}`]);
+    expect(w.claimsTaken()).toEqual([`claim nrt ${sha(2)}`]);
     expect(w.copies()).toEqual([`copy hkg>nrt ${sha(2)}`]);
+    expect(w.removals()).toEqual([]);
+    expect(w.healing()).toEqual([]);
     // Still counted as replicated for the leg through that node.
     expect(w.updates[0]?.increment).toContainEqual([['legs', 'dc-osa', 'chunksReplicated'], 2]);
   });
@@ -222,7 +317,7 @@ describe('copy claims', () => {
     w.onSleep.push(() => {
       if (w.now > 1_000_000 + 1_000) w.objects.set(at('nrt', sha(1)), item(1).length);
     });
-    expect(await w.run(ME, [item(1), item(2)])).toEqual({ copied: 1, skipped: 1, awaited: 1 });
+    expect(await w.run(ME, [item(1), item(2)])).toEqual({ copied: 1, lost: 0, skipped: 1, awaited: 1 });
     expect(w.copies()).toEqual([`copy hkg>nrt ${sha(2)}`]);
     expect(w.heads(sha(1))).toBeGreaterThanOrEqual(2);
     expect(w.index.has(at('nrt', sha(1)))).toBe(true);
@@ -237,27 +332,28 @@ describe('copy claims', () => {
   it('does not count an awaited chunk that is stored with the wrong length or checksum', async () => {
     w.claimFor(OTHER, item(1), 5_000);
     w.objects.set(at('nrt', sha(1)), 1); // a mismatch, e.g. a half-written object of another store
-    expect(await w.run(ME, [item(1)])).toEqual({ copied: 1, skipped: 0, awaited: 0 });
+    expect(await w.run(ME, [item(1)])).toEqual({ copied: 1, lost: 0, skipped: 0, awaited: 0 });
     expect(w.copies()).toEqual([`copy hkg>nrt ${sha(1)}`]);
     expect(w.objects.get(at('nrt', sha(1)))).toBe(item(1).length);
   });
 
-  it('a chunk indexed meanwhile by the copier stops the wait without another HEAD', async () => {
+  it('a chunk indexed meanwhile by the copier stops the wait: looked at once and touched, not copied', async () => {
     w.claimFor(OTHER, item(1));
     w.onSleep.push(() => {
       w.objects.set(at('nrt', sha(1)), item(1).length);
       w.index.add(at('nrt', sha(1)));
       w.claims.delete(at('nrt', sha(1)));
     });
-    expect(await w.run(ME, [item(1)])).toEqual({ copied: 0, skipped: 1, awaited: 1 });
-    expect(w.heads(sha(1))).toBe(0);
+    expect(await w.run(ME, [item(1)])).toEqual({ copied: 0, lost: 0, skipped: 1, awaited: 1 });
+    expect(w.heads(sha(1))).toBe(1);
+    expect(w.touches()).toEqual([`touch nrt ${sha(1)}`]);
     expect(w.copies()).toEqual([]);
   });
 
   it('takes over the claim of a migration that ended, and copies the chunk itself', async () => {
     w.claimFor(OTHER, item(1));
     w.statuses.set(OTHER, 'FAILED');
-    expect(await w.run(ME, [item(1)])).toEqual({ copied: 1, skipped: 0, awaited: 0 });
+    expect(await w.run(ME, [item(1)])).toEqual({ copied: 1, lost: 0, skipped: 0, awaited: 0 });
     expect(w.copies()).toEqual([`copy hkg>nrt ${sha(1)}`]);
     expect(w.claims.size).toBe(0); // taken over, then released
   });
@@ -270,7 +366,7 @@ describe('copy claims', () => {
   it('takes over an expired claim of a live migration (its task has certainly ended)', async () => {
     w.claimFor(OTHER, item(1), 3_000);
     const started = w.now;
-    expect(await w.run(ME, [item(1)])).toEqual({ copied: 1, skipped: 0, awaited: 0 });
+    expect(await w.run(ME, [item(1)])).toEqual({ copied: 1, lost: 0, skipped: 0, awaited: 0 });
     expect(w.now - started).toBeGreaterThan(3_000);
     expect(w.now - started).toBeLessThan(15_000);
   });
@@ -292,6 +388,7 @@ describe('copy claims', () => {
     w.batches.set('p/0.json', [item(1)]);
     expect(await copyBatch(deps, { migrationId: ME, prefix: 'p', batch: 0 }, w.clock())).toEqual({
       copied: 0,
+      lost: 0,
       skipped: 1,
       awaited: 1,
     });
@@ -302,7 +399,7 @@ describe('copy claims', () => {
   it('a retry of its own task retakes its claims; what it copied before is recorded, not copied again', async () => {
     w.claimFor(ME, item(1));
     w.objects.set(at('nrt', sha(1)), item(1).length);
-    expect(await w.run(ME, [item(1)])).toEqual({ copied: 0, skipped: 1, awaited: 0 });
+    expect(await w.run(ME, [item(1)])).toEqual({ copied: 0, lost: 0, skipped: 1, awaited: 0 });
     expect(w.copies()).toEqual([]);
     expect(w.index.has(at('nrt', sha(1)))).toBe(true);
     expect(w.claims.size).toBe(0);
@@ -325,8 +422,10 @@ describe('copy claims', () => {
     // The state machine runs the batch again; meanwhile the other migration's copy landed.
     w.objects.set(at('nrt', sha(1)), item(1).length);
     w.log.length = 0;
-    expect(await w.run(ME, [item(1), item(2)])).toEqual({ copied: 0, skipped: 2, awaited: 1 });
-    expect(w.heads(sha(2))).toBe(0); // indexed by the first run
+    expect(await w.run(ME, [item(1), item(2)])).toEqual({ copied: 0, lost: 0, skipped: 2, awaited: 1 });
+    expect(w.heads(sha(2))).toBe(1); // indexed by the first run: looked at and touched, not claimed
+    expect(w.touches()).toEqual([`touch nrt ${sha(2)}`]);
+    expect(w.claimsTaken()).not.toContain(`claim nrt ${sha(2)}`);
     expect(w.updates).toHaveLength(1);
     expect(w.updates[0]?.increment).toContainEqual([['legs', 'dc-osa', 'chunksReplicated'], 2]);
     expect(w.copied.get(ME)).toEqual({ chunks: 1, bytes: 1002 }); // not counted twice
@@ -337,6 +436,9 @@ describe('copy claims', () => {
     w.failCopy.add(sha(5));
     await expect(w.run(ME, items)).rejects.toMatchObject({ name: 'InternalError' });
     expect(w.copies()).toHaveLength(40);
+    // Not a missing source: no look at the source, no entry dropped, nothing counted lost.
+    expect(w.heads(sha(5), 'hkg')).toBe(0);
+    expect(w.removals()).toEqual([]);
     expect(w.index.size).toBe(39);
     expect(w.claims.size).toBe(0);
     expect(w.updates).toEqual([]);
@@ -366,10 +468,215 @@ describe('copy claims', () => {
     expect(w.copies()).toHaveLength(60);
     expect(new Set(w.copies()).size).toBe(60);
     expect((a?.copied ?? 0) + (b?.copied ?? 0) + (c?.copied ?? 0)).toBe(60);
-    for (const r of [a, b, c]) expect((r?.copied ?? 0) + (r?.skipped ?? 0)).toBe(60);
+    for (const r of [a, b, c]) {
+      expect((r?.copied ?? 0) + (r?.skipped ?? 0)).toBe(60);
+      expect(r?.lost).toBe(0);
+    }
     expect(w.index.size).toBe(60);
     expect(w.claims.size).toBe(0);
     expect(w.updates.map((u) => u.id).sort()).toEqual([ME, OTHER, THIRD].sort());
     expect([...w.copied.values()].reduce((n, c) => n + c.chunks, 0)).toBe(60);
+  });
+});
+
+describe('the content index as a cache of the truth', () => {
+  it('a chunk indexed at its node but not stored there is dropped from the index, copied, and counted healed', async () => {
+    w.index.add(at('nrt', sha(1))); // the object was deleted behind the system's back
+    w.hold('nrt', item(2));
+    w.objects.set(at('nrt', sha(2)), 1); // indexed, but stored with the wrong length
+    expect(await w.run(ME, [item(1), item(2)])).toEqual({ copied: 2, lost: 0, skipped: 0, awaited: 0 });
+    expect(w.removals()).toEqual([`remove nrt ${sha(1)}`, `remove nrt ${sha(2)}`]);
+    expect(w.touches()).toEqual([]); // nothing present to mark used
+    expect(w.copies()).toEqual([`copy hkg>nrt ${sha(1)}`, `copy hkg>nrt ${sha(2)}`]);
+    expect(w.objects.get(at('nrt', sha(2)))).toBe(item(2).length);
+    // Recorded again once copied and verified.
+    expect(w.index.has(at('nrt', sha(1)))).toBe(true);
+    expect(w.index.has(at('nrt', sha(2)))).toBe(true);
+    expect(w.claims.size).toBe(0);
+    expect(w.healing()).toEqual([
+      {
+        id: ME,
+        increment: [[['chunksHealed'], 2]],
+        history: { event: 'index-healed', message: expect.stringContaining('2 index entries') },
+      },
+    ]);
+    expect(JSON.stringify(w.healing()[0]?.history)).toContain(`${sha(1).slice(0, 12)}… at nrt`);
+    expect(w.legUpdates()[0]?.increment).toContainEqual([['legs', 'dc-osa', 'chunksReplicated'], 2]);
+  });
+
+  it.each([
+    ['404 NoSuchKey', false],
+    ['403 AccessDenied (no ListBucket on the source)', true],
+  ])(
+    'a planned source that lacks the chunk (%s) is dropped; the next nearest holder is copied from',
+    async (_, denyMissing) => {
+      w.denyMissing = denyMissing;
+      // Planned from sin, which lost it; hkg holds it too.
+      const i: CopyItem = { ...item(1), from: 'sin' };
+      w.index.add(at('sin', sha(1)));
+      w.lose('sin', i);
+      w.hold('hkg', i);
+      expect(await w.run(ME, [i])).toEqual({ copied: 1, lost: 0, skipped: 0, awaited: 0 });
+      expect(w.copies()).toEqual([`copy sin>nrt ${sha(1)}`, `copy hkg>nrt ${sha(1)}`]);
+      // The failed copy is told from any other refusal by a look at the source.
+      expect(w.heads(sha(1), 'sin')).toBe(1);
+      expect(w.removals()).toEqual([`remove sin ${sha(1)}`]);
+      expect(w.index.has(at('sin', sha(1)))).toBe(false);
+      expect(w.index.has(at('nrt', sha(1)))).toBe(true);
+      expect(w.claims.size).toBe(0);
+      expect(w.copied.get(ME)).toEqual({ chunks: 1, bytes: 1001 });
+      expect(w.healing()).toEqual([
+        {
+          id: ME,
+          increment: [[['chunksHealed'], 1]],
+          history: {
+            event: 'index-healed',
+            message: expect.stringContaining('copied from other cache nodes'),
+          },
+        },
+      ]);
+      expect(w.legUpdates()[0]?.increment).toContainEqual([['legs', 'dc-osa', 'chunksReplicated'], 1]);
+    },
+  );
+
+  it('tries the other holders nearest to the destination first, and skips one whose object is gone too', async () => {
+    // A check of a chunk the plan found at its destination (nrt), which lost it: hkg and sin hold it, hkg nearer.
+    const check: CopyItem = { ...item(1), from: 'nrt', verify: true };
+    w.index.add(at('nrt', sha(1)));
+    w.hold('hkg', check);
+    w.hold('sin', check);
+    expect(await w.run(ME, [check])).toEqual({ copied: 1, lost: 0, skipped: 0, awaited: 0 });
+    expect(w.copies()).toEqual([`copy hkg>nrt ${sha(1)}`]);
+
+    // Again, with hkg's copy gone as well: its entry goes, and sin is next.
+    w.objects.delete(at('nrt', sha(1)));
+    w.lose('hkg', check);
+    w.log.length = 0;
+    w.updates.length = 0;
+    expect(await w.run(ME, [check])).toEqual({ copied: 1, lost: 0, skipped: 0, awaited: 0 });
+    expect(w.copies()).toEqual([`copy hkg>nrt ${sha(1)}`, `copy sin>nrt ${sha(1)}`]);
+    expect(w.removals()).toEqual([`remove nrt ${sha(1)}`, `remove hkg ${sha(1)}`]);
+    expect(w.healing()[0]?.increment).toEqual([[['chunksHealed'], 2]]);
+    // A check is not progress: the chunk counted when the plan was made.
+    expect(w.legUpdates()).toEqual([]);
+  });
+
+  it('a holder whose cache node is down is not copied from', async () => {
+    w.lose('hkg', item(1));
+    w.hold('sin', item(1));
+    w.nodeStatus.set('sin', 'down');
+    expect(await w.run(ME, [item(1)])).toMatchObject({ copied: 0, lost: 1 });
+    expect(w.copies()).toEqual([`copy hkg>nrt ${sha(1)}`]);
+    // Nothing was indexed wrongly (the planned source had no entry): lost, none healed.
+    expect(w.healing().map((u) => u.increment)).toEqual([[[['chunksLost'], 1]]]);
+  });
+
+  it('a chunk no cache node holds any more is lost: not recorded, not progress, counted on the migration', async () => {
+    w.index.add(at('hkg', sha(1)));
+    w.lose('hkg', item(1));
+    expect(await w.run(ME, [item(1), item(2)])).toEqual({ copied: 1, lost: 1, skipped: 0, awaited: 0 });
+    expect(w.copies()).toEqual([`copy hkg>nrt ${sha(1)}`, `copy hkg>nrt ${sha(2)}`]);
+    expect(w.removals()).toEqual([`remove hkg ${sha(1)}`]);
+    expect([...w.index]).toEqual([at('nrt', sha(2))]);
+    expect(w.claims.size).toBe(0);
+    expect(w.copied.get(ME)).toEqual({ chunks: 1, bytes: 1002 });
+    expect(w.healing()).toEqual([
+      {
+        id: ME,
+        increment: [
+          [['chunksLost'], 1],
+          [['chunksHealed'], 1],
+        ],
+        history: {
+          event: 'chunks-lost',
+          message: expect.stringContaining(
+            '1 chunks no cache node holds any more: the source uploads them again',
+          ),
+        },
+      },
+    ]);
+    expect(w.legUpdates()).toEqual([
+      {
+        id: ME,
+        increment: [
+          [['legs', 'dc-osa', 'chunksReplicated'], 1],
+          [['legs', 'dc-osa', 'bytesReplicated'], 1002],
+        ],
+      },
+    ]);
+  });
+
+  it('a check of a chunk present at its node costs a HEAD and a touch, no claim and no copy, and is not progress', async () => {
+    const check: CopyItem = { ...item(1), from: 'nrt', verify: true };
+    w.hold('nrt', check);
+    expect(await w.run(ME, [check, item(2)])).toEqual({ copied: 1, lost: 0, skipped: 1, awaited: 0 });
+    expect(w.heads(sha(1))).toBe(1);
+    expect(w.touches()).toEqual([`touch nrt ${sha(1)}`]);
+    expect(w.claimsTaken()).toEqual([`claim nrt ${sha(2)}`]);
+    expect(w.copies()).toEqual([`copy hkg>nrt ${sha(2)}`]);
+    expect(w.healing()).toEqual([]);
+    expect(w.legUpdates()).toEqual([
+      {
+        id: ME,
+        increment: [
+          [['legs', 'dc-osa', 'chunksReplicated'], 1],
+          [['legs', 'dc-osa', 'bytesReplicated'], 1002],
+        ],
+      },
+    ]);
+  });
+
+  it('a chunk the collector is deleting at the destination is not recorded: TransientError, claims released', async () => {
+    // Being deleted at nrt: no holder there (its object already removed), and nothing may record it.
+    w.index.add(at('nrt', sha(1)));
+    w.deleting.add(at('nrt', sha(1)));
+    const error = await w.run(ME, [item(1), item(2)]).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(TransientError);
+    expect((error as Error).message).toContain(`${sha(1).slice(0, 12)}… at nrt`);
+    expect(w.touches()).toEqual([]);
+    expect(w.copies()).toEqual([`copy hkg>nrt ${sha(1)}`, `copy hkg>nrt ${sha(2)}`]);
+    expect(w.deleting.has(at('nrt', sha(1)))).toBe(true);
+    expect(w.index.has(at('nrt', sha(2)))).toBe(true);
+    expect(w.claims.size).toBe(0);
+    expect(w.updates).toEqual([]); // progress is counted when the batch is done
+  });
+
+  it('a chunk whose deletion begins between the index read and the touch is not counted: TransientError', async () => {
+    w.hold('nrt', item(1));
+    const deps = w.deps();
+    const holders = deps.contentIndex.holders.bind(deps.contentIndex);
+    (deps.contentIndex as { holders: typeof holders }).holders = async (digests, nodes) => {
+      const out = await holders(digests, nodes);
+      if (nodes.length === 1 && nodes[0] === 'nrt') w.deleting.add(at('nrt', sha(1))); // the collector, meanwhile
+      return out;
+    };
+    w.batches.set('p/0.json', [item(1)]);
+    const error = await copyBatch(deps, { migrationId: ME, prefix: 'p', batch: 0 }, w.clock()).catch(
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(TransientError);
+    expect(w.touches()).toEqual([`touch nrt ${sha(1)}`]);
+    // Not marked used, it went on to be claimed and looked at; still stored, it was not copied, but its record was
+    // refused: the batch runs again once the collector has finished or reverted the deletion.
+    expect(w.claimsTaken()).toEqual([`claim nrt ${sha(1)}`]);
+    expect(w.copies()).toEqual([]);
+    expect(w.claims.size).toBe(0);
+    expect(w.updates).toEqual([]);
+  });
+
+  it('a copy refused with a 403 while the source holds the chunk is an error, not a lost chunk', async () => {
+    w.index.add(at('hkg', sha(1)));
+    w.denyCopy.add(sha(1));
+    await expect(w.run(ME, [item(1), item(2)])).rejects.toMatchObject({
+      name: 'AccessDenied',
+      $metadata: { httpStatusCode: 403 },
+    });
+    expect(w.heads(sha(1), 'hkg')).toBe(1);
+    expect(w.copies()).toEqual([`copy hkg>nrt ${sha(1)}`, `copy hkg>nrt ${sha(2)}`]);
+    expect(w.removals()).toEqual([]);
+    expect(w.index.has(at('hkg', sha(1)))).toBe(true);
+    expect(w.index.has(at('nrt', sha(2)))).toBe(true);
+    expect(w.claims.size).toBe(0);
+    expect(w.healing()).toEqual([]);
   });
 });
