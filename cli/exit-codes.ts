@@ -16,7 +16,8 @@ export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
 /** What each exit code means, as docs/cli.md states it. */
 export const EXIT_MEANINGS: { readonly [K in keyof typeof EXIT]: string } = {
   ok: 'success (with `--wait`/`--watch`: the migration COMPLETED)',
-  migrationFailed: 'with `--wait`/`--watch`: the migration (or a VM of the batch) ended FAILED or CANCELLED',
+  migrationFailed:
+    'with `--wait`/`--watch`: the migration (or a VM of the batch) ended FAILED or CANCELLED; `cache verify`: the index and the bucket disagree (not repaired)',
   usage: 'bad command line or input file, or the API rejected the input (400)',
   notFound: 'not found (404)',
   conflict: 'conflict with the current state (409), e.g. retrying a running migration',

@@ -1,17 +1,9 @@
 // Rendering migration progress: bars on a terminal, one JSON line per update otherwise.
 import type { Batch } from '../protocol/api/batches.ts';
 import type { Leg, Migration } from '../protocol/api/migrations.ts';
+import { formatBytes } from '../protocol/bytes.ts';
 
-export const formatBytes = (n: number): string => {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n;
-  let u = 0;
-  while (v >= 1024 && u < units.length - 1) {
-    v /= 1024;
-    u++;
-  }
-  return `${v.toFixed(u === 0 ? 0 : 1)} ${units[u]}`;
-};
+export { formatBytes };
 
 const bar = (done: number, total: number, width = 24): string => {
   const ratio = total > 0 ? Math.min(1, done / total) : 1;

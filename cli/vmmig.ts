@@ -1,16 +1,21 @@
 // The `vmmig` command: the local cloud, the data center agent, and the operator commands.
 import { createRequire } from 'node:module';
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { MAX_VERIFY_LIMIT } from '../protocol/api/cache-verify.ts';
 import {
   MAX_QUEUE_TIMEOUT_SECONDS,
   MIGRATION_STATUSES,
   MigrationMode,
   OnCongestion,
 } from '../protocol/api/migrations.ts';
+import { MAX_KEPT_RUNS } from '../protocol/api/policies.ts';
 import { CacheNodeStatus } from '../protocol/api/registry.ts';
 import { parseRate } from './agent/rate-limit.ts';
 import { ApiError, ApiUnreachableError } from './client.ts';
 import { runAgent } from './commands/agent.ts';
+import { cacheSettingsCmd, listPinsCmd, pinCmd, unpinCmd } from './commands/cache.ts';
+import { cacheGcCmd } from './commands/cache-gc.ts';
+import { type VerifyFlags, verifyCacheCmd } from './commands/cache-verify.ts';
 import { estimate } from './commands/estimate.ts';
 import type { runLocal } from './commands/local.ts';
 import { cancel, decide, list, type MigrateFlags, migrate, retry, status } from './commands/migrations.ts';
@@ -18,6 +23,7 @@ import { listPoliciesCmd, putPolicyCmd, removePolicy } from './commands/policies
 import { addDc, listDcs, listNodes, removeDc, setNode } from './commands/registry.ts';
 import { CliError, type ConnectionFlags, connect } from './config.ts';
 import { EXIT, exitCodeTable, exitForHttpStatus } from './exit-codes.ts';
+import { parseBudget } from './size.ts';
 
 const int = (name: string, min: number, max: number) => (value: string) => {
   const n = Number(value);
@@ -35,6 +41,13 @@ const queueTimeoutOption = (description: string) =>
 const rate = (value: string) => {
   try {
     return parseRate(value);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
+};
+const budget = (value: string) => {
+  try {
+    return parseBudget(value);
   } catch (err) {
     throw new InvalidArgumentError((err as Error).message);
   }
@@ -243,6 +256,11 @@ connection(
     .option('--host <id>', 'host id', 'default')
     .addOption(onCongestionOption())
     .addOption(queueTimeoutOption('how long a run waits for a free slot'))
+    .option(
+      '--keep-runs <n>',
+      "the latest completed runs whose chunks stay at the destinations' cache nodes (default 1; 0: none)",
+      int('keep-runs', 0, MAX_KEPT_RUNS),
+    )
     .option('--disabled', 'create it disabled')
     .option('--json', 'JSON output'),
 ).action(
@@ -256,6 +274,81 @@ connection(policy.command('ls').description('list backup policies').option('--js
 connection(policy.command('rm <id>').description('remove a backup policy')).action(
   run((id: string, o: ConnectionFlags) => removePolicy(connect(o), id)),
 );
+
+const image = program.command('image').description('images pinned in the cache');
+connection(
+  image
+    .command('pin <imageId>')
+    .description("keep a version of an image at some cache nodes, whatever the space and the image's age")
+    .requiredOption('--at <nodes>', 'the cache nodes, comma-separated (e.g. hkg,sin)')
+    .option('--migration <id>', 'the migration whose version to keep (default: the latest completed one)')
+    .option('--json', 'JSON output'),
+).action(
+  run((imageId: string, o: { at: string; migration?: string } & Json) => pinCmd(connect(o), imageId, o)),
+);
+connection(
+  image.command('unpin <imageId>').description('unpin an image: its chunks may be evicted again'),
+).action(run((imageId: string, o: ConnectionFlags) => unpinCmd(connect(o), imageId)));
+connection(image.command('pins').description('list pinned images').option('--json', 'JSON lines')).action(
+  run((o: Json) => listPinsCmd(connect(o), o)),
+);
+
+const cache = program.command('cache').description('cache space: what the cache collector keeps and evicts');
+connection(
+  cache
+    .command('settings')
+    .description("show the cache collector's settings, or change those given")
+    .option(
+      '--grace <duration>',
+      'between marking a chunk and deleting it, e.g. 10m, 1h (a use meanwhile saves it)',
+    )
+    .option(
+      '--retention <days>',
+      'evict chunks nothing keeps once unused this long, e.g. 30d; none: only for space',
+    )
+    .option(
+      '--high-water <fraction>',
+      "of a cache node's budget above which eviction starts, e.g. 0.9 or 90%",
+    )
+    .option('--low-water <fraction>', 'of the budget eviction goes down to, e.g. 0.75')
+    .option('--json', 'JSON output'),
+).action(
+  run((o: Parameters<typeof cacheSettingsCmd>[1] & ConnectionFlags) => cacheSettingsCmd(connect(o), o)),
+);
+connection(
+  cache
+    .command('verify <node>')
+    .description(
+      "check a cache node's content index against its bucket, both ways; exit 1 when something disagrees",
+    )
+    .option(
+      '--repair',
+      'drop entries whose chunk is missing or wrong, index stored chunks S3 vouches for, delete the rest',
+    )
+    .option(
+      '--page-size <n>',
+      'chunks and entries per API call (each call must end within 29 s)',
+      int('page-size', 1, MAX_VERIFY_LIMIT),
+    )
+    .option('--json', 'JSON lines: one per problem, then a summary')
+    .option('--no-json', 'text even when stdout is not a terminal'),
+).action(
+  run((id: string, o: { pageSize?: number } & VerifyFlags & ConnectionFlags) =>
+    verifyCacheCmd(connect(o), id, { ...o, ...(o.pageSize ? { limit: o.pageSize } : {}) }),
+  ),
+);
+connection(
+  cache
+    .command('gc')
+    .description(
+      'run the cache collector now (it also runs every 15 minutes): delete what was marked a grace period ago ' +
+        'and is still unused, mark what to evict next',
+    )
+    .option('--dry-run', 'say what a pass would mark and free; change nothing')
+    .option('--node <id>', 'only this cache node (repeatable; default: all)', collect)
+    .option('--json', 'JSON output')
+    .option('--no-json', 'text even when stdout is not a terminal'),
+).action(run((o: { dryRun?: boolean; node?: string[] } & Json) => cacheGcCmd(connect(o), o)));
 
 const dc = program.command('dc').description('data centers (VRN), registered and removed at runtime');
 connection(
@@ -279,19 +372,29 @@ connection(
 ).action(run((id: string, o: ConnectionFlags) => removeDc(connect(o), id)));
 
 const node = program.command('node').description('cache nodes (CCN)');
-connection(node.command('ls').description('list cache nodes').option('--json', 'JSON lines')).action(
-  run((o: Json) => listNodes(connect(o), o)),
-);
+connection(
+  node
+    .command('ls')
+    .description('list cache nodes: transfer slots, and space held of the budget, reserved, evictable')
+    .option('--json', 'JSON lines')
+    .option('--no-json', 'text even when stdout is not a terminal'),
+).action(run((o: Json) => listNodes(connect(o), o)));
 connection(
   node
     .command('set <id>')
     .description(
-      'set a cache node active, draining (finishes its work, takes no more) or down; or its capacity',
+      'set a cache node active, draining (finishes its work, takes no more) or down; or its capacity or storage budget',
     )
     .addOption(new Option('--status <status>', 'new status').choices(CacheNodeStatus.options))
     .option('--capacity <n>', 'maximum concurrent transfers', int('capacity', 1, 10_000))
-    .option('--json', 'JSON output'),
-).action(run((id: string, o: { status?: string; capacity?: number } & Json) => setNode(connect(o), id, o)));
+    .option('--budget <size>', 'storage budget: 64MiB, 10GiB, 1TB (decimal), bytes; none: unlimited', budget)
+    .option('--json', 'JSON output')
+    .option('--no-json', 'text even when stdout is not a terminal'),
+).action(
+  run((id: string, o: { status?: string; capacity?: number; budget?: number | 'none' } & Json) =>
+    setNode(connect(o), id, o),
+  ),
+);
 
 try {
   await program.parseAsync(process.argv);

@@ -58,16 +58,26 @@ export const TASK_FUNCTIONS = {
     name: 'admit',
     substitution: 'AdmitFunction',
     entry: 'lambdas/workflow/admit.ts',
-    description: 'CMN: take transfer slots',
-    needs: { tables: { Registry: 'readWrite', Migrations: 'readWrite' } },
+    description: 'CMN: take transfer slots and cache space',
+    // The space a migration needs at a node is what its manifest brings that the node does not hold: the content
+    // index is read in batches of 100 keys, as in CheckCache.
+    memorySize: 1769,
+    timeoutSeconds: 300,
+    needs: {
+      tables: { Registry: 'readWrite', Migrations: 'readWrite', ContentIndex: 'read' },
+      control: { read: true, list: true },
+    },
   }),
   // Queued for a slot: waits (a callback, no state transitions) until a release wakes it or the queue time is up.
   awaitSlot: task({
     name: 'await-slot',
     substitution: 'AwaitSlotFunction',
     entry: 'lambdas/workflow/await-slot.ts',
-    description: 'Callback: wait for a transfer slot at a full cache node',
-    needs: { tables: { Registry: 'read', Migrations: 'readWrite' }, executions: { taskResponse: true } },
+    description: 'Callback: wait for a transfer slot or cache space at a cache node',
+    needs: {
+      tables: { Registry: 'read', Migrations: 'readWrite', ContentIndex: 'read' },
+      executions: { taskResponse: true },
+    },
   }),
   awaitDecision: task({
     name: 'await-decision',
@@ -208,10 +218,51 @@ export const SCHEDULED_FUNCTIONS = {
   },
 } as const satisfies Record<string, ScheduledFunction>;
 
+/**
+ * The Tasks of statemachines/collect-garbage.asl.json: the cache collector (lambdas/workflow/collect-garbage.ts),
+ * one invocation per cache node, started every COLLECTOR_SCHEDULE.everyMinutes (EventBridge Scheduler on AWS, a
+ * timer in the local cloud).
+ */
+export const COLLECTOR_FUNCTIONS = {
+  listCacheNodes: task({
+    name: 'list-cache-nodes',
+    substitution: 'ListCacheNodesFunction',
+    entry: 'lambdas/workflow/list-cache-nodes.ts',
+    description: 'The cache nodes to collect',
+    needs: { tables: { Registry: 'read' } },
+  }),
+  // A pass reads up to MAX_ENTRIES_PER_PASS (2M) index entries of its node, ~224 bytes each in memory; the ASL gives
+  // the task 900 s, and the function must not outlive it.
+  collectGarbage: task({
+    name: 'collect-garbage',
+    substitution: 'CollectGarbageFunction',
+    entry: 'lambdas/workflow/collect-node.ts',
+    description: 'One pass of the cache collector at one cache node',
+    memorySize: 1769,
+    timeoutSeconds: 890,
+    needs: {
+      // Registry: settings, nodes and their slots (which migrations are live), pins. Migrations: backup policies'
+      // kept runs, and the waiters a freed node wakes (removed once answered).
+      tables: { Registry: 'read', Migrations: 'readWrite', ContentIndex: 'readWrite' },
+      // The manifests of live, pinned and kept migrations; list: a migration without one yet is "missing", not 403.
+      control: { read: true, list: true },
+      // Evicted chunks only: nothing is read or listed at a cache node.
+      chunks: { delete: true },
+      // Migrations queued for space at a node the pass freed are answered (their task tokens).
+      executions: { taskResponse: true },
+    },
+  }),
+} as const;
+
+/** How often the collector state machine runs. */
+export const COLLECTOR_SCHEDULE = { everyMinutes: 15 } as const;
+
 export const ALL_FUNCTIONS: readonly FunctionDefinition[] = [
   API_FUNCTION,
   ...Object.values(TASK_FUNCTIONS),
   ...Object.values(SCHEDULED_FUNCTIONS),
+  ...Object.values(COLLECTOR_FUNCTIONS),
 ];
 
 export const MIGRATION_ASL_PATH = new URL('../statemachines/migration.asl.json', import.meta.url);
+export const COLLECTOR_ASL_PATH = new URL('../statemachines/collect-garbage.asl.json', import.meta.url);

@@ -65,7 +65,7 @@ export interface ApiFunction<N extends Needs = Needs> extends FunctionBase<N> {
   readonly kind: 'api';
 }
 
-/** A Task of statemachines/migration.asl.json. */
+/** A Task of a state machine: statemachines/migration.asl.json, or the collector's collect-garbage.asl.json. */
 export interface TaskFunction<N extends Needs = Needs> extends FunctionBase<N> {
   readonly kind: 'task';
   /** `${Substitution}` in the ASL file. */

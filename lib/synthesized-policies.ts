@@ -1,11 +1,17 @@
 // The IAM policies of a synthesized deployment, as the local cloud enforces them (local/iam/): every function's
-// role policy, the state machine's, the admin's and the agents', and the bucket policies, with CloudFormation
+// role policy, the state machines', the admin's and the agents', and the bucket policies, with CloudFormation
 // intrinsics resolved to strings. What differs between AWS and the local cloud stays a placeholder (`{{account}}`,
 // `{{table:Registry}}`, ...) that the local cloud fills in. `npm run iam:generate` writes the result to
 // local/iam/policies.json; test/infra/local-iam.test.ts proves that file equals what CDK synthesizes now.
 import { type CfnElement, Stack } from 'aws-cdk-lib';
 import type { IConstruct } from 'constructs';
-import { type PolicyStatement, type SynthesizedPolicies, topologyDigest } from '../local/iam/policies.ts';
+import {
+  COLLECTOR_STATE_MACHINE,
+  type PolicyStatement,
+  type SynthesizedPolicies,
+  stateMachinePrincipal,
+  topologyDigest,
+} from '../local/iam/policies.ts';
 import type { Topology } from '../protocol/topology.ts';
 import type { DeploymentStacks } from './app.ts';
 import type { BaseFunction } from './constructs/base-function.ts';
@@ -56,6 +62,7 @@ export function synthesizedPolicies(
   const functions = new Map<string, BaseFunction>([
     [cp.api.handler.definition.name, cp.api.handler],
     ...cp.workflow.functions,
+    ...cp.collector.functions,
     ...[...cp.node.findChild('Scheduled').node.children]
       .filter((c): c is BaseFunction => 'definition' in c)
       .map((f) => [(f as unknown as { definition: { name: string } }).definition.name, f] as const),
@@ -156,6 +163,10 @@ export function synthesizedPolicies(
   const principals: Record<string, PolicyStatement[]> = {};
   for (const [name, fn] of functions) principals[`function/${name}`] = roleStatements(cp, logicalId(fn.role));
   principals['stateMachine'] = roleStatements(cp, logicalId(cp.workflow.stateMachine.role));
+  principals[stateMachinePrincipal(COLLECTOR_STATE_MACHINE)] = roleStatements(
+    cp,
+    logicalId(cp.collector.stateMachine.role),
+  );
   principals['admin'] = roleStatements(cp, logicalId(cp.access.adminRole));
 
   // Every agent role has the same policy but for its own data center: one, with a placeholder, proven equal.

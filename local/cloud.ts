@@ -1,25 +1,32 @@
 // The local cloud: the whole system on one machine, no AWS account. DynamoDB Local, an S3 server with one
-// bucket per cache node, the local Step Functions service running statemachines/migration.asl.json with the
-// Lambda handlers in-process, the API (the same Hono app as on Lambda), the signed-URL edge, and one agent per
-// data center. State lives under one data directory and survives restarts.
+// bucket per cache node, the local Step Functions service running statemachines/migration.asl.json (and the cache
+// collector's collect-garbage.asl.json, on a timer) with the Lambda handlers in-process, the API (the same Hono app
+// as on Lambda), the signed-URL edge, and one agent per data center. State lives under one data directory and
+// survives restarts.
 import { readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
+import { DescribeExecutionCommand, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import { serve } from '@hono/node-server';
 import { AwsClients } from '../lambdas/aws/clients.ts';
 import { TABLE_DEFINITIONS } from '../lambdas/aws/tables.ts';
 import {
   API_FUNCTION,
+  COLLECTOR_ASL_PATH,
+  COLLECTOR_FUNCTIONS,
+  COLLECTOR_SCHEDULE,
   MIGRATION_ASL_PATH,
   SCHEDULED_FUNCTIONS,
   TASK_FUNCTIONS,
 } from '../lambdas/functions.ts';
 import { DEFAULT_FUNCTION_TIMEOUT_SECONDS, type FunctionDefinition } from '../lambdas/needs.ts';
+import type { CollectNodeResult } from '../lambdas/workflow/collect-node.ts';
 import type { DueWorkReport } from '../lambdas/workflow/due-work.ts';
 import type { PolicyRunReport } from '../lambdas/workflow/run-policies.ts';
 import type { DeclaredHandler } from '../lambdas/workflow/task.ts';
+import { formatBytes } from '../protocol/bytes.ts';
 import type { Topology } from '../protocol/topology.ts';
 import { AgentSupervisor } from './agents.ts';
 import { DEFAULT_RATE_LIMIT, type RateLimit, withRateLimit } from './api-rate-limit.ts';
@@ -41,6 +48,7 @@ import { loadOrCreateEdgeKeys } from './edge-keys.ts';
 import {
   Authorizer,
   accessDeniedMessage,
+  COLLECTOR_STATE_MACHINE,
   type LocalNames,
   loadSynthesizedPolicies,
   type SynthesizedPolicies,
@@ -110,6 +118,11 @@ export interface LocalCloudOptions {
   readonly timeScale?: number;
   /** How often due backup policies are run (EventBridge Scheduler's job on AWS). Default 15 s; 0 = never. */
   readonly policyTickMs?: number;
+  /**
+   * How often the cache collector's state machine is started (EventBridge Scheduler's job on AWS, every
+   * COLLECTOR_SCHEDULE.everyMinutes). Default 15 minutes; 0 = never.
+   */
+  readonly gcTickMs?: number;
   /**
    * Storage faults (tests): a fault-injecting proxy in front of the S3 server, which then serves the API, the
    * workflow, presigned URLs and the edge. `endpoints.s3` stays the S3 server itself (for inspection).
@@ -296,7 +309,8 @@ async function startOnce(options: LocalCloudOptions, wanted: LocalPorts): Promis
       s3ForcePathStyle: true,
     });
     const functions: Record<string, (event: never) => Promise<unknown>> = {};
-    for (const definition of Object.values(TASK_FUNCTIONS)) {
+    const stateMachineTasks = [...Object.values(TASK_FUNCTIONS), ...Object.values(COLLECTOR_FUNCTIONS)];
+    for (const definition of stateMachineTasks) {
       const handler = (await loadHandler(definition.entry)).in(functionRuntime(definition, services));
       functions[definition.name] = options.wrapFunction
         ? options.wrapFunction(definition.name, handler)
@@ -321,20 +335,21 @@ async function startOnce(options: LocalCloudOptions, wanted: LocalPorts): Promis
           ? undefined
           : accessDeniedMessage(gate.authorizer.describe({ kind: 'stateMachine' }), request, decision);
       },
-      canInvoke: (functionArn) => {
+      // Each state machine invokes with its own role: the migration's, or the collector's.
+      canInvoke: (functionArn, machineArn) => {
+        const role = machineArn.endsWith(`:${LOCAL_NAMES.collectorStateMachine}`)
+          ? ({ kind: 'stateMachine', name: COLLECTOR_STATE_MACHINE } as const)
+          : ({ kind: 'stateMachine' } as const);
         const request = { action: 'lambda:InvokeFunction', resource: functionArn };
-        const decision = gate.authorizer.decide({ kind: 'stateMachine' }, request);
+        const decision = gate.authorizer.decide(role, request);
         return decision === 'Allowed'
           ? undefined
-          : accessDeniedMessage(gate.authorizer.describe({ kind: 'stateMachine' }), request, decision);
+          : accessDeniedMessage(gate.authorizer.describe(role), request, decision);
       },
       ...(options.retryIntervalScale !== undefined ? { retryIntervalScale: options.retryIntervalScale } : {}),
       ...(options.timeScale !== undefined ? { timeScale: options.timeScale } : {}),
       functionTimeouts: Object.fromEntries(
-        Object.values(TASK_FUNCTIONS).map((f) => [
-          f.name,
-          f.timeoutSeconds ?? DEFAULT_FUNCTION_TIMEOUT_SECONDS,
-        ]),
+        stateMachineTasks.map((f) => [f.name, f.timeoutSeconds ?? DEFAULT_FUNCTION_TIMEOUT_SECONDS]),
       ),
     });
     stops.push(() => sfn.stop());
@@ -345,6 +360,11 @@ async function startOnce(options: LocalCloudOptions, wanted: LocalPorts): Promis
     );
     if (stateMachineArn !== services.stateMachineArn)
       throw new Error(`state machine ${stateMachineArn} is not ${services.stateMachineArn}`);
+    const collectorArn = sfn.createStateMachine(
+      LOCAL_NAMES.collectorStateMachine,
+      readFileSync(COLLECTOR_ASL_PATH, 'utf8'),
+      Object.fromEntries(Object.values(COLLECTOR_FUNCTIONS).map((f) => [f.substitution, f.name])),
+    );
 
     const { createApp } = await import('../lambdas/api/app.ts');
     const { apiDeps } = await import('../lambdas/api/deps.ts');
@@ -424,6 +444,51 @@ async function startOnce(options: LocalCloudOptions, wanted: LocalPorts): Promis
       }, tick);
       timer.unref();
       stops.push(async () => clearInterval(timer));
+    }
+
+    // The cache collector: its state machine, started on a timer here as EventBridge Scheduler starts it on AWS.
+    const gcTick = options.gcTickMs ?? COLLECTOR_SCHEDULE.everyMinutes * 60_000;
+    if (gcTick > 0) {
+      const scheduler = new AwsClients({
+        region: topology.homeRegion,
+        credentials: credentialsOf({ kind: 'root' }),
+        endpoints: { sfn: sfnEndpoint },
+      }).sfn();
+      let passing = false;
+      let stopped = false;
+      const pass = async () => {
+        const { executionArn } = await scheduler.send(
+          new StartExecutionCommand({
+            stateMachineArn: collectorArn,
+            input: JSON.stringify({ scheduledTime: new Date().toISOString() }),
+          }),
+        );
+        // Unlike EventBridge Scheduler, one pass at a time: a slow machine never stacks them up.
+        while (!stopped) {
+          const out = await scheduler.send(new DescribeExecutionCommand({ executionArn }));
+          if (out.status !== 'RUNNING') {
+            const status = `${out.status ?? 'UNKNOWN'}${out.error ? ` (${out.error})` : ''}`;
+            logCollection(status, out.output, (line) => log('collector', line));
+            return;
+          }
+          await new Promise((r) => setTimeout(r, Math.min(1000, gcTick)));
+        }
+      };
+      const timer = setInterval(() => {
+        if (passing) return;
+        passing = true;
+        pass()
+          // A pass in flight when the cloud stops loses its connection: nothing to report then.
+          .catch((err: Error) => stopped || log('collector', `pass: ${err.message}`))
+          .finally(() => {
+            passing = false;
+          });
+      }, gcTick);
+      timer.unref();
+      stops.push(async () => {
+        stopped = true;
+        clearInterval(timer);
+      });
     }
 
     const endpoints: LocalEndpoints = {
@@ -554,6 +619,21 @@ async function policiesFor(
   } catch (err) {
     throw new Error(
       `cannot synthesize the IAM policies of this topology (${(err as Error).message}); run \`npm run iam:generate\``,
+    );
+  }
+}
+
+/** One line per cache node of a collector pass (the execution's output, statemachines/collect-garbage.asl.json). */
+function logCollection(status: string, output: string | undefined, log: (line: string) => void): void {
+  const nodes =
+    (output ? (JSON.parse(output) as { nodes?: (CollectNodeResult | 'failed')[] }).nodes : []) ?? [];
+  if (!status.startsWith('SUCCEEDED')) log(`pass ${status}`);
+  for (const n of nodes) {
+    if (typeof n === 'string' || 'skipped' in n) continue;
+    const budget = n.budgetBytes === undefined ? 'no budget' : `budget ${formatBytes(n.budgetBytes)}`;
+    log(
+      `${n.cacheNodeId}: holds ${formatBytes(n.bytesHeld)} (${budget}); marked ${n.marked.chunks} chunk(s), ` +
+        `freed ${n.freed.chunks} chunk(s) ${formatBytes(n.freed.bytes)}; ${n.reason}${n.partial ? ' (partial)' : ''}`,
     );
   }
 }

@@ -24,6 +24,7 @@ export const LOCAL_NAMES = {
   cacheBucketPrefix: LOCAL_DEPLOYMENT.cacheBucketPrefix(LOCAL_ACCOUNT),
   cacheBucket: (cacheNodeId: string) => LOCAL_DEPLOYMENT.cacheBucketName(LOCAL_ACCOUNT, cacheNodeId),
   stateMachine: LOCAL_DEPLOYMENT.stateMachineName,
+  collectorStateMachine: LOCAL_DEPLOYMENT.collectorStateMachineName,
   workQueuePrefix: LOCAL_DEPLOYMENT.workQueuePrefix,
 } as const;
 

@@ -37,6 +37,11 @@ export class DeploymentNames {
     return `${this.prefix}-migration`;
   }
 
+  /** The cache collector's state machine (statemachines/collect-garbage.asl.json). */
+  get collectorStateMachineName(): string {
+    return `${this.prefix}-collect-garbage`;
+  }
+
   /** WORK_QUEUE_PREFIX: the work queue (SQS) of data center X is this + X. */
   get workQueuePrefix(): string {
     return `${this.prefix}-work-`;

@@ -19,12 +19,17 @@ export const locationSchema = z.strictObject({
 });
 export type Location = z.infer<typeof locationSchema>;
 
+/** The smallest storage budget a cache node takes: less holds hardly a chunk, and is most likely a unit mistake. */
+export const MIN_BUDGET_BYTES = 1024 ** 2;
+
 export const cacheNodeConfigSchema = z.strictObject({
   id: nodeIdSchema,
   name: z.string().min(1).max(100),
   region: awsRegionSchema,
   location: locationSchema,
   capacity: z.int().min(1).max(10_000),
+  /** Storage budget in bytes (draft §2 "cache space"); absent: unlimited. */
+  budgetBytes: z.int().min(MIN_BUDGET_BYTES).max(Number.MAX_SAFE_INTEGER).optional(),
 });
 export type CacheNodeConfig = z.infer<typeof cacheNodeConfigSchema>;
 

@@ -6,6 +6,11 @@ import { EXIT } from '../exit-codes.ts';
 import { parseDestination, parseInterval } from './request.ts';
 
 const useJson = (json?: boolean) => json === true || !process.stdout.isTTY;
+/** How many completed runs the cache collector keeps at the destinations' cache nodes. */
+const keptRuns = (p: BackupPolicy) => {
+  const n = p.keepRuns ?? 1;
+  return n === 0 ? 'no runs cached' : `${n} run${n === 1 ? '' : 's'} cached`;
+};
 
 export async function putPolicyCmd(
   source: ApiClient | (() => ApiClient),
@@ -22,6 +27,7 @@ export async function putPolicyCmd(
     firstRun?: string;
     onCongestion?: string;
     queueTimeout?: number;
+    keepRuns?: number;
     disabled?: boolean;
     json?: boolean;
   },
@@ -51,12 +57,13 @@ export async function putPolicyCmd(
       enabled: !opts.disabled,
       ...(opts.onCongestion ? { onCongestion: opts.onCongestion } : {}),
       ...(opts.queueTimeout !== undefined ? { queueTimeoutSeconds: opts.queueTimeout } : {}),
+      ...(opts.keepRuns !== undefined ? { keepRuns: opts.keepRuns } : {}),
     },
   });
   process.stdout.write(
     useJson(opts.json)
       ? `${JSON.stringify(body)}\n`
-      : `${status === 201 ? 'created' : 'updated'} backup policy ${body.id}: ${body.vmId} every ${body.intervalMinutes} min to ${body.destinations.map((d) => d.dataCenterId).join(', ')}; next run ${body.nextRunAt}\n`,
+      : `${status === 201 ? 'created' : 'updated'} backup policy ${body.id}: ${body.vmId} every ${body.intervalMinutes} min to ${body.destinations.map((d) => d.dataCenterId).join(', ')}; keeps ${keptRuns(body)}; next run ${body.nextRunAt}\n`,
   );
   return EXIT.ok;
 }
@@ -68,7 +75,7 @@ export async function listPoliciesCmd(client: ApiClient, opts: { json?: boolean 
     process.stdout.write(
       useJson(opts.json)
         ? `${JSON.stringify(p)}\n`
-        : `${p.id.padEnd(20)} ${p.enabled ? 'enabled ' : 'disabled'} ${p.vmId} ${p.sourceDataCenterId} -> ${p.destinations.map((d) => d.dataCenterId).join(',')} every ${p.intervalMinutes} min; next ${p.nextRunAt}` +
+        : `${p.id.padEnd(20)} ${p.enabled ? 'enabled ' : 'disabled'} ${p.vmId} ${p.sourceDataCenterId} -> ${p.destinations.map((d) => d.dataCenterId).join(',')} every ${p.intervalMinutes} min; keeps ${keptRuns(p)}; next ${p.nextRunAt}` +
             (p.lastRun
               ? `; last ${p.lastRun.at} ${p.lastRun.migrationId ?? ''} ${p.lastRun.status ?? p.lastRun.skipped ?? ''}`
               : '') +

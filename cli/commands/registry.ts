@@ -9,11 +9,13 @@ import {
   patchCacheNode,
   putDataCenter,
 } from '../../protocol/api/registry.ts';
+import { formatBytes } from '../../protocol/bytes.ts';
 import type { ApiClient } from '../client.ts';
 import { UsageError } from '../config.ts';
 import { EXIT } from '../exit-codes.ts';
 
-const useJson = (json?: boolean) => json === true || !process.stdout.isTTY;
+/** true: --json; false: --no-json (text even when stdout is not a terminal); undefined: text on a terminal. */
+const useJson = (json?: boolean) => json === true || (json === undefined && !process.stdout.isTTY);
 
 export async function listDcs(client: ApiClient, opts: { json?: boolean }): Promise<number> {
   const { body } = await client.call<{ items: DataCenter[] }>(listDataCenters, { query: { limit: 1000 } });
@@ -60,14 +62,25 @@ export async function removeDc(client: ApiClient, id: string): Promise<number> {
   return EXIT.ok;
 }
 
+const budgetText = (n: Pick<CacheNode, 'budgetBytes'>) =>
+  n.budgetBytes === undefined ? 'unlimited' : formatBytes(n.budgetBytes);
+
+/** One line per node: slots, then space (held of the budget, reserved by admitted migrations, evictable). */
+export function nodeLine(n: CacheNode): string {
+  const slots = `${n.activeTransfers}/${n.capacity}`.padStart(5);
+  const held = `${formatBytes(n.bytesHeld).padStart(10)} / ${budgetText(n).padEnd(10)}`;
+  const evictable = n.collection ? formatBytes(n.collection.evictableBytes) : '-';
+  return (
+    `${n.id.padEnd(6)} ${n.name.padEnd(12)} ${n.region.padEnd(15)} ${n.status.padEnd(9)} ${slots} transfers  ` +
+    `held ${held}  reserved ${formatBytes(n.bytesReserved).padStart(10)}  evictable ${evictable.padStart(10)}  ` +
+    n.address
+  );
+}
+
 export async function listNodes(client: ApiClient, opts: { json?: boolean }): Promise<number> {
   const { body } = await client.call<{ items: CacheNode[] }>(listCacheNodes, { query: { limit: 1000 } });
   for (const n of body.items) {
-    process.stdout.write(
-      useJson(opts.json)
-        ? `${JSON.stringify(n)}\n`
-        : `${n.id.padEnd(6)} ${n.name.padEnd(12)} ${n.region.padEnd(15)} ${n.status.padEnd(9)} ${n.activeTransfers}/${n.capacity} transfers  ${n.address}\n`,
-    );
+    process.stdout.write(useJson(opts.json) ? `${JSON.stringify(n)}\n` : `${nodeLine(n)}\n`);
   }
   return EXIT.ok;
 }
@@ -75,21 +88,24 @@ export async function listNodes(client: ApiClient, opts: { json?: boolean }): Pr
 export async function setNode(
   client: ApiClient,
   id: string,
-  opts: { status?: string; capacity?: number; json?: boolean },
+  /** `budget`: bytes, or none to remove the budget. */
+  opts: { status?: string; capacity?: number; budget?: number | 'none'; json?: boolean },
 ): Promise<number> {
-  if (opts.status === undefined && opts.capacity === undefined)
-    throw new UsageError('give --status and/or --capacity');
+  if (opts.status === undefined && opts.capacity === undefined && opts.budget === undefined)
+    throw new UsageError('give --status, --capacity or --budget (or several)');
   const { body } = await client.call<CacheNode>(patchCacheNode, {
     params: { cacheNodeId: id },
     json: {
       ...(opts.status ? { status: opts.status } : {}),
       ...(opts.capacity !== undefined ? { capacity: opts.capacity } : {}),
+      ...(opts.budget !== undefined ? { budgetBytes: opts.budget === 'none' ? null : opts.budget } : {}),
     },
   });
   process.stdout.write(
     useJson(opts.json)
       ? `${JSON.stringify(body)}\n`
-      : `${body.id}: ${body.status}, capacity ${body.capacity}\n`,
+      : `${body.id}: ${body.status}, capacity ${body.capacity}, budget ${budgetText(body)} ` +
+          `(${formatBytes(body.bytesHeld)} held)\n`,
   );
   return EXIT.ok;
 }

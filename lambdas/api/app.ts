@@ -12,6 +12,9 @@ import { agentDestinationRoutes } from './routes/agent-destination.ts';
 import { agentRepairRoutes } from './routes/agent-repair.ts';
 import { agentSourceRoutes } from './routes/agent-source.ts';
 import { batchRoutes } from './routes/batches.ts';
+import { cacheRoutes } from './routes/cache.ts';
+import { cacheGcRoutes } from './routes/cache-gc.ts';
+import { cacheVerifyRoutes } from './routes/cache-verify.ts';
 import { estimateRoutes } from './routes/estimate.ts';
 import { mappingRoutes } from './routes/mapping.ts';
 import { migrationRoutes } from './routes/migrations.ts';
@@ -56,6 +59,10 @@ export const OPENAPI_CONFIG = {
     },
     { name: 'migrations', description: 'Migrations, batches and estimates (CVMM)' },
     { name: 'policies', description: 'Backup policies: a VM backed up on a schedule' },
+    {
+      name: 'cache',
+      description: "Cache space: the cache collector's settings, and images pinned at cache nodes",
+    },
     {
       name: 'agent',
       description: "The data center agent's protocol (draft V-C): work, upload, download, reports",
@@ -106,6 +113,9 @@ export function createApp(deps: ApiDeps) {
   app.route('/', batchRoutes(deps));
   app.route('/', estimateRoutes(deps));
   app.route('/', policyRoutes(deps));
+  app.route('/', cacheRoutes(deps));
+  app.route('/', cacheGcRoutes(deps));
+  app.route('/', cacheVerifyRoutes(deps));
   app.route('/', agentSourceRoutes(deps));
   app.route('/', agentDestinationRoutes(deps));
   app.route('/', agentRepairRoutes(deps));

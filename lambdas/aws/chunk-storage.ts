@@ -7,11 +7,12 @@ import {
   DeleteObjectCommand,
   GetObjectCommand,
   HeadObjectCommand,
+  ListObjectsV2Command,
   PutObjectCommand,
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
-import { base64Sha256, chunkKey } from '../../protocol/chunk-key.ts';
+import { base64Sha256, CHUNK_KEY_PREFIX, chunkKey, parseChunkKey } from '../../protocol/chunk-key.ts';
 
 export interface BucketRef {
   readonly bucket: string;
@@ -19,6 +20,18 @@ export interface BucketRef {
 }
 
 export type ChunkState = 'present' | 'missing' | 'mismatch';
+
+/** What a HEAD says of a stored chunk. */
+export interface StoredChunk {
+  readonly length: number;
+  /** S3's SHA-256 checksum of the object is the digest its key names. */
+  readonly checksumMatches: boolean;
+}
+
+export interface ListedChunk {
+  readonly sha256: string;
+  readonly size: number;
+}
 
 /** What a chunk's stored bytes are, read back and hashed (HEAD only sees the checksum recorded at upload). */
 export type ChunkContent = 'intact' | 'corrupt' | 'missing';
@@ -118,6 +131,55 @@ export class ChunkStorage {
     );
   }
 
+  /** A stored chunk's size and whether S3's SHA-256 checksum of it is its digest; undefined when absent. */
+  async headChunk(node: BucketRef, sha256: string): Promise<StoredChunk | undefined> {
+    try {
+      const head = await this.client(node.region).send(
+        new HeadObjectCommand({ Bucket: node.bucket, Key: chunkKey(sha256), ChecksumMode: 'ENABLED' }),
+      );
+      return {
+        length: head.ContentLength ?? 0,
+        checksumMatches: head.ChecksumSHA256 === base64Sha256(sha256),
+      };
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  }
+
+  /**
+   * Up to `limit` chunks a cache node's bucket holds after the digest `after`, in digest order (chunk keys sort as
+   * their digests do). Keys under chunks/ that are not chunk keys are skipped. `truncated`: more may follow.
+   */
+  async listChunks(
+    node: BucketRef,
+    options: { after?: string; limit: number },
+  ): Promise<{ chunks: ListedChunk[]; truncated: boolean }> {
+    const chunks: ListedChunk[] = [];
+    let token: string | undefined;
+    for (;;) {
+      const out = await this.client(node.region).send(
+        new ListObjectsV2Command({
+          Bucket: node.bucket,
+          Prefix: CHUNK_KEY_PREFIX,
+          MaxKeys: options.limit - chunks.length,
+          ...(token
+            ? { ContinuationToken: token }
+            : options.after
+              ? { StartAfter: chunkKey(options.after) }
+              : {}),
+        }),
+      );
+      for (const o of out.Contents ?? []) {
+        const sha256 = o.Key === undefined ? undefined : parseChunkKey(o.Key);
+        if (sha256) chunks.push({ sha256, size: o.Size ?? 0 });
+      }
+      token = out.IsTruncated ? out.NextContinuationToken : undefined;
+      if (!token) return { chunks, truncated: false };
+      if (chunks.length >= options.limit) return { chunks, truncated: true };
+    }
+  }
+
   /** Runs a read again when its body broke off midway (the SDK retries only until the answer's headers). */
   private async readWithRetries<T>(read: () => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
@@ -185,6 +247,17 @@ export class ChunkStorage {
         throw err;
       }
     });
+  }
+
+  /** Whether an object is there (HEAD, nothing read). */
+  async exists(target: BucketRef, key: string): Promise<boolean> {
+    try {
+      await this.client(target.region).send(new HeadObjectCommand({ Bucket: target.bucket, Key: key }));
+      return true;
+    } catch (err) {
+      if (isNotFound(err)) return false;
+      throw err;
+    }
   }
 
   async putJson(target: BucketRef, key: string, value: unknown): Promise<void> {

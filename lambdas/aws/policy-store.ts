@@ -8,7 +8,7 @@ import {
   QueryCommand,
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
-import type { BackupPolicy } from '../../protocol/api/policies.ts';
+import { type BackupPolicy, MAX_KEPT_RUNS } from '../../protocol/api/policies.ts';
 import { notFound } from '../domain/errors.ts';
 import { decodeCursor, encodeCursor, type Page } from './pagination.ts';
 
@@ -69,21 +69,37 @@ export class PolicyStore {
     return { items: (out.Items ?? []).map(strip), ...(next ? { nextCursor: next } : {}) };
   }
 
-  /** Moves a run forward only if nobody else did: false when another scheduler took this run. */
+  /**
+   * Moves a run forward only if nobody else did: false when another scheduler took this run. A run that started
+   * a backup joins `recentRuns` (newest first, MAX_KEPT_RUNS at most).
+   */
   async advance(
-    id: string,
+    policy: Pick<BackupPolicy, 'id' | 'recentRuns'>,
     expectedNextRunAt: string,
     nextRunAt: string,
     lastRun: BackupPolicy['lastRun'],
   ): Promise<boolean> {
+    const started = lastRun?.migrationId !== undefined && lastRun.skipped === undefined;
+    const recentRuns =
+      started && lastRun?.migrationId
+        ? [
+            { at: lastRun.at, migrationId: lastRun.migrationId },
+            ...(policy.recentRuns ?? []).filter((r) => r.migrationId !== lastRun.migrationId),
+          ].slice(0, MAX_KEPT_RUNS)
+        : undefined;
     try {
       await this.doc.send(
         new UpdateCommand({
           TableName: this.table,
-          Key: { pk: PK, sk: id },
-          UpdateExpression: 'SET nextRunAt = :n, lastRun = :l',
+          Key: { pk: PK, sk: policy.id },
+          UpdateExpression: `SET nextRunAt = :n, lastRun = :l${recentRuns ? ', recentRuns = :r' : ''}`,
           ConditionExpression: 'nextRunAt = :e',
-          ExpressionAttributeValues: { ':n': nextRunAt, ':l': lastRun, ':e': expectedNextRunAt },
+          ExpressionAttributeValues: {
+            ':n': nextRunAt,
+            ':l': lastRun,
+            ':e': expectedNextRunAt,
+            ...(recentRuns ? { ':r': recentRuns } : {}),
+          },
         }),
       );
       return true;

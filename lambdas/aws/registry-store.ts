@@ -11,12 +11,22 @@ import {
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
 import type { Location } from '../../protocol/topology.ts';
+import { type CacheSettings, DEFAULT_CACHE_SETTINGS } from '../domain/cache-space.ts';
 import { conflict, invalid, notFound } from '../domain/errors.ts';
-import type { AgentInfo, CacheNodeRecord, CacheNodeStatus, DataCenterRecord } from '../domain/registry.ts';
+import type {
+  AgentInfo,
+  CacheNodeRecord,
+  CacheNodeStatus,
+  DataCenterRecord,
+  PinRecord,
+} from '../domain/registry.ts';
 import { decodeCursor, encodeCursor, type Page } from './pagination.ts';
 
 const CACHE_NODE = 'cacheNode';
 const DATA_CENTER = 'dataCenter';
+const PIN = 'pin';
+const SETTINGS = 'settings';
+const CACHE_SETTINGS_ID = 'cache';
 
 export interface CacheNodeInput {
   readonly name: string;
@@ -25,6 +35,8 @@ export interface CacheNodeInput {
   readonly capacity: number;
   readonly status: CacheNodeStatus;
   readonly bucket: string;
+  /** Absent: no budget (a replaced node loses its budget unless it is given again). */
+  readonly budgetBytes?: number | undefined;
 }
 
 export interface DataCenterInput {
@@ -37,9 +49,16 @@ export interface DataCenterInput {
 type Item = Record<string, unknown>;
 
 /** Stored shapes: string sets vanish from an item when their last member is deleted. */
-type CacheNodeItem = Omit<CacheNodeRecord, 'reservations' | 'homedDataCenters'> & {
+/** The most room any queued migration wants at the node (absent when none does). */
+function wanted(map: Record<string, number> | undefined): { spaceWanted?: number } {
+  const values = Object.values(map ?? {}).map(Number);
+  return values.length > 0 ? { spaceWanted: Math.max(...values) } : {};
+}
+
+type CacheNodeItem = Omit<CacheNodeRecord, 'reservations' | 'homedDataCenters' | 'spaceReservations'> & {
   reservations?: Set<string>;
   homedDataCenters?: Set<string>;
+  spaceReservations?: Record<string, number>;
 };
 type DataCenterItem = Omit<DataCenterRecord, 'activeMigrations'> & { activeMigrations?: Set<string> };
 
@@ -56,9 +75,24 @@ function toCacheNode(raw: Item): CacheNodeRecord {
     status: item.status,
     bucket: item.bucket,
     reservations: setToArray(item.reservations),
+    ...(item.budgetBytes !== undefined ? { budgetBytes: Number(item.budgetBytes) } : {}),
+    spaceReservations: Object.fromEntries(
+      Object.entries(item.spaceReservations ?? {}).map(([k, v]) => [k, Number(v)]),
+    ),
+    ...wanted(item.spaceWanted as unknown as Record<string, number> | undefined),
     homedDataCenters: setToArray(item.homedDataCenters),
     createdAt: item.createdAt,
     updatedAt: item.updatedAt,
+  };
+}
+
+function toPin(raw: Item): PinRecord {
+  const item = raw as unknown as PinRecord;
+  return {
+    imageId: item.imageId,
+    migrationId: item.migrationId,
+    cacheNodeIds: [...item.cacheNodeIds],
+    pinnedAt: item.pinnedAt,
   };
 }
 
@@ -157,7 +191,7 @@ export class RegistryStore {
         await this.doc.send(
           new PutCommand({
             TableName: this.table,
-            Item: { kind: CACHE_NODE, id, ...input, createdAt: now, updatedAt: now },
+            Item: { kind: CACHE_NODE, id, ...stripUndefined(input), createdAt: now, updatedAt: now },
             ConditionExpression: 'attribute_not_exists(id)',
           }),
         );
@@ -174,24 +208,43 @@ export class RegistryStore {
         { field: 'region' },
       );
     }
-    const node = await this.updateCacheNode(id, {
-      name: input.name,
-      location: input.location,
-      capacity: input.capacity,
-      status: input.status,
-      updatedAt: now,
-    });
+    const node = await this.updateCacheNode(
+      id,
+      {
+        name: input.name,
+        location: input.location,
+        capacity: input.capacity,
+        status: input.status,
+        ...(input.budgetBytes !== undefined ? { budgetBytes: input.budgetBytes } : {}),
+        updatedAt: now,
+      },
+      input.budgetBytes === undefined ? ['budgetBytes'] : [],
+    );
     return { created: false, node };
   }
 
+  /** `budgetBytes: null` removes the budget. */
   async patchCacheNode(
     id: string,
-    patch: { capacity?: number; status?: CacheNodeStatus },
+    patch: { capacity?: number; status?: CacheNodeStatus; budgetBytes?: number | null },
   ): Promise<CacheNodeRecord> {
-    return this.updateCacheNode(id, { ...patch, updatedAt: this.now().toISOString() });
+    const { budgetBytes, ...rest } = patch;
+    return this.updateCacheNode(
+      id,
+      {
+        ...stripUndefined(rest),
+        ...(typeof budgetBytes === 'number' ? { budgetBytes } : {}),
+        updatedAt: this.now().toISOString(),
+      },
+      budgetBytes === null ? ['budgetBytes'] : [],
+    );
   }
 
-  private async updateCacheNode(id: string, fields: Record<string, unknown>): Promise<CacheNodeRecord> {
+  private async updateCacheNode(
+    id: string,
+    fields: Record<string, unknown>,
+    remove: readonly string[] = [],
+  ): Promise<CacheNodeRecord> {
     const names: Record<string, string> = {};
     const values: Record<string, unknown> = {};
     const sets = Object.entries(fields).map(([k, v], i) => {
@@ -199,12 +252,16 @@ export class RegistryStore {
       values[`:v${i}`] = v;
       return `#f${i} = :v${i}`;
     });
+    const removes = remove.map((k, i) => {
+      names[`#r${i}`] = k;
+      return `#r${i}`;
+    });
     try {
       const out = await this.doc.send(
         new UpdateCommand({
           TableName: this.table,
           Key: { kind: CACHE_NODE, id },
-          UpdateExpression: `SET ${sets.join(', ')}`,
+          UpdateExpression: `SET ${sets.join(', ')}${removes.length > 0 ? ` REMOVE ${removes.join(', ')}` : ''}`,
           ConditionExpression: 'attribute_exists(id)',
           ExpressionAttributeNames: names,
           ExpressionAttributeValues: values,
@@ -241,6 +298,77 @@ export class RegistryStore {
         again?.details ?? {},
       );
     }
+  }
+
+  // ---- cache settings (the collector's grace period, retention, water marks)
+
+  async cacheSettings(): Promise<CacheSettings> {
+    const item = await this.get(SETTINGS, CACHE_SETTINGS_ID);
+    const { kind: _k, id: _i, updatedAt: _u, ...stored } = (item ?? {}) as Record<string, unknown>;
+    return { ...DEFAULT_CACHE_SETTINGS, ...(stored as Partial<CacheSettings>) };
+  }
+
+  /** Changes some settings; `retentionDays: null` removes the retention period. */
+  async putCacheSettings(
+    patch: Partial<Omit<CacheSettings, 'retentionDays'>> & { retentionDays?: number | null },
+  ): Promise<CacheSettings> {
+    const current = await this.cacheSettings();
+    const { retentionDays, ...rest } = patch;
+    const next: CacheSettings = {
+      ...current,
+      ...stripUndefined(rest),
+      ...(typeof retentionDays === 'number' ? { retentionDays } : {}),
+    };
+    if (retentionDays === null) delete (next as { retentionDays?: number }).retentionDays;
+    if (next.lowWater > next.highWater) {
+      throw invalid('lowWater', `must not be above highWater (${next.highWater})`);
+    }
+    await this.doc.send(
+      new PutCommand({
+        TableName: this.table,
+        Item: { kind: SETTINGS, id: CACHE_SETTINGS_ID, ...next, updatedAt: this.now().toISOString() },
+      }),
+    );
+    return next;
+  }
+
+  // ---- pins (images whose chunks the collector keeps at named cache nodes)
+
+  async allPins(): Promise<PinRecord[]> {
+    const out: PinRecord[] = [];
+    let cursor: string | undefined;
+    do {
+      const page = await this.query(PIN, 1000, cursor);
+      out.push(...page.items.map(toPin));
+      cursor = page.nextCursor;
+    } while (cursor);
+    return out;
+  }
+
+  async listPins(limit: number, cursor?: string): Promise<Page<PinRecord>> {
+    const page = await this.query(PIN, limit, cursor);
+    return { ...page, items: page.items.map(toPin) };
+  }
+
+  async getPin(imageId: string): Promise<PinRecord | undefined> {
+    const item = await this.get(PIN, imageId);
+    return item && toPin(item);
+  }
+
+  async putPin(pin: Omit<PinRecord, 'pinnedAt'>): Promise<PinRecord> {
+    const record: PinRecord = { ...pin, pinnedAt: this.now().toISOString() };
+    await this.doc.send(
+      new PutCommand({ TableName: this.table, Item: { kind: PIN, id: pin.imageId, ...record } }),
+    );
+    return record;
+  }
+
+  /** Returns whether there was a pin. */
+  async deletePin(imageId: string): Promise<boolean> {
+    const out = await this.doc.send(
+      new DeleteCommand({ TableName: this.table, Key: { kind: PIN, id: imageId }, ReturnValues: 'ALL_OLD' }),
+    );
+    return out.Attributes !== undefined;
   }
 
   // ---- data centers

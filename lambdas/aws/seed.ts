@@ -29,6 +29,7 @@ export async function seedRegistry(
       capacity: n.capacity,
       status: 'active',
       bucket: bucketFor(n.id),
+      budgetBytes: n.budgetBytes,
     });
     result.createdCacheNodes.push(n.id);
   }

@@ -1,5 +1,5 @@
 // Workflow steps waiting for an event, by topic (table Migrations, pk `WAIT#<topic>`): a migration queued for a
-// slot at a cache node (`slot#<node>`), a migration awaiting chunks another migration uploads (`upload#<id>`). Each
+// slot at a cache node (`slot#<node>`) or for space there (`space#<node>`), a migration awaiting chunks another migration uploads (`upload#<id>`). Each
 // waiter holds its callback task token; whoever makes the event happen answers the oldest waiters' tokens. Waiting
 // costs no state transitions, whatever its length (the history quota), and an idle wait costs nothing.
 import { DeleteCommand, type DynamoDBDocumentClient, PutCommand, QueryCommand } from '@aws-sdk/lib-dynamodb';
@@ -13,6 +13,8 @@ export interface Waiter {
 }
 
 export const slotTopic = (cacheNodeId: string) => `slot#${cacheNodeId}`;
+/** Migrations queued because a cache node lacks the space they need (woken when room is made, not by slots). */
+export const spaceTopic = (cacheNodeId: string) => `space#${cacheNodeId}`;
 export const uploadTopic = (migrationId: string) => `upload#${migrationId}`;
 /** Slot waiters queue in order of arrival. */
 export const slotWaitOrder = (queuedSince: string, migrationId: string) => `${queuedSince}#${migrationId}`;

@@ -1,6 +1,7 @@
 // When a destination cache node is congested, the CMN suggests another destination (draft §3.1 step 4): the
 // data center nearest to the congested one whose cache node (the one Resolve would choose for it) is active,
-// has a free slot, and is not already part of the migration.
+// has a free slot (and, when the congestion is cache space, the space the migration needs), and is not already
+// part of the migration.
 import { greatCircleKm } from './geo.ts';
 import { type CacheNodeRecord, chooseCacheNode, type DataCenterRecord } from './registry.ts';
 
@@ -16,9 +17,24 @@ export function suggestAlternative(
   excluded: ReadonlySet<string>,
   dataCenters: readonly DataCenterRecord[],
   nodes: readonly CacheNodeRecord[],
+  space?: {
+    readonly needBytes: number;
+    readonly shortage: string;
+    /** Bytes each node holds (its usage); a node absent here is taken as holding nothing. */
+    readonly held?: ReadonlyMap<string, number>;
+  },
 ): Alternative | undefined {
+  const hasSpace = (n: CacheNodeRecord) => {
+    if (!space || n.budgetBytes === undefined) return true;
+    const reserved = Object.values(n.spaceReservations).reduce((a, b) => a + b, 0);
+    return n.budgetBytes - (space.held?.get(n.id) ?? 0) - reserved >= space.needBytes;
+  };
   const roomy = nodes.filter(
-    (n) => n.status === 'active' && n.reservations.length < n.capacity && n.id !== congested.cacheNode.id,
+    (n) =>
+      n.status === 'active' &&
+      n.reservations.length < n.capacity &&
+      n.id !== congested.cacheNode.id &&
+      hasSpace(n),
   );
   const candidates = dataCenters
     .filter((dc) => !excluded.has(dc.id))
@@ -39,9 +55,11 @@ export function suggestAlternative(
     dataCenterId: best.dc.id,
     cacheNodeId: best.node,
     distanceKm: Math.round(best.km),
-    reason:
-      `cache node ${full.id} is at capacity (${full.reservations.length}/${full.capacity} transfers); ` +
-      `${best.dc.id} (${best.dc.name}) via ${node.id} has room (${node.reservations.length}/${node.capacity}), ` +
-      `${Math.round(best.km)} km from ${congested.dataCenter.id}`,
+    reason: space
+      ? `${space.shortage}; ${best.dc.id} (${best.dc.name}) via ${node.id} has room for it, ` +
+        `${Math.round(best.km)} km from ${congested.dataCenter.id}`
+      : `cache node ${full.id} is at capacity (${full.reservations.length}/${full.capacity} transfers); ` +
+        `${best.dc.id} (${best.dc.name}) via ${node.id} has room (${node.reservations.length}/${node.capacity}), ` +
+        `${Math.round(best.km)} km from ${congested.dataCenter.id}`,
   };
 }

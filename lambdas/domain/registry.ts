@@ -14,10 +14,25 @@ export interface CacheNodeRecord {
   readonly bucket: string;
   /** Migrations holding a transfer slot (DESIGN §4 reservation set). */
   readonly reservations: readonly string[];
+  /** Storage budget in bytes (draft §2 "cache space"); absent: unlimited. */
+  readonly budgetBytes?: number;
+  /** Bytes admitted migrations may still bring to the node, by migration. */
+  readonly spaceReservations: Readonly<Record<string, number>>;
+  /** The most room a migration queued for space here lacks (the collector makes at least that much). */
+  readonly spaceWanted?: number;
   /** Data centers naming this node as home. */
   readonly homedDataCenters: readonly string[];
   readonly createdAt: string;
   readonly updatedAt: string;
+}
+
+/** An image whose chunks the collector keeps at named cache nodes (`vmmig image pin`). */
+export interface PinRecord {
+  readonly imageId: string;
+  /** The migration whose manifest is the pinned version of the image. */
+  readonly migrationId: string;
+  readonly cacheNodeIds: readonly string[];
+  readonly pinnedAt: string;
 }
 
 export interface DataCenterRecord {

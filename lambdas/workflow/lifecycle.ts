@@ -3,7 +3,7 @@
 import type { Uses } from '../aws/deps.ts';
 import { MigrationTerminatedError } from '../aws/migration-store.ts';
 import { cacheNodesOf, type MigrationRecord, type MigrationStatus } from '../domain/migration.ts';
-import { wakeSlotWaiters, wakeUploadWaiters } from './wake.ts';
+import { wakeSlotWaiters, wakeSpaceWaiters, wakeUploadWaiters } from './wake.ts';
 
 export type LifecycleDeps = Uses<'migrations' | 'slots' | 'waiters' | 'sfn'>;
 
@@ -11,11 +11,17 @@ export async function releaseAll(deps: LifecycleDeps, m: MigrationRecord): Promi
   const nodes = new Set([...cacheNodesOf(m), ...m.reservedCacheNodes]);
   await Promise.all([
     ...[...nodes].map((n) => deps.slots.release(n, m.id)),
+    ...[...nodes].map((n) => deps.slots.releaseSpace(n, m.id)),
     ...[m.sourceDataCenterId, ...m.destinations].map((dc) => deps.slots.removeActiveMigration(dc, m.id)),
     deps.migrations.deleteAllWork(m),
   ]);
-  // What waited on this migration: migrations queued for the slots it held, and for the chunks it uploaded.
-  await Promise.all([...[...nodes].map((n) => wakeSlotWaiters(deps, n)), wakeUploadWaiters(deps, m.id)]);
+  // What waited on this migration: migrations queued for the slots and the space it held, and for the chunks it
+  // uploaded.
+  await Promise.all([
+    ...[...nodes].map((n) => wakeSlotWaiters(deps, n)),
+    ...[...nodes].map((n) => wakeSpaceWaiters(deps, n)),
+    wakeUploadWaiters(deps, m.id),
+  ]);
 }
 
 export async function finish(

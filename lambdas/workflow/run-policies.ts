@@ -50,7 +50,7 @@ export async function runDuePolicies(
       if (previous && !isTerminal(previous.status)) {
         const reason = `backup ${previous.id} is still ${previous.status}`;
         if (
-          await policies.advance(policy.id, slot, next, {
+          await policies.advance(policy, slot, next, {
             at: now.toISOString(),
             migrationId: previous.id,
             skipped: reason,
@@ -84,12 +84,12 @@ export async function runDuePolicies(
       } catch (err) {
         // A policy that cannot run (its data center was removed…) records why and tries the next slot.
         const reason = `could not start: ${(err as Error).message}`;
-        if (await policies.advance(policy.id, slot, next, { at: now.toISOString(), skipped: reason })) {
+        if (await policies.advance(policy, slot, next, { at: now.toISOString(), skipped: reason })) {
           report.skipped.push({ policyId: policy.id, reason });
         }
         continue;
       }
-      if (await policies.advance(policy.id, slot, next, { at: now.toISOString(), migrationId: id })) {
+      if (await policies.advance(policy, slot, next, { at: now.toISOString(), migrationId: id })) {
         report.started.push({ policyId: policy.id, migrationId: id });
       }
     }

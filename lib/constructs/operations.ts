@@ -1,5 +1,6 @@
-// Operations: alarms on failed executions, API 5xx and throttling (Lambda, DynamoDB, Step Functions), a topic they
-// and failed-migration events notify, and one dashboard for the whole deployment.
+// Operations: alarms on failed executions, API 5xx and throttling (Lambda, DynamoDB, Step Functions), cache nodes
+// over their budget and failed collector passes, a topic they and failed-migration events notify, and one dashboard
+// for the whole deployment.
 import { Duration } from 'aws-cdk-lib';
 import type * as apigw from 'aws-cdk-lib/aws-apigatewayv2';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
@@ -11,12 +12,20 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
 import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
+import { COLLECTOR_SCHEDULE } from '../../lambdas/functions.ts';
+import {
+  CACHE_METRICS_NAMESPACE,
+  CACHE_NODE_DIMENSION,
+  NODES_OVER_BUDGET,
+} from '../../lambdas/workflow/cache-metrics.ts';
 import type { BaseFunction } from './base-function.ts';
 import { STATUS_EVENT } from './status-events.ts';
 
 export interface OperationsProps {
   readonly dashboardName: string;
   readonly stateMachine: sfn.StateMachine;
+  /** The cache collector's (lib/constructs/cache-collector.ts). */
+  readonly collectorStateMachine: sfn.StateMachine;
   readonly httpApi: apigw.HttpApi;
   readonly functions: readonly BaseFunction[];
   readonly tables: readonly dynamodb.Table[];
@@ -27,6 +36,16 @@ export interface OperationsProps {
 }
 
 const FIVE_MINUTES = Duration.minutes(5);
+/** One collector pass per period: every node's data points of a pass carry the pass's scheduled time. */
+const COLLECTOR_PERIOD = Duration.minutes(COLLECTOR_SCHEDULE.everyMinutes);
+
+/** A cache-space metric of every node there is (SEARCH: nodes registered at run time too). */
+const perCacheNode = (metricName: string, statistic: string) =>
+  new cloudwatch.MathExpression({
+    expression: `SEARCH('{${CACHE_METRICS_NAMESPACE},${CACHE_NODE_DIMENSION}} MetricName="${metricName}"', '${statistic}', ${COLLECTOR_PERIOD.toSeconds()})`,
+    usingMetrics: {},
+    period: COLLECTOR_PERIOD,
+  });
 
 /** A sum of many metrics as one (CloudWatch math allows up to 500). */
 function sumOf(
@@ -87,6 +106,18 @@ export class Operations extends Construct {
       ),
     );
     const sfnThrottles = sm.metric('ExecutionThrottled', { period: FIVE_MINUTES, statistic: 'Sum' });
+    const collector = props.collectorStateMachine;
+    const failedCollections = sumOf('Failed or timed-out collector passes', 'gc', [
+      collector.metricFailed({ period: FIVE_MINUTES, statistic: 'Sum' }),
+      collector.metricTimedOut({ period: FIVE_MINUTES, statistic: 'Sum' }),
+    ]);
+    // lambdas/workflow/cache-metrics.ts: each node's pass adds 1 when the node holds more than its budget after it.
+    const nodesOverBudget = new cloudwatch.Metric({
+      namespace: CACHE_METRICS_NAMESPACE,
+      metricName: NODES_OVER_BUDGET,
+      period: COLLECTOR_PERIOD,
+      statistic: 'Sum',
+    });
 
     const alarm = (alarmId: string, description: string, metric: cloudwatch.IMetric) =>
       new cloudwatch.Alarm(this, alarmId, {
@@ -113,6 +144,25 @@ export class Operations extends Construct {
       ),
       alarm('DynamoDbThrottles', 'A table throttled reads or writes (hot partition?).', dynamoThrottles),
       alarm('StepFunctionsThrottles', 'Step Functions throttled a state transition or start.', sfnThrottles),
+      alarm(
+        'CacheCollectorFailed',
+        'A cache collector pass failed at a cache node or timed out (see its execution of the collect-garbage ' +
+          'state machine); the other nodes were collected.',
+        failedCollections,
+      ),
+      new cloudwatch.Alarm(this, 'CacheNodesOverBudget', {
+        alarmDescription:
+          `A cache node held more than its storage budget after 3 collector passes in a row ` +
+          `(${3 * COLLECTOR_SCHEDULE.everyMinutes} minutes): what it holds is kept by live migrations, pins or ` +
+          "backup policies' kept runs. `vmmig cache gc --dry-run` shows it; raise the budget or release what keeps it.",
+        metric: nodesOverBudget,
+        threshold: 1,
+        evaluationPeriods: 3,
+        datapointsToAlarm: 3,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        // No pass, no data: the failed-pass alarm says so; this one speaks of budgets only.
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      }),
     ];
     for (const a of this.alarms) a.addAlarmAction(new actions.SnsAction(this.topic));
 
@@ -194,6 +244,19 @@ export class Operations extends Construct {
             title: 'Throttling',
             left: [...throttleGroups, dynamoThrottles, sfnThrottles],
             width: 8,
+          }),
+        ],
+        [
+          new cloudwatch.GraphWidget({
+            title: 'Cache space per node: held and budget (bytes)',
+            left: [perCacheNode('BytesHeld', 'Maximum'), perCacheNode('BudgetBytes', 'Maximum')],
+            width: 12,
+          }),
+          new cloudwatch.GraphWidget({
+            title: 'Cache collector: marked and freed per node (bytes), nodes over budget',
+            left: [perCacheNode('BytesMarked', 'Sum'), perCacheNode('BytesFreed', 'Sum')],
+            right: [nodesOverBudget.with({ label: 'Cache nodes over budget after a pass' })],
+            width: 12,
           }),
         ],
         [

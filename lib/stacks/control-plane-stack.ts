@@ -1,12 +1,13 @@
 // The control plane in the home region (draft: CVMM, RMG, CMN): tables, the control bucket, the migration state
-// machine and its functions, the IAM-authorized HTTP API, agent and admin roles, status events, alarms, dashboard,
-// and the registry seeded from the topology.
+// machine and its functions, the cache collector, the IAM-authorized HTTP API, agent and admin roles, status events,
+// alarms, dashboard, and the registry seeded from the topology.
 import { Arn, CfnOutput, Stack, type StackProps } from 'aws-cdk-lib';
 import type * as logs from 'aws-cdk-lib/aws-logs';
 import type * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import type { Construct } from 'constructs';
 import { AgentAccess } from '../constructs/agent-access.ts';
 import { dataBucket, logBucket } from '../constructs/buckets.ts';
+import { CacheCollector } from '../constructs/cache-collector.ts';
 import { MigrationApi } from '../constructs/migration-api.ts';
 import { MigrationTables } from '../constructs/migration-tables.ts';
 import { MigrationWorkflow } from '../constructs/migration-workflow.ts';
@@ -33,6 +34,7 @@ export interface ControlPlaneStackProps extends StackProps {
 export class ControlPlaneStack extends Stack {
   readonly tables: MigrationTables;
   readonly workflow: MigrationWorkflow;
+  readonly collector: CacheCollector;
   readonly api: MigrationApi;
   readonly access: AgentAccess;
   readonly statusEvents: StatusEvents;
@@ -78,6 +80,13 @@ export class ControlPlaneStack extends Stack {
 
     const scheduled = new ScheduledFunctions(this, 'Scheduled', { resources, logRetention: retention });
 
+    this.collector = new CacheCollector(this, 'CacheCollector', {
+      resources,
+      logRetention: retention,
+      stateMachineName: names.collectorStateMachineName,
+      namePrefix: names.prefix,
+    });
+
     // The API is created before the admin role exists, so its ARN is derived from the fixed name.
     const adminRoleArn = names.roleArn(this, names.adminRoleName);
     this.api = new MigrationApi(this, 'Api', {
@@ -116,8 +125,10 @@ export class ControlPlaneStack extends Stack {
         this.api.handler,
         ...this.workflow.functions.values(),
         ...scheduled.functions.values(),
+        ...this.collector.functions.values(),
         seed.function,
       ],
+      collectorStateMachine: this.collector.stateMachine,
       tables: this.tables.all().map((t) => t.table),
       statusBus: this.statusEvents.bus,
       distributionId: props.edge.distributionId,

@@ -13,7 +13,10 @@ export interface SynthesizedPolicies {
   readonly generatedBy: string;
   /** SHA-256 of the topology the deployment was synthesized with. */
   readonly topology: string;
-  /** `function/<name>`, `stateMachine`, `admin`, `agent` (with `{{dataCenterId}}`). */
+  /**
+   * `function/<name>`, `stateMachine` (the migration's), `stateMachine/<name>` (another state machine's role),
+   * `admin`, `agent` (with `{{dataCenterId}}`).
+   */
   readonly principals: Readonly<Record<string, readonly PolicyStatement[]>>;
   readonly resourcePolicies: {
     /** Every cache node bucket's policy, with `{{cacheNodeId}}`. */
@@ -26,6 +29,10 @@ export const topologyDigest = (topology: unknown): string =>
   createHash('sha256').update(JSON.stringify(topology)).digest('hex');
 
 export const POLICIES_FILE = new URL('./policies.json', import.meta.url);
+
+/** The cache collector's state machine, as its role is named among the principals (`stateMachine/<name>`). */
+export const COLLECTOR_STATE_MACHINE = 'collect-garbage';
+export const stateMachinePrincipal = (name?: string) => (name ? `stateMachine/${name}` : 'stateMachine');
 
 export function loadSynthesizedPolicies(): SynthesizedPolicies {
   return JSON.parse(readFileSync(POLICIES_FILE, 'utf8')) as SynthesizedPolicies;
@@ -47,7 +54,8 @@ export type AuthPrincipal =
   | { readonly kind: 'function'; readonly name: string }
   | { readonly kind: 'agent'; readonly dataCenterId: string }
   | { readonly kind: 'admin' }
-  | { readonly kind: 'stateMachine' }
+  /** The migration state machine's role; with `name`, another state machine's (COLLECTOR_STATE_MACHINE). */
+  | { readonly kind: 'stateMachine'; readonly name?: string }
   | { readonly kind: 'cloudfront' }
   | { readonly kind: 'root' };
 
@@ -126,7 +134,7 @@ export class Authorizer {
       case 'admin':
         return role('local-admin');
       case 'stateMachine':
-        return role('local-state-machine');
+        return role(principal.name ? `local-state-machine-${principal.name}` : 'local-state-machine');
       default:
         return `arn:aws:iam::${this.names.account}:root`;
     }
@@ -138,7 +146,9 @@ export class Authorizer {
         ? `function/${principal.name}`
         : principal.kind === 'agent'
           ? 'agent'
-          : principal.kind;
+          : principal.kind === 'stateMachine'
+            ? stateMachinePrincipal(principal.name)
+            : principal.kind;
     const memo = principal.kind === 'agent' ? `agent/${principal.dataCenterId}` : name;
     let statements = this.#principals.get(memo);
     if (!statements) {

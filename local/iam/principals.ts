@@ -18,7 +18,9 @@ const principalName = (principal: LocalPrincipal): string =>
     ? `function/${principal.name}`
     : principal.kind === 'agent'
       ? `agent/${principal.dataCenterId}`
-      : principal.kind;
+      : principal.kind === 'stateMachine' && principal.name
+        ? `stateMachine/${principal.name}`
+        : principal.kind;
 
 export function credentialsOf(principal: LocalPrincipal): { accessKeyId: string; secretAccessKey: string } {
   const accessKeyId =
@@ -37,7 +39,8 @@ export function principalOfKey(accessKeyId: string): LocalPrincipal | undefined 
   const [kind, ...rest] = Buffer.from(hex, 'hex').toString('utf8').split('/');
   const id = rest.join('/');
   if (kind === 'cloudfront' && id === '') return { kind: 'cloudfront' };
-  if (kind === 'stateMachine' && id === '') return { kind: 'stateMachine' };
+  if (kind === 'stateMachine')
+    return id === '' ? { kind: 'stateMachine' } : { kind: 'stateMachine', name: id };
   if (kind === 'function' && id) return { kind: 'function', name: id };
   if (kind === 'agent' && id) return { kind: 'agent', dataCenterId: id };
   return undefined;

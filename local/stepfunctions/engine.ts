@@ -14,8 +14,8 @@ export interface EngineOptions {
   readonly region: string;
   readonly accountId: string;
   readonly functions: LocalFunctions;
-  /** Whether the state machine's role may invoke a function (its ARN); undefined = allowed. */
-  readonly canInvoke?: ((functionArn: string) => string | undefined) | undefined;
+  /** Whether a state machine's role may invoke a function (their ARNs); undefined = allowed. */
+  readonly canInvoke?: ((functionArn: string, stateMachineArn: string) => string | undefined) | undefined;
   readonly log: (line: string) => void;
   readonly retryIntervalScale: number;
   readonly timeScale?: number | undefined;

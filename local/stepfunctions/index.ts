@@ -52,8 +52,8 @@ export interface LocalStepFunctionsOptions {
   readonly retryIntervalScale?: number;
   /** Authorizes every API request against its signer's IAM policy; without it, every request is accepted. */
   readonly gate?: Gate;
-  /** Whether the state machine's role may invoke a function: a refusal message, or undefined. */
-  readonly canInvoke?: (functionArn: string) => string | undefined;
+  /** Whether the role of a state machine (its ARN) may invoke a function: a refusal message, or undefined. */
+  readonly canInvoke?: (functionArn: string, stateMachineArn: string) => string | undefined;
   /** Each function's timeout in seconds: an invocation running longer fails (Lambda.Unknown, Sandbox.Timedout). */
   readonly functionTimeouts?: Readonly<Record<string, number>>;
   /**

@@ -19,7 +19,8 @@ export interface RunnerDeps {
   readonly store: ExecutionStore;
   readonly tokens: TaskTokens;
   readonly functions: LocalFunctions;
-  readonly canInvoke?: ((functionArn: string) => string | undefined) | undefined;
+  /** Whether the role of the state machine `stateMachineArn` may invoke a function: a refusal, or undefined. */
+  readonly canInvoke?: ((functionArn: string, stateMachineArn: string) => string | undefined) | undefined;
   readonly region: string;
   readonly accountId: string;
   readonly log: (line: string) => void;
@@ -159,8 +160,11 @@ function runMachine(
       });
     }
   };
+  const { canInvoke } = deps;
   const handlers = createTaskHandlers(prepared, {
     ...deps,
+    // Each state machine has its own role.
+    canInvoke: canInvoke && ((functionArn) => canInvoke(functionArn, machine.arn)),
     executionArn: arn,
     history,
     signal: abort.signal,

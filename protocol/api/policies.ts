@@ -37,6 +37,9 @@ const FirstRunAt = z.iso
   )
   .openapi({ example: '2026-11-26T02:00:00Z' });
 
+/** Runs a policy keeps at most (and remembers in recentRuns). */
+export const MAX_KEPT_RUNS = 30;
+
 export const BackupPolicyInput = z
   .strictObject({
     vmId: Ident,
@@ -56,6 +59,15 @@ export const BackupPolicyInput = z
     enabled: z.boolean().default(true),
     onCongestion: OnCongestion.default('wait'),
     queueTimeoutSeconds: QueueTimeoutSeconds,
+    keepRuns: z
+      .int()
+      .min(0)
+      .max(MAX_KEPT_RUNS)
+      .default(1)
+      .describe(
+        "the latest completed runs whose chunks the cache collector keeps at the destinations' cache nodes " +
+          '(0: none; the next run then moves only what changed since a kept run)',
+      ),
   })
   .openapi('BackupPolicyInput');
 export type BackupPolicyInput = z.infer<typeof BackupPolicyInput>;
@@ -68,6 +80,10 @@ export const BackupPolicy = z
     firstRunAt: Timestamp.optional().describe('the first run time given when the policy was put'),
     id: NodeId,
     nextRunAt: Timestamp,
+    recentRuns: z
+      .array(z.object({ at: Timestamp, migrationId: MigrationId }))
+      .optional()
+      .describe('the latest runs that started a backup, newest first'),
     lastRun: z
       .object({
         at: Timestamp,

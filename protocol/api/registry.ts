@@ -1,6 +1,6 @@
 // Node registry routes (RMG): data centers (VRN) and cache nodes (CCN).
 import { z } from '@hono/zod-openapi';
-import { awsRegionSchema } from '../topology.ts';
+import { awsRegionSchema, MIN_BUDGET_BYTES } from '../topology.ts';
 import {
   errorResponses,
   json,
@@ -16,6 +16,15 @@ import {
 export const CacheNodeStatus = z.enum(['active', 'draining', 'down']).openapi('CacheNodeStatus');
 export type CacheNodeStatus = z.infer<typeof CacheNodeStatus>;
 
+const BudgetBytes = z
+  .int()
+  .min(MIN_BUDGET_BYTES)
+  .max(Number.MAX_SAFE_INTEGER)
+  .describe('storage budget in bytes (at least 1 MiB); absent: unlimited')
+  .openapi({ example: 10 * 1024 ** 3 });
+
+const Amount = z.object({ chunks: z.int(), bytes: z.int() });
+
 export const CacheNodeInput = z
   .strictObject({
     name: z.string().min(1).max(100),
@@ -25,12 +34,22 @@ export const CacheNodeInput = z
     status: CacheNodeStatus.optional().describe(
       'default: active for a new node, unchanged for an existing one',
     ),
+    budgetBytes: BudgetBytes.optional(),
   })
   .openapi('CacheNodeInput');
 
 export const CacheNodePatch = z
-  .strictObject({ capacity: z.int().min(1).max(10_000).optional(), status: CacheNodeStatus.optional() })
-  .refine((p) => p.capacity !== undefined || p.status !== undefined, 'give capacity, status or both')
+  .strictObject({
+    capacity: z.int().min(1).max(10_000).optional(),
+    status: CacheNodeStatus.optional(),
+    budgetBytes: BudgetBytes.nullable()
+      .optional()
+      .describe('storage budget in bytes (at least 1 MiB); null removes it (unlimited)'),
+  })
+  .refine(
+    (p) => p.capacity !== undefined || p.status !== undefined || p.budgetBytes !== undefined,
+    'give at least one of capacity, status and budgetBytes',
+  )
   .openapi('CacheNodePatch');
 
 export const CacheNode = z
@@ -45,6 +64,23 @@ export const CacheNode = z
     address: z.string().describe('edge base URL of this cache node'),
     activeTransfers: z.int(),
     reservations: z.array(z.string()).describe('migrations holding a transfer slot'),
+    budgetBytes: z.int().optional().describe('storage budget in bytes; absent: unlimited'),
+    bytesHeld: z.int().describe('bytes of the chunks the content index records at this node'),
+    chunksHeld: z.int().describe('chunks the content index records at this node'),
+    bytesReserved: z
+      .int()
+      .describe('bytes admitted migrations may still bring to this node (their space reservations)'),
+    collection: z
+      .object({
+        at: Timestamp,
+        evictableBytes: z.int().describe('bytes that no live migration, pinned image or kept backup needs'),
+        marked: Amount.describe('marked for eviction by that pass'),
+        freed: Amount.describe('deleted by that pass'),
+        pending: Amount.describe('marked by an earlier pass, waiting out the grace period'),
+        reason: z.string().describe('why that pass marked what it marked'),
+      })
+      .optional()
+      .describe("the cache collector's last pass at this node; absent: none yet"),
     homedDataCenters: z.array(NodeId).describe('data centers that name this node as their home'),
     createdAt: Timestamp,
     updatedAt: Timestamp,
@@ -178,7 +214,7 @@ export const patchCacheNode = route({
   method: 'patch',
   path: '/v1/cache-nodes/{cacheNodeId}',
   tags,
-  summary: 'Change a cache node status (active / draining / down) or capacity (admin)',
+  summary: 'Change a cache node status (active / draining / down), capacity or storage budget (admin)',
   request: {
     params: cnId,
     body: { content: { 'application/json': { schema: CacheNodePatch } }, required: true },

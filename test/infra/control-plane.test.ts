@@ -4,7 +4,13 @@ import { Match } from 'aws-cdk-lib/assertions';
 import { afterAll, describe, expect, it } from 'vitest';
 import { TABLE_DEFINITIONS } from '../../lambdas/aws/tables.ts';
 import { ENV } from '../../lambdas/config.ts';
-import { ALL_FUNCTIONS, API_FUNCTION, SCHEDULED_FUNCTIONS, TASK_FUNCTIONS } from '../../lambdas/functions.ts';
+import {
+  ALL_FUNCTIONS,
+  API_FUNCTION,
+  COLLECTOR_FUNCTIONS,
+  SCHEDULED_FUNCTIONS,
+  TASK_FUNCTIONS,
+} from '../../lambdas/functions.ts';
 import { environmentFor, type ResourceValues } from '../../lambdas/needs.ts';
 import { parseTopology, TOPOLOGY_CONTEXT_KEY } from '../../protocol/topology.ts';
 import { cdkJsonContext, defaultDeployment, resourcesOf } from './synth.ts';
@@ -54,6 +60,16 @@ function functionByDescription(prefix: string): [string, { Properties: Record<st
   expect(found, prefix).toHaveLength(1);
   return found[0] as [string, { Properties: Record<string, unknown> }];
 }
+
+/** The description prefix each construct gives its functions (migration-workflow, scheduled, cache-collector). */
+const prefixOf = (definition: (typeof ALL_FUNCTIONS)[number]): string =>
+  definition.kind === 'scheduled'
+    ? 'Scheduled: '
+    : definition.kind === 'api'
+      ? ''
+      : Object.values(COLLECTOR_FUNCTIONS).some((f) => f.name === definition.name)
+        ? 'Cache collector: '
+        : 'Migration workflow: ';
 
 const envOf = (fn: { Properties: Record<string, unknown> }) =>
   (fn.Properties['Environment'] as { Variables: Record<string, unknown> }).Variables;
@@ -146,9 +162,12 @@ describe('Lambda functions', () => {
   const functions = resourcesOf(template, 'AWS::Lambda::Function');
 
   it('all run Node 24 on ARM64 with tracing, JSON logs to their own log group, and source maps', () => {
-    // Workflow, scheduled, the API, the registry seeder.
+    // Workflow, scheduled, the cache collector, the API, the registry seeder.
     expect(Object.keys(functions).length).toBe(
-      Object.keys(TASK_FUNCTIONS).length + Object.keys(SCHEDULED_FUNCTIONS).length + 2,
+      Object.keys(TASK_FUNCTIONS).length +
+        Object.keys(SCHEDULED_FUNCTIONS).length +
+        Object.keys(COLLECTOR_FUNCTIONS).length +
+        2,
     );
     for (const [id, fn] of Object.entries(functions)) {
       expect(fn.Properties, id).toMatchObject({
@@ -172,9 +191,8 @@ describe('Lambda functions', () => {
 
   it('give each function exactly the variables its declaration derives (and the API its authorizer settings)', () => {
     const valuesWithKey = { ...placeholderValues(), edgePrivateKey: { secretArn: 'x' } } as ResourceValues;
-    for (const definition of [...Object.values(TASK_FUNCTIONS), ...Object.values(SCHEDULED_FUNCTIONS)]) {
-      const prefix = definition.kind === 'task' ? 'Migration workflow: ' : 'Scheduled: ';
-      const [, fn] = functionByDescription(`${prefix}${definition.description}`);
+    for (const definition of ALL_FUNCTIONS.filter((f) => f.kind !== 'api')) {
+      const [, fn] = functionByDescription(`${prefixOf(definition)}${definition.description}`);
       const expected = Object.keys(environmentFor(definition.needs, valuesWithKey));
       expect(Object.keys(envOf(fn)).sort(), definition.name).toEqual(['NODE_OPTIONS', ...expected].sort());
     }
@@ -190,13 +208,14 @@ describe('Lambda functions', () => {
     );
   });
 
-  it('grant chunk access only where the code copies or presigns chunks', () => {
+  it('grant chunk access only where the code copies, presigns or evicts chunks', () => {
     const withChunks = Object.entries(functions)
       .filter(([id]) =>
         statementsOf(roleOf(id)).some((s) => JSON.stringify(s.Resource).includes('/chunks/*')),
       )
       .map(([, f]) => String(f.Properties['Description']));
     expect(withChunks.sort()).toEqual([
+      expect.stringMatching(/^Cache collector: One pass of the cache collector/),
       'Migration API (the Hono app of lambdas/api)',
       expect.stringMatching(/^Migration workflow: CMN: server-side copies/),
     ]);
@@ -204,13 +223,7 @@ describe('Lambda functions', () => {
 
   it('grant each function exactly the state machine actions its declaration lists; only the API stops executions', () => {
     for (const definition of ALL_FUNCTIONS) {
-      const prefix =
-        definition.kind === 'task'
-          ? 'Migration workflow: '
-          : definition.kind === 'scheduled'
-            ? 'Scheduled: '
-            : '';
-      const [id] = functionByDescription(`${prefix}${definition.description}`);
+      const [id] = functionByDescription(`${prefixOf(definition)}${definition.description}`);
       const sfn = statementsOf(roleOf(id))
         .flatMap(actions)
         .filter((a) => a.startsWith('states:'))
@@ -228,14 +241,25 @@ describe('Lambda functions', () => {
     expect(ALL_FUNCTIONS.filter((f) => f.needs.executions?.stop).map((f) => f.name)).toEqual(['api']);
   });
 
-  it('let only the API repair chunks: delete a corrupted one and invalidate its cached copy', () => {
-    const repairers = Object.keys(functions).filter((id) =>
+  it('let only the API repair chunks (delete a corrupted one, invalidate its cached copy) and the collector evict', () => {
+    const deleters = Object.keys(functions).filter((id) =>
       statementsOf(roleOf(id)).some((s) => actions(s).includes('s3:DeleteObject')),
     );
-    expect(repairers.map((id) => String(functions[id]?.Properties['Description']))).toEqual([
+    const description = (id: string) => String(functions[id]?.Properties['Description']);
+    expect(deleters.map(description).sort()).toEqual([
+      `Cache collector: ${COLLECTOR_FUNCTIONS.collectGarbage.description}`,
       'Migration API (the Hono app of lambdas/api)',
     ]);
-    const api = repairers[0] as string;
+    // The collector deletes evicted chunks and touches nothing else at a cache node: no read, write or list.
+    const [collector] = functionByDescription(
+      `Cache collector: ${COLLECTOR_FUNCTIONS.collectGarbage.description}`,
+    );
+    const atNodes = statementsOf(roleOf(collector)).filter((s) =>
+      JSON.stringify(s.Resource).includes('vmmig-cn-'),
+    );
+    expect(atNodes.flatMap(actions)).toEqual(['s3:DeleteObject']);
+    for (const d of atNodes) expect(JSON.stringify(d.Resource)).toContain('/chunks/*');
+    const api = deleters.find((id) => description(id).startsWith('Migration API')) as string;
     const invalidation = statementsOf(roleOf(api)).filter((s) =>
       actions(s).includes('cloudfront:CreateInvalidation'),
     );

@@ -3,8 +3,8 @@
 //   has no error-level finding (ERROR, FATAL) from AWS's CloudFormation validator, @aws/cloudformation-validate: the
 //   engine aws-cdk-lib bundles, run here directly with its built-in rules. (Its warnings, which include enum
 //   mismatches, are left to CDK's own run of it in `cdk synth`, checked by nag.test.ts.)
-// - The state machine definition, as deployed (the staged asset) with its DefinitionSubstitutions resolved to
-//   Lambda ARNs as Step Functions resolves them, passes asl-validator.
+// - Each state machine definition (the migration's, the cache collector's), as deployed (the staged asset) with its
+//   DefinitionSubstitutions resolved to Lambda ARNs as Step Functions resolves them, passes asl-validator.
 // Each check also rejects a deliberately broken input, so neither can pass vacuously.
 import { readdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -206,17 +206,20 @@ const aslErrors = (definition: AslDefinition): string[] => {
 };
 
 /**
- * The definition Step Functions would run: the control plane's state machine as deployed (the S3 asset, or an inline
- * DefinitionString), each `${Key}` of DefinitionSubstitutions resolved to an ARN like the one CloudFormation passes
- * (`arn:aws:lambda:<region>:<account>:function:<name>`, named here by the function's logical id).
+ * The definition Step Functions would run: the control plane's state machine of that name as deployed (the S3
+ * asset, or an inline DefinitionString), each `${Key}` of DefinitionSubstitutions resolved to an ARN like the one
+ * CloudFormation passes (`arn:aws:lambda:<region>:<account>:function:<name>`, named here by the function's logical
+ * id).
  */
-function deployedDefinition(): { definition: string; unresolved: string[] } {
+function deployedDefinition(name: string): { definition: string; unresolved: string[] } {
   const controlPlane = stacks.find((s) => s.name === synth.deployment.names.controlPlaneStack);
   if (!controlPlane) throw new Error('no control plane stack');
   const template = JSON.parse(readFileSync(controlPlane.templatePath, 'utf8')) as CfnTemplate;
   const resources = template.Resources ?? {};
-  const machines = Object.values(resources).filter((r) => r.Type === 'AWS::StepFunctions::StateMachine');
-  if (machines.length !== 1) throw new Error(`expected one state machine, found ${machines.length}`);
+  const machines = Object.values(resources).filter(
+    (r) => r.Type === 'AWS::StepFunctions::StateMachine' && r.Properties?.['StateMachineName'] === name,
+  );
+  if (machines.length !== 1) throw new Error(`expected one state machine ${name}, found ${machines.length}`);
   const props = machines[0]?.Properties ?? {};
   const location = props['DefinitionS3Location'] as { Key?: unknown } | undefined;
   let raw: string;
@@ -244,25 +247,30 @@ function deployedDefinition(): { definition: string; unresolved: string[] } {
   return { definition, unresolved: [...unresolved] };
 }
 
-describe('state machine definition (asl-validator)', () => {
-  const { definition, unresolved } = deployedDefinition();
-  const parsed = JSON.parse(definition) as AslDefinition;
+const names = synth.deployment.names;
+describe.each([names.stateMachineName, names.collectorStateMachineName])(
+  'state machine %s (asl-validator)',
+  (name) => {
+    const { definition, unresolved } = deployedDefinition(name);
+    const parsed = JSON.parse(definition) as AslDefinition;
 
-  it('resolves every placeholder of the definition from DefinitionSubstitutions', () => {
-    expect(unresolved).toEqual([]);
-  });
+    it('resolves every placeholder of the definition from DefinitionSubstitutions', () => {
+      expect(unresolved).toEqual([]);
+    });
 
-  it('is valid Amazon States Language as deployed (schema, transitions, terminal states, paths, ARNs)', () => {
-    expect(aslErrors(parsed), 'asl-validator findings in the deployed definition').toEqual([]);
-  });
+    it('is valid Amazon States Language as deployed (schema, transitions, terminal states, paths, ARNs)', () => {
+      expect(aslErrors(parsed), 'asl-validator findings in the deployed definition').toEqual([]);
+    });
 
-  it('reports a transition to a state that does not exist', () => {
-    const broken = structuredClone(parsed);
-    const [name, state] = Object.entries(broken.States).find(([, s]) => typeof s['Next'] === 'string') ?? [];
-    expect(state, 'a state with Next to break').toBeDefined();
-    if (state) state['Next'] = 'No such state';
-    expect(aslErrors(broken), `${name} → No such state`).toEqual(
-      expect.arrayContaining([expect.stringMatching(/^MISSING_TRANSITION_TARGET: .*No such state/)]),
-    );
-  });
-});
+    it('reports a transition to a state that does not exist', () => {
+      const broken = structuredClone(parsed);
+      const [name, state] =
+        Object.entries(broken.States).find(([, s]) => typeof s['Next'] === 'string') ?? [];
+      expect(state, 'a state with Next to break').toBeDefined();
+      if (state) state['Next'] = 'No such state';
+      expect(aslErrors(broken), `${name} → No such state`).toEqual(
+        expect.arrayContaining([expect.stringMatching(/^MISSING_TRANSITION_TARGET: .*No such state/)]),
+      );
+    });
+  },
+);

@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { ALL_FUNCTIONS } from '../../lambdas/functions.ts';
 import { currentPolicies, render } from '../../lib/generate-local-policies.ts';
-import { POLICIES_FILE } from '../../local/iam/policies.ts';
+import { COLLECTOR_STATE_MACHINE, POLICIES_FILE, stateMachinePrincipal } from '../../local/iam/policies.ts';
 
 describe('local/iam/policies.json', () => {
   const synthesized = currentPolicies();
@@ -13,9 +13,15 @@ describe('local/iam/policies.json', () => {
     expect(readFileSync(POLICIES_FILE, 'utf8'), 'run `npm run iam:generate`').toBe(render(synthesized));
   });
 
-  it('has a policy for every declared function, the state machine, the admin and the agents', () => {
+  it('has a policy for every declared function, both state machines, the admin and the agents', () => {
     expect(Object.keys(synthesized.principals).sort()).toEqual(
-      [...ALL_FUNCTIONS.map((f) => `function/${f.name}`), 'admin', 'agent', 'stateMachine'].sort(),
+      [
+        ...ALL_FUNCTIONS.map((f) => `function/${f.name}`),
+        'admin',
+        'agent',
+        'stateMachine',
+        stateMachinePrincipal(COLLECTOR_STATE_MACHINE),
+      ].sort(),
     );
   });
 });

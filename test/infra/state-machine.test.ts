@@ -14,7 +14,10 @@ const template = synth.template('vmmig-control-plane');
 const asl = readFileSync(fileURLToPath(MIGRATION_ASL_PATH), 'utf8');
 
 const usedByFile = new Set([...asl.matchAll(/\$\{([A-Za-z0-9_]+)\}/g)].map((m) => m[1] as string));
-const stateMachine = Object.values(resourcesOf(template, 'AWS::StepFunctions::StateMachine'))[0];
+// The migration's (the cache collector's is test/infra/cache-collector.test.ts's).
+const stateMachine = Object.values(resourcesOf(template, 'AWS::StepFunctions::StateMachine')).find(
+  (sm) => sm.Properties['StateMachineName'] === synth.deployment.names.stateMachineName,
+);
 const provided = (stateMachine?.Properties['DefinitionSubstitutions'] ?? {}) as Record<
   string,
   { 'Fn::GetAtt': [string, string] }

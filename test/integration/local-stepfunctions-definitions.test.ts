@@ -1,6 +1,7 @@
 // The local Step Functions service's handling of definitions: substitutions, what it refuses to run, the Task
-// timeout it applies, and the less common constructs (callback retries, Lambda ARN resources, legacy Map fields).
-import { mkdtempSync, rmSync } from 'node:fs';
+// timeout it applies, and the less common constructs (callback retries, Lambda ARN resources, legacy Map fields);
+// the cache collector's definition (statemachines/collect-garbage.asl.json) with stand-in functions.
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -11,6 +12,7 @@ import {
   StartExecutionCommand,
 } from '@aws-sdk/client-sfn';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { COLLECTOR_ASL_PATH, COLLECTOR_FUNCTIONS } from '../../lambdas/functions.ts';
 import { MAX_TIMER_SECONDS, prepareDefinition } from '../../local/stepfunctions/definition.ts';
 import {
   DefinitionSubstitutionError,
@@ -299,5 +301,101 @@ describe('local Step Functions with other definitions', () => {
     expect(described.status).toBe('FAILED');
     expect(described.error).toBe('Lambda.ResourceNotFoundException');
     expect(described.cause).toContain('function:Missing');
+  });
+});
+
+describe('the cache collector definition (statemachines/collect-garbage.asl.json)', () => {
+  const NODES = ['a', 'b', 'c', 'd', 'e', 'f'];
+  let dataDir: string;
+  let service: LocalStepFunctions | undefined;
+  afterEach(async () => {
+    await service?.stop();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  /** Runs a pass over NODES with a stand-in collector; `fail` decides what an invocation throws. */
+  async function pass(fail: (node: string, attempt: number) => Error | undefined) {
+    dataDir = mkdtempSync(join(tmpdir(), 'local-sfn-gc-'));
+    const logs = new LogLines();
+    const calls: string[] = [];
+    let inFlight = 0;
+    let most = 0;
+    // Each invocation waits until four run at once, or every node has started: concurrency seen, no sleeps.
+    const waiting: (() => void)[] = [];
+    const releaseIfFull = () => {
+      if (inFlight === 4 || new Set(calls).size === NODES.length) for (const go of waiting.splice(0)) go();
+    };
+    const { listCacheNodes, collectGarbage } = COLLECTOR_FUNCTIONS;
+    service = await startLocalStepFunctions({
+      dataDir,
+      log: logs.log,
+      retryIntervalScale: 0.001,
+      functions: {
+        [listCacheNodes.name]: async (event: { scheduledTime?: string }) => ({
+          at: event.scheduledTime,
+          cacheNodeIds: NODES,
+        }),
+        [collectGarbage.name]: async (event: { cacheNodeId: string; at: string }) => {
+          const attempt = calls.filter((n) => n === event.cacheNodeId).length;
+          calls.push(event.cacheNodeId);
+          inFlight++;
+          most = Math.max(most, inFlight);
+          await new Promise<void>((go) => {
+            waiting.push(go);
+            releaseIfFull();
+          });
+          inFlight--;
+          const error = fail(event.cacheNodeId, attempt);
+          if (error) throw error;
+          return { cacheNodeId: event.cacheNodeId, at: event.at, freed: { chunks: 1, bytes: 10 } };
+        },
+      },
+    });
+    const stateMachineArn = service.createStateMachine(
+      'collect-garbage',
+      readFileSync(COLLECTOR_ASL_PATH, 'utf8'),
+      {
+        [listCacheNodes.substitution]: listCacheNodes.name,
+        [collectGarbage.substitution]: collectGarbage.name,
+      },
+    );
+    const sfn = sfnClient(service.endpoint);
+    const { executionArn } = await sfn.send(
+      new StartExecutionCommand({
+        stateMachineArn,
+        name: 'run',
+        input: JSON.stringify({ scheduledTime: '2026-05-01T10:00:00Z' }),
+      }),
+    );
+    await logs.waitFor(/^\[run\] execution /);
+    const described = await sfn.send(new DescribeExecutionCommand({ executionArn }));
+    return { described, calls, most };
+  }
+
+  const named = (name: string, message: string) => Object.assign(new Error(message), { name });
+
+  it('collects every node in one invocation each, four at a time, with the pass time; retries transient errors', async () => {
+    // Node d fails transiently once: retried (TransientError is what task() makes of throttling and the like).
+    const { described, calls, most } = await pass((node, attempt) =>
+      node === 'd' && attempt === 0 ? named('TransientError', 'throttled') : undefined,
+    );
+    expect(described.status).toBe('SUCCEEDED');
+    expect(most).toBe(4);
+    expect([...calls].sort()).toEqual(['a', 'b', 'c', 'd', 'd', 'e', 'f']);
+    const output = JSON.parse(described.output ?? '') as {
+      nodes: { cacheNodeId: string; at: string }[];
+      failed: boolean;
+    };
+    expect(output.failed).toBe(false);
+    expect(output.nodes.map((n) => n.cacheNodeId)).toEqual(NODES);
+    for (const n of output.nodes) expect(n.at).toBe('2026-05-01T10:00:00Z');
+  });
+
+  it('goes on with the other nodes when one fails, then fails the pass', async () => {
+    const { described, calls } = await pass((node) =>
+      node === 'c' ? named('AccessDenied', 'no') : undefined,
+    );
+    expect([...calls].sort()).toEqual(NODES);
+    expect(described).toMatchObject({ status: 'FAILED', error: 'CollectionFailed' });
   });
 });

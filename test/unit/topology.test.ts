@@ -29,6 +29,17 @@ describe('topology', () => {
     }
   });
 
+  it('takes an optional storage budget per cache node: absent, or whole bytes of at least 1 MiB', () => {
+    const t = structuredClone(loadTopology(cdkJson));
+    expect(t.cacheNodes.every((n) => n.budgetBytes === undefined)).toBe(true);
+    (t.cacheNodes[0] as { budgetBytes?: number }).budgetBytes = 10 * 1024 ** 3;
+    expect(parseTopology(t).cacheNodes[0]?.budgetBytes).toBe(10 * 1024 ** 3);
+    for (const bad of [0, 1024, 1024 ** 2 + 0.5, 2 ** 53, '10GiB']) {
+      (t.cacheNodes[0] as { budgetBytes?: unknown }).budgetBytes = bad;
+      expect(() => parseTopology(t), String(bad)).toThrow(/topology\.cacheNodes\[0\]\.budgetBytes: /);
+    }
+  });
+
   it('refuses duplicate ids and replication pairs to unknown nodes', () => {
     const t = structuredClone(loadTopology(cdkJson));
     t.cacheNodes.push({ ...(t.cacheNodes[0] as (typeof t.cacheNodes)[number]), region: 'eu-west-1' });

@@ -44,6 +44,7 @@ export function policyRoutes(deps: ApiDeps) {
         // The first run is at firstRunAt, else at once; changing a policy keeps its schedule unless it gives one.
         nextRunAt: firstRunAt ?? existing?.nextRunAt ?? now,
         ...(existing?.lastRun ? { lastRun: existing.lastRun } : {}),
+        ...(existing?.recentRuns ? { recentRuns: existing.recentRuns } : {}),
         createdAt: existing?.createdAt ?? now,
         updatedAt: now,
       };

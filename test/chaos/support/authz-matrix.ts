@@ -96,6 +96,13 @@ export function matrix(f: AuthzFixtures): Row[] {
       req: req('DELETE /v1/cache-nodes/{cacheNodeId}'),
       expect: ADMIN_ONLY(409),
     },
+    // Only an admin may hold a cache node's index against its bucket (and, with repair, change both).
+    {
+      route: 'POST /v1/cache-nodes/{cacheNodeId}/verify',
+      req: req('POST /v1/cache-nodes/{cacheNodeId}/verify'),
+      expect: ADMIN_ONLY(200),
+      check: (_, res) => expect(res.json).toMatchObject({ cacheNodeId: 'hkg', repair: false }),
+    },
     {
       route: 'GET /v1/content-map',
       req: req('GET /v1/content-map'),
@@ -186,6 +193,30 @@ export function matrix(f: AuthzFixtures): Row[] {
       route: 'DELETE /v1/backup-policies/{policyId}',
       req: { params: { policyId: 'authz-policy' } },
       expect: ADMIN_ONLY(204),
+    },
+    // What the cache keeps is the admin's call: agents may neither read nor change it.
+    { route: 'GET /v1/cache/settings', req: req('GET /v1/cache/settings'), expect: ADMIN_ONLY(200) },
+    { route: 'PATCH /v1/cache/settings', req: req('PATCH /v1/cache/settings'), expect: ADMIN_ONLY(200) },
+    { route: 'GET /v1/pins', req: req('GET /v1/pins'), expect: ADMIN_ONLY(200) },
+    // The fixture's migration has its manifest: its version of the image can be pinned, then read and unpinned.
+    {
+      route: 'PUT /v1/pins/{imageId}',
+      req: { ...req('PUT /v1/pins/{imageId}'), body: { cacheNodeIds: ['hkg'], migrationId: f.migrationId } },
+      expect: ADMIN_ONLY(201),
+      check: (_, res) => expect(res.json).toMatchObject({ imageId: f.imageId, migrationId: f.migrationId }),
+    },
+    { route: 'GET /v1/pins/{imageId}', req: req('GET /v1/pins/{imageId}'), expect: ADMIN_ONLY(200) },
+    { route: 'DELETE /v1/pins/{imageId}', req: req('DELETE /v1/pins/{imageId}'), expect: ADMIN_ONLY(204) },
+    // Running the collector (here a dry run) is the admin's call too.
+    {
+      route: 'POST /v1/cache/gc',
+      req: req('POST /v1/cache/gc'),
+      expect: ADMIN_ONLY(200),
+      check: (_, res) =>
+        expect(res.json).toMatchObject({
+          nodes: [{ cacheNodeId: 'hkg', dryRun: true }],
+          maxEntriesPerNode: 200_000,
+        }),
     },
     {
       route: 'GET /v1/agent/work',

@@ -10,6 +10,8 @@ export interface Fixtures {
   /** A digest the migration uploads, and the image's digest. */
   readonly chunkSha256: string;
   readonly imageSha256: string;
+  /** The migration's image id (in the source's image store). */
+  readonly imageId: string;
   /** A batch gz → osa. */
   readonly batchId: string;
   /** A disabled backup policy gz → osa. */
@@ -42,6 +44,11 @@ export function baselines(f: Fixtures): Record<string, Baseline> {
     'PUT /v1/cache-nodes/{cacheNodeId}': { params: { cacheNodeId: 'hkg' }, body: NODE_INPUT },
     'PATCH /v1/cache-nodes/{cacheNodeId}': { params: { cacheNodeId: 'hkg' }, body: { capacity: 8 } },
     'DELETE /v1/cache-nodes/{cacheNodeId}': { params: { cacheNodeId: 'hkg' } },
+    // Report only: a verify with repair would change what the fuzzers check stays unchanged.
+    'POST /v1/cache-nodes/{cacheNodeId}/verify': {
+      params: { cacheNodeId: 'hkg' },
+      body: { repair: false, cursor: '00'.repeat(32), limit: 100 },
+    },
     'GET /v1/content-map': { query: { migrationId: f.migrationId, limit: '10' } },
     'GET /v1/location-map': { query: { migrationId: f.migrationId, limit: '10' } },
     'POST /v1/migrations': {
@@ -100,6 +107,17 @@ export function baselines(f: Fixtures): Record<string, Baseline> {
       },
     },
     'DELETE /v1/backup-policies/{policyId}': { params: { policyId: f.policyId } },
+    'GET /v1/cache/settings': {},
+    'PATCH /v1/cache/settings': {
+      body: { graceSeconds: 3600, retentionDays: 30, highWater: 0.9, lowWater: 0.75 },
+    },
+    'GET /v1/pins': { query: { limit: '10' } },
+    // The fixture's image has no completed migration: a well-formed request that pins nothing (404).
+    'GET /v1/pins/{imageId}': { params: { imageId: f.imageId } },
+    'PUT /v1/pins/{imageId}': { params: { imageId: f.imageId }, body: { cacheNodeIds: ['hkg', 'nrt'] } },
+    'DELETE /v1/pins/{imageId}': { params: { imageId: f.imageId } },
+    // A dry run: a real pass would change what the fuzzers check stays unchanged.
+    'POST /v1/cache/gc': { body: { dryRun: true, cacheNodeIds: ['hkg'] } },
     'GET /v1/agent/work': { query: { dataCenterId: f.from, agentVersion: '1.0.0' } },
     'POST /v1/agent/work-queue': { query: { dataCenterId: f.from } },
     'POST /v1/migrations/{migrationId}/source/manifest-url': {
@@ -149,8 +167,10 @@ export const REFERENCES: Readonly<Record<string, readonly (readonly (string | nu
   'POST /v1/batches': [['sourceDataCenterId'], ['destinations', 0, 'dataCenterId']],
   'POST /v1/estimates': [['destinationDataCenterId'], ['sourceDataCenterId']],
   'PUT /v1/backup-policies/{policyId}': [['sourceDataCenterId'], ['destinations', 0, 'dataCenterId']],
+  'PUT /v1/pins/{imageId}': [['cacheNodeIds', 1]],
   'POST /v1/migrations/{migrationId}/retry': [['destinations', 0]],
   'POST /v1/migrations/{migrationId}/heartbeat': [['dataCenterId']],
+  'POST /v1/cache/gc': [['cacheNodeIds', 0]],
 };
 
 /** Routes where a well-formed id that names nothing creates it (a PUT): their ids are fuzzed only malformed. */

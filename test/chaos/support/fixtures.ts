@@ -40,6 +40,7 @@ export async function createFixtures(t: TestCloud): Promise<Fixtures> {
     to: driven.to,
     chunkSha256: driven.image.manifest.chunks[0]?.sha256 as string,
     imageSha256: driven.image.manifest.sha256,
+    imageId: driven.migration.imageId,
     batchId: batch.body.id,
     policyId,
   };

@@ -19,6 +19,7 @@ const node = (
   status: o.status ?? 'active',
   bucket: `b-${id}`,
   reservations: Array.from({ length: o.used ?? 0 }, (_, i) => `mig-${id}${i}`),
+  spaceReservations: {},
   homedDataCenters: [],
   createdAt: AT,
   updatedAt: AT,

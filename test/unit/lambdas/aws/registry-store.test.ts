@@ -228,9 +228,12 @@ describe('cache nodes', () => {
     const out = await store.putCacheNode('nrt', { ...node, capacity: 4, status: 'draining', bucket: 'b' });
     expect(out).toMatchObject({ created: false, node: { reservations: ['mig-a'] } });
     const input = ddb.commandCalls(UpdateCommand)[0]?.args[0].input;
+    // budgetBytes: a replacement without a budget has none (REMOVE), like any field PUT leaves out.
     expect(Object.values(input?.ExpressionAttributeNames ?? {}).sort()).toEqual(
-      ['capacity', 'location', 'name', 'status', 'updatedAt'].sort(),
+      ['budgetBytes', 'capacity', 'location', 'name', 'status', 'updatedAt'].sort(),
     );
+    expect(input?.UpdateExpression).toMatch(/ REMOVE #r0$/);
+    expect(input?.ExpressionAttributeNames?.['#r0']).toBe('budgetBytes');
     expect(input?.ConditionExpression).toBe('attribute_exists(id)');
   });
 

@@ -1,0 +1,164 @@
+// Cache space (draft §2: the RMG applies to the CMN "for data channel and cache space"; DESIGN §3), as pure
+// rules: what a cache node has free for a migration, and which chunks the collector marks for eviction.
+//
+// A node may have a storage budget in bytes. What it holds is the sum of its index entries (the usage item);
+// what admitted migrations may still add is their space reservation. A migration fits when held + reserved by
+// others + what it brings that the node lacks stays within the budget.
+//
+// Eviction: a chunk referenced by no live migration, pinned image or backup policy's kept runs is a candidate.
+// Over the high-water mark, candidates go least recently used first until the node is down to the low-water mark
+// (lower still when a queued migration needs more room). Whatever the space, a candidate unused for longer than
+// the retention period goes too. Marked chunks are deleted only by a later pass, after the grace period, and only
+// if nothing used them meanwhile (lambdas/workflow/collect-garbage.ts).
+import { formatBytes } from '../../protocol/bytes.ts';
+
+export interface CacheSettings {
+  /** Between marking a chunk and deleting it: a use in between saves it. */
+  readonly graceSeconds: number;
+  /** Unreferenced chunks unused this long go whatever the space (absent: only space makes room). */
+  readonly retentionDays?: number;
+  /** Fractions of a node's budget: eviction starts above `highWater` and stops at `lowWater`. */
+  readonly highWater: number;
+  readonly lowWater: number;
+}
+
+export const DEFAULT_CACHE_SETTINGS: CacheSettings = {
+  graceSeconds: 3600,
+  highWater: 0.9,
+  lowWater: 0.75,
+};
+
+export interface NodeSpace {
+  readonly id: string;
+  /** Absent: the node has no budget (space is never a reason to refuse). */
+  readonly budgetBytes?: number;
+  readonly bytesHeld: number;
+  /** Space reservations of admitted migrations, by migration. */
+  readonly spaceReservations: Readonly<Record<string, number>>;
+}
+
+export interface SpaceVerdict {
+  readonly fits: boolean;
+  /** The budget less what is held and reserved by other migrations (may be negative). */
+  readonly freeBytes: number;
+  /** Over budget even empty: waiting cannot help. */
+  readonly never: boolean;
+  /** Space other admitted migrations hold at the node. */
+  readonly reservedByOthers: number;
+  readonly message: string;
+}
+
+/** Does a migration that brings `needBytes` new to the node fit within its budget? */
+export function spaceFor(node: NodeSpace, migrationId: string, needBytes: number): SpaceVerdict {
+  const reservedByOthers = Object.entries(node.spaceReservations)
+    .filter(([id]) => id !== migrationId)
+    .reduce((n, [, b]) => n + b, 0);
+  if (node.budgetBytes === undefined) {
+    return {
+      fits: true,
+      freeBytes: Number.POSITIVE_INFINITY,
+      never: false,
+      reservedByOthers,
+      message: 'no budget',
+    };
+  }
+  const freeBytes = node.budgetBytes - node.bytesHeld - reservedByOthers;
+  const fits = needBytes <= freeBytes;
+  const never = needBytes > node.budgetBytes;
+  const message = fits
+    ? `${formatBytes(needBytes)} new at cache node ${node.id}, ${formatBytes(freeBytes)} free of its ${formatBytes(node.budgetBytes)} budget`
+    : `cache node ${node.id} has ${formatBytes(Math.max(0, freeBytes))} free of its ${formatBytes(node.budgetBytes)} ` +
+      `budget (${formatBytes(node.bytesHeld)} held, ${formatBytes(reservedByOthers)} reserved by other migrations); ` +
+      `this migration brings ${formatBytes(needBytes)} it does not hold` +
+      (never ? ': more than the whole budget' : '');
+  return { fits, freeBytes, never, reservedByOthers, message };
+}
+
+export interface EvictionEntry {
+  readonly sha256: string;
+  readonly length: number;
+  readonly storedAt: string;
+  readonly usedAt?: string;
+  readonly condemnedAt?: string;
+  readonly deleting?: string;
+}
+
+export const lastUse = (e: EvictionEntry): string => e.usedAt ?? e.storedAt;
+
+export interface EvictionPlan {
+  /** Unmarked candidates to mark now, least recently used first. */
+  readonly condemn: readonly EvictionEntry[];
+  /** Bytes of every candidate (referenced by nothing), marked or not. */
+  readonly evictableBytes: number;
+  /** The level this pass evicts down to (absent: no space pressure). */
+  readonly targetBytes?: number;
+  /** Why this pass marks what it marks. */
+  readonly reason: string;
+}
+
+/**
+ * Which chunks to mark at a node. `referenced` says whether a chunk must stay there; `wantedBytes` is room a
+ * queued migration needs beyond the budget's free space. Entries already marked or being deleted count as
+ * leaving.
+ */
+export function planEviction(
+  entries: readonly EvictionEntry[],
+  referenced: (sha256: string) => boolean,
+  node: { readonly budgetBytes?: number; readonly bytesHeld: number; readonly wantedBytes?: number },
+  settings: CacheSettings,
+  now: Date,
+): EvictionPlan {
+  const candidates = entries.filter((e) => e.deleting === undefined && !referenced(e.sha256));
+  const evictableBytes = candidates.reduce((n, e) => n + e.length, 0);
+  const leaving = entries
+    .filter((e) => e.deleting !== undefined || e.condemnedAt !== undefined)
+    .reduce((n, e) => n + e.length, 0);
+  const unmarked = candidates
+    .filter((e) => e.condemnedAt === undefined)
+    .sort((a, b) => lastUse(a).localeCompare(lastUse(b)) || a.sha256.localeCompare(b.sha256));
+
+  const chosen = new Set<EvictionEntry>();
+  const reasons: string[] = [];
+  if (settings.retentionDays !== undefined) {
+    const cutoff = new Date(now.getTime() - settings.retentionDays * 86_400_000).toISOString();
+    const old = unmarked.filter((e) => lastUse(e) < cutoff);
+    for (const e of old) chosen.add(e);
+    if (old.length > 0) reasons.push(`${old.length} unused for over ${settings.retentionDays} days`);
+  }
+  let targetBytes: number | undefined;
+  const budget = node.budgetBytes;
+  if (budget !== undefined) {
+    const wanted = node.wantedBytes ?? 0;
+    const overHigh = node.bytesHeld > budget * settings.highWater;
+    const short = wanted > 0 && node.bytesHeld + wanted > budget;
+    if (overHigh || short) {
+      targetBytes = Math.max(0, Math.min(budget * settings.lowWater, budget - wanted));
+      let remaining = node.bytesHeld - leaving - [...chosen].reduce((n, e) => n + e.length, 0);
+      let n = 0;
+      for (const e of unmarked) {
+        if (remaining <= targetBytes) break;
+        if (chosen.has(e)) continue;
+        chosen.add(e);
+        remaining -= e.length;
+        n++;
+      }
+      reasons.push(
+        `${formatBytes(node.bytesHeld)} held of a ${formatBytes(budget)} budget` +
+          (short ? ` and ${formatBytes(wanted)} wanted by a queued migration` : '') +
+          `: ${n} least recently used chunks down to ${formatBytes(targetBytes)}`,
+      );
+    }
+  }
+  const condemn = unmarked.filter((e) => chosen.has(e));
+  return {
+    condemn,
+    evictableBytes,
+    ...(targetBytes !== undefined ? { targetBytes } : {}),
+    reason: reasons.join('; ') || 'within budget',
+  };
+}
+
+/** Marked at least `graceSeconds` ago: the sweep may delete it, if it is still unreferenced. */
+export function graceOver(condemnedAt: string, settings: CacheSettings, now: Date): boolean {
+  return Date.parse(condemnedAt) + settings.graceSeconds * 1000 <= now.getTime();
+}
