@@ -99,7 +99,10 @@ export const manifestSchema = z
         );
       }
     });
-    if (end !== m.size) {
+    if (m.chunks.length === 0 && m.size > 0) {
+      // Nothing covers the image: the list is what is wrong, not the size.
+      issue(['chunks'], `is empty, but the image is ${m.size} bytes: chunks must cover it from 0 to size`);
+    } else if (end !== m.size) {
       issue(['size'], `expected ${end} (the end of the last chunk), got ${m.size}`);
     }
     if (suppressed > 0)

@@ -25,7 +25,14 @@ import {
 import { getCacheNode, patchCacheNode } from '../../protocol/api/registry.ts';
 import { startTestCloud, type TestCloud } from '../support/local-cloud.ts';
 import { waitForMigration } from '../support/migrations.ts';
-import { migrationAt, putManifestFile, storeAll, waitForWork } from './support/agent-driver.ts';
+import {
+  migrationAt,
+  putManifestFile,
+  sendManifest,
+  storeAll,
+  tinyImage,
+  waitForWork,
+} from './support/agent-driver.ts';
 
 // The machine may be shared and busy: whole migrations run in some tests.
 vi.setConfig({ testTimeout: 180_000, hookTimeout: 240_000 });
@@ -93,7 +100,8 @@ describe('one Idempotency-Key, 20 requests at once', () => {
     expect(listed.body.items.map((m) => m.id)).toEqual([id]);
     await waitForWork(t, 'dc-gz', id, 'manifest');
     expect(await events(id, 'created')).toBe(1);
-    expect(await events(id, 'admitted')).toBe(1);
+    // Resolved once; admission follows the manifest (it needs to know the image's cache space).
+    expect(await events(id, 'resolved')).toBe(1);
     const sfn = t.cloud.root.clients.sfn();
     const executions = await sfn.send(
       new ListExecutionsCommand({ stateMachineArn: t.cloud.stateMachineArn }),
@@ -238,7 +246,8 @@ describe('a callback sent several times at once changes the migration once', () 
 
   it('a decision, sent five times at once, is taken once', async () => {
     // nrt full (one slot, held by another migration): a migration to dc-osa that asks for suggestions waits for one.
-    const holder = await migrationAt(t, 'manifest', { to: 'dc-osa' });
+    // The holder is admitted once its manifest is in (admission follows the manifest): it waits for its upload.
+    const holder = await migrationAt(t, 'upload', { to: 'dc-osa' });
     const nrt = (
       await t.admin.call<{ capacity: number; reservations: string[] }>(getCacheNode, {
         params: { cacheNodeId: 'nrt' },
@@ -257,6 +266,8 @@ describe('a callback sent several times at once changes the migration once', () 
       });
       const migrationId = created.body.id;
       id = migrationId;
+      await waitForWork(t, 'dc-gz', migrationId, 'manifest');
+      await sendManifest(t.agent('dc-gz'), migrationId, tinyImage());
       const waiting = await waitForMigration(
         t.admin,
         migrationId,
@@ -269,7 +280,8 @@ describe('a callback sent several times at once changes the migration once', () 
       expect(answers.filter((s) => s === 200)).toHaveLength(1);
       expect(answers.filter((s) => s !== 200).every((s) => s === 409)).toBe(true);
       expect(await events(migrationId, 'decision')).toBe(1);
-      await waitForWork(t, 'dc-gz', migrationId, 'manifest');
+      // Admitted at the suggested destination: its upload is asked for.
+      await waitForWork(t, 'dc-gz', migrationId, 'upload');
       const after = await full(migrationId);
       expect(after.legs.map((l) => l.dataCenterId)).toEqual([suggested]);
       expect(

@@ -83,6 +83,14 @@ describe('manifest validation', () => {
     ]);
   });
 
+  it('names the chunk list, not the size, when no chunk covers a non-empty image', () => {
+    const m = { ...manifestOf([4 * MiB]), chunks: [] };
+    expect(reasons(m, 'chunks')).toEqual([
+      `is empty, but the image is ${4 * MiB} bytes: chunks must cover it from 0 to size`,
+    ]);
+    expect(reasons(m, 'size')).toEqual([]);
+  });
+
   it('rejects chunk lengths outside 1..maxSize, and short chunks before the last', () => {
     expect(reasons(manifestOf([4 * MiB, 0]), 'chunks[1].length')[0]).toMatch(/>=\s*1/);
     expect(reasons(manifestOf([8 * MiB + 1]), 'chunks[0].length')[0]).toMatch(/<=\s*8388608/);
