@@ -249,6 +249,24 @@ export class ContentIndex {
     return { items, ...(last ? { last } : {}) };
   }
 
+  /** A node's entries, page after page, at most `max` (`partial`: there were more). */
+  async allEntries(
+    cacheNodeId: string,
+    max = Number.POSITIVE_INFINITY,
+  ): Promise<{ entries: IndexEntry[]; partial: boolean }> {
+    const entries: IndexEntry[] = [];
+    let after: string | undefined;
+    do {
+      const page = await this.entries(cacheNodeId, {
+        limit: Math.min(1000, max - entries.length),
+        ...(after ? { after } : {}),
+      });
+      entries.push(...page.items);
+      after = page.last;
+    } while (after && entries.length < max);
+    return { entries, partial: after !== undefined };
+  }
+
   /** A node's usage as its usage item says (zero for a node nothing was recorded at). */
   async usage(cacheNodeId: string): Promise<NodeUsage> {
     const out = await this.doc.send(

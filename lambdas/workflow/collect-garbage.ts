@@ -39,7 +39,6 @@ export type CollectDeps = Uses<
 
 /** Entries one pass reads at a node at most; a larger node is collected over several passes (`partial`). */
 export const MAX_ENTRIES_PER_PASS = 2_000_000;
-const PAGE = 1000;
 const DELETE_CONCURRENCY = 16;
 
 export interface CollectOptions {
@@ -130,7 +129,10 @@ async function collectNode(
   const dryRun = options.dryRun === true;
   const { contentIndex } = deps;
   const seen = await contentIndex.usage(node.id);
-  const { entries, partial } = await readEntries(deps, node.id, options.maxEntries ?? MAX_ENTRIES_PER_PASS);
+  const { entries, partial } = await contentIndex.allEntries(
+    node.id,
+    options.maxEntries ?? MAX_ENTRIES_PER_PASS,
+  );
   // Every entry counts until its deletion finishes (finishDelete takes it off the usage), `deleting` ones too.
   const counted: NodeUsage = {
     bytesHeld: entries.reduce((n, e) => n + e.length, 0),
@@ -259,24 +261,6 @@ async function collectNode(
     else await wakeSpaceWaitersThatFit(deps, node.id);
   }
   return report;
-}
-
-async function readEntries(
-  deps: Uses<'contentIndex'>,
-  cacheNodeId: string,
-  max: number,
-): Promise<{ entries: IndexEntry[]; partial: boolean }> {
-  const entries: IndexEntry[] = [];
-  let after: string | undefined;
-  do {
-    const page = await deps.contentIndex.entries(cacheNodeId, {
-      limit: Math.min(PAGE, max - entries.length),
-      ...(after ? { after } : {}),
-    });
-    entries.push(...page.items);
-    after = page.last;
-  } while (after && entries.length < max);
-  return { entries, partial: after !== undefined };
 }
 
 /**

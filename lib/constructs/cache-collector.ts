@@ -10,7 +10,7 @@ import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import { COLLECTOR_ASL_PATH, COLLECTOR_FUNCTIONS, COLLECTOR_SCHEDULE } from '../../lambdas/functions.ts';
 import { acknowledge } from '../nag.ts';
-import { ServiceFunction, type ServiceResources } from './service-function.ts';
+import { type ServiceFunction, type ServiceResources, taskFunctions } from './service-function.ts';
 
 export interface CacheCollectorProps {
   readonly resources: ServiceResources;
@@ -29,17 +29,12 @@ export class CacheCollector extends Construct {
 
   constructor(scope: Construct, id: string, props: CacheCollectorProps) {
     super(scope, id);
-    const functions = new Map<string, ServiceFunction>();
-    const substitutions: Record<string, string> = {};
-    for (const definition of Object.values(COLLECTOR_FUNCTIONS)) {
-      const fn = new ServiceFunction(this, pascal(definition.name), {
-        definition: { ...definition, description: `Cache collector: ${definition.description}` },
-        resources: props.resources,
-        logRetention: props.logRetention,
-      });
-      functions.set(definition.name, fn);
-      substitutions[definition.substitution] = fn.functionArn;
-    }
+    const { functions, substitutions } = taskFunctions(
+      this,
+      Object.values(COLLECTOR_FUNCTIONS),
+      'Cache collector',
+      props,
+    );
     this.functions = functions;
 
     const logGroup = new logs.LogGroup(this, 'Logs', {
@@ -101,5 +96,3 @@ export class CacheCollector extends Construct {
     this.schedule.node.addDependency(role);
   }
 }
-
-const pascal = (kebab: string) => kebab.replace(/(^|-)([a-z])/g, (_, __, c: string) => c.toUpperCase());

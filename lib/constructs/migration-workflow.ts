@@ -8,7 +8,7 @@ import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import { MIGRATION_ASL_PATH, TASK_FUNCTIONS } from '../../lambdas/functions.ts';
 import { acknowledge, acknowledgeWildcardResource } from '../nag.ts';
-import { ServiceFunction, type ServiceResources } from './service-function.ts';
+import { type ServiceFunction, type ServiceResources, taskFunctions } from './service-function.ts';
 
 export interface MigrationWorkflowProps {
   readonly resources: ServiceResources;
@@ -26,17 +26,12 @@ export class MigrationWorkflow extends Construct {
 
   constructor(scope: Construct, id: string, props: MigrationWorkflowProps) {
     super(scope, id);
-    const functions = new Map<string, ServiceFunction>();
-    const substitutions: Record<string, string> = {};
-    for (const definition of Object.values(TASK_FUNCTIONS)) {
-      const fn = new ServiceFunction(this, pascal(definition.name), {
-        definition: { ...definition, description: `Migration workflow: ${definition.description}` },
-        resources: props.resources,
-        logRetention: props.logRetention,
-      });
-      functions.set(definition.name, fn);
-      substitutions[definition.substitution] = fn.functionArn;
-    }
+    const { functions, substitutions } = taskFunctions(
+      this,
+      Object.values(TASK_FUNCTIONS),
+      'Migration workflow',
+      props,
+    );
     this.functions = functions;
     this.definitionSubstitutions = substitutions;
 
@@ -116,5 +111,3 @@ export class MigrationWorkflow extends Construct {
     );
   }
 }
-
-const pascal = (kebab: string) => kebab.replace(/(^|-)([a-z])/g, (_, __, c: string) => c.toUpperCase());

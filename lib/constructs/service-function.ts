@@ -167,3 +167,28 @@ export class ServiceFunction extends BaseFunction {
     }
   }
 }
+
+/**
+ * One ServiceFunction per Task function of a state machine (construct id: the name in PascalCase), and the
+ * `${Substitution}` → function ARN map its ASL file is deployed with.
+ */
+export function taskFunctions(
+  scope: Construct,
+  definitions: readonly (FunctionDefinition & { readonly substitution: string })[],
+  purpose: string,
+  props: Pick<ServiceFunctionProps, 'resources' | 'logRetention'>,
+): { functions: Map<string, ServiceFunction>; substitutions: Record<string, string> } {
+  const functions = new Map<string, ServiceFunction>();
+  const substitutions: Record<string, string> = {};
+  for (const definition of definitions) {
+    const id = definition.name.replace(/(^|-)([a-z])/g, (_, __, c: string) => c.toUpperCase());
+    const fn = new ServiceFunction(scope, id, {
+      definition: { ...definition, description: `${purpose}: ${definition.description}` },
+      resources: props.resources,
+      logRetention: props.logRetention,
+    });
+    functions.set(definition.name, fn);
+    substitutions[definition.substitution] = fn.functionArn;
+  }
+  return { functions, substitutions };
+}

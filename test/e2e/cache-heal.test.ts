@@ -28,16 +28,8 @@ describe('a cache node that loses objects behind the index', { timeout: 300_000 
   afterAll(() => t?.dispose());
 
   const deps = () => t.cloud.root.deps;
-  const indexed = async (node: string) => {
-    const out: string[] = [];
-    let after: string | undefined;
-    do {
-      const page = await deps().contentIndex.entries(node, after ? { after } : {});
-      out.push(...page.items.map((e) => e.sha256));
-      after = page.last;
-    } while (after);
-    return out.sort();
-  };
+  const indexed = async (node: string) =>
+    (await deps().contentIndex.allEntries(node)).entries.map((e) => e.sha256).sort();
   /** Deletes the objects of these chunks from a node's bucket, leaving the index as it is. */
   const deleteBehindIndex = async (node: string, digests: readonly string[]) => {
     const record = await deps().registry.requireCacheNode(node);

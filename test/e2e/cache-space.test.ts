@@ -37,16 +37,7 @@ describe('cache space', { timeout: 420_000 }, () => {
     t.admin.call(patchCacheNode, { params: { cacheNodeId: node }, json: { budgetBytes } });
   const chunksOf = async (migrationId: string) =>
     distinctNonZeroChunks(await loadManifest(deps(), migrationId)).map((c) => c.sha256);
-  const indexedEntries = async (node: string) => {
-    const out = [];
-    let after: string | undefined;
-    do {
-      const page = await deps().contentIndex.entries(node, after ? { after } : {});
-      out.push(...page.items);
-      after = page.last;
-    } while (after);
-    return out;
-  };
+  const indexedEntries = async (node: string) => (await deps().contentIndex.allEntries(node)).entries;
   const storedAt = async (node: string, digests: readonly string[]) => {
     const record = await deps().registry.requireCacheNode(node);
     const states = await Promise.all(digests.map((d) => deps().storage.chunkState(bucketRef(record), d, 0)));

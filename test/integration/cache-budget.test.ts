@@ -12,7 +12,7 @@ import { vmLikeSpec, writeRawImage } from '../../local/sample-images.ts';
 import type { ErrorBody } from '../../protocol/api/common.ts';
 import type { Migration } from '../../protocol/api/migrations.ts';
 import type { CacheNode } from '../../protocol/api/registry.ts';
-import { startTestCloud, type TestCloud } from '../support/local-cloud.ts';
+import { rawCall, startTestCloud, type TestCloud } from '../support/local-cloud.ts';
 import { startMigration, waitForMigration } from '../support/migrations.ts';
 
 const MiB = 1024 ** 2;
@@ -28,21 +28,8 @@ beforeAll(async () => {
 });
 afterAll(() => t?.dispose());
 
-async function call<T = ErrorBody>(
-  method: string,
-  path: string,
-  o: { json?: unknown; token?: string } = {},
-): Promise<{ status: number; body: T }> {
-  const headers: Record<string, string> = { authorization: `Bearer ${o.token ?? t.cloud.tokens.adminToken}` };
-  if (o.json !== undefined) headers['content-type'] = 'application/json';
-  const res = await fetch(`${t.cloud.endpoints.api}${path}`, {
-    method,
-    headers,
-    ...(o.json !== undefined ? { body: JSON.stringify(o.json) } : {}),
-  });
-  const text = await res.text();
-  return { status: res.status, body: (text ? JSON.parse(text) : undefined) as T };
-}
+const call = <T = ErrorBody>(method: string, path: string, o: { json?: unknown; token?: string } = {}) =>
+  rawCall<T>(t, method, path, o);
 
 const node = async (id: string) => (await call<CacheNode>('GET', `/v1/cache-nodes/${id}`)).body;
 const patch = (id: string, json: unknown) => call<CacheNode>('PATCH', `/v1/cache-nodes/${id}`, { json });

@@ -49,16 +49,8 @@ describe('the cache collector', { timeout: 120_000 }, () => {
   };
   const stored = async (sha256: string, node = NODE) =>
     deps().storage.chunkState(bucketRef(await deps().registry.requireCacheNode(node)), sha256, 0);
-  const indexed = async (node = NODE) => {
-    const out = new Map<string, { condemnedAt?: string; deleting?: string }>();
-    let after: string | undefined;
-    do {
-      const page = await deps().contentIndex.entries(node, after ? { after } : {});
-      for (const e of page.items) out.set(e.sha256, e);
-      after = page.last;
-    } while (after);
-    return out;
-  };
+  const indexed = async (node = NODE) =>
+    new Map((await deps().contentIndex.allEntries(node)).entries.map((e) => [e.sha256, e]));
   /** A live migration: it holds a transfer slot and its manifest names these chunks. */
   const live = async (chunks: readonly { sha256: string; length: number }[], node = NODE) => {
     const id = `mig-live${String(++n).padStart(16, '0')}`;

@@ -10,30 +10,13 @@ import { LOCAL_NAMES } from '../../local/deployment.ts';
 import type { CollectGarbageReport } from '../../protocol/api/cache-gc.ts';
 import type { ErrorBody } from '../../protocol/api/common.ts';
 import { chunkKey } from '../../protocol/chunk-key.ts';
-import { startTestCloud, type TestCloud } from '../support/local-cloud.ts';
+import { rawCall, startTestCloud, type TestCloud } from '../support/local-cloud.ts';
 
 vi.setConfig({ testTimeout: 120_000, hookTimeout: 240_000 });
 
 const MiB = 1024 ** 2;
 const NODE = 'hkg';
 const CHUNK = 512 * 1024;
-
-async function call<T = ErrorBody>(
-  t: TestCloud,
-  method: string,
-  path: string,
-  o: { json?: unknown; token?: string } = {},
-): Promise<{ status: number; body: T }> {
-  const headers: Record<string, string> = { authorization: `Bearer ${o.token ?? t.cloud.tokens.adminToken}` };
-  if (o.json !== undefined) headers['content-type'] = 'application/json';
-  const res = await fetch(`${t.cloud.endpoints.api}${path}`, {
-    method,
-    headers,
-    ...(o.json !== undefined ? { body: JSON.stringify(o.json) } : {}),
-  });
-  const text = await res.text();
-  return { status: res.status, body: (text ? JSON.parse(text) : undefined) as T };
-}
 
 /** `n` chunks of 512 KiB stored in a node's bucket and indexed there, as a finished migration leaves them. */
 async function storeChunks(t: TestCloud, node: string, n: number): Promise<string[]> {
@@ -71,10 +54,10 @@ async function entries(t: TestCloud, node: string): Promise<IndexEntry[]> {
 
 /** A 1 MiB budget (the least the API takes) at the node, no grace period: marked chunks go at the next pass. */
 async function squeeze(t: TestCloud, node: string): Promise<void> {
-  expect((await call(t, 'PATCH', `/v1/cache-nodes/${node}`, { json: { budgetBytes: MiB } })).status).toBe(
+  expect((await rawCall(t, 'PATCH', `/v1/cache-nodes/${node}`, { json: { budgetBytes: MiB } })).status).toBe(
     200,
   );
-  expect((await call(t, 'PATCH', '/v1/cache/settings', { json: { graceSeconds: 0 } })).status).toBe(200);
+  expect((await rawCall(t, 'PATCH', '/v1/cache/settings', { json: { graceSeconds: 0 } })).status).toBe(200);
 }
 
 describe('POST /v1/cache/gc', () => {
@@ -89,7 +72,7 @@ describe('POST /v1/cache/gc', () => {
   afterAll(() => t?.dispose());
 
   const gc = (json: unknown, token?: string) =>
-    call<CollectGarbageReport>(t, 'POST', '/v1/cache/gc', { json, ...(token ? { token } : {}) });
+    rawCall<CollectGarbageReport>(t, 'POST', '/v1/cache/gc', { json, ...(token ? { token } : {}) });
 
   it('a dry run says what a pass would mark, and changes nothing', async () => {
     const before = await entries(t, NODE);

@@ -12,7 +12,7 @@ import type { ErrorBody } from '../../protocol/api/common.ts';
 import { createMigration, type Migration } from '../../protocol/api/migrations.ts';
 import type { BackupPolicy } from '../../protocol/api/policies.ts';
 import type { Manifest } from '../../protocol/manifest.ts';
-import { startTestCloud, type TestCloud } from '../support/local-cloud.ts';
+import { rawCall, startTestCloud, type TestCloud } from '../support/local-cloud.ts';
 import { startMigration, waitForMigration } from '../support/migrations.ts';
 
 vi.setConfig({ testTimeout: 180_000, hookTimeout: 240_000 });
@@ -29,22 +29,8 @@ beforeAll(async () => {
 });
 afterAll(() => t?.dispose());
 
-/** Calls the API as the admin, or with `token`; the body is parsed JSON. */
-async function call<T = ErrorBody>(
-  method: string,
-  path: string,
-  o: { json?: unknown; token?: string } = {},
-): Promise<{ status: number; body: T }> {
-  const headers: Record<string, string> = { authorization: `Bearer ${o.token ?? t.cloud.tokens.adminToken}` };
-  if (o.json !== undefined) headers['content-type'] = 'application/json';
-  const res = await fetch(`${t.cloud.endpoints.api}${path}`, {
-    method,
-    headers,
-    ...(o.json !== undefined ? { body: JSON.stringify(o.json) } : {}),
-  });
-  const text = await res.text();
-  return { status: res.status, body: (text ? JSON.parse(text) : undefined) as T };
-}
+const call = <T = ErrorBody>(method: string, path: string, o: { json?: unknown; token?: string } = {}) =>
+  rawCall<T>(t, method, path, o);
 const fields = (b: ErrorBody) => (b.error.issues ?? []).map((i) => i.field).sort();
 const migrate = async (to: string) => {
   const m = await startMigration(t.admin, { imageId: IMAGE, from: 'dc-gz', to: [to], vmId: 'pin-01' });

@@ -14,6 +14,7 @@ import {
   type LocalPorts,
   startLocalCloud,
 } from '../../local/cloud.ts';
+import type { ErrorBody } from '../../protocol/api/common.ts';
 import { loadTopology, type Topology } from '../../protocol/topology.ts';
 import { type Contract, contractCheck, describeViolations } from './contract.ts';
 
@@ -155,4 +156,25 @@ export async function startTestCloud(options: TestCloudOptions = {}): Promise<Te
     },
   };
   return self;
+}
+
+/**
+ * Calls a test cloud's API as the admin, or with `token`, without the client's checks and retries: for tests of
+ * refusals (the answer comes back whatever its status). The body is parsed JSON.
+ */
+export async function rawCall<T = ErrorBody>(
+  t: TestCloud,
+  method: string,
+  path: string,
+  o: { json?: unknown; token?: string } = {},
+): Promise<{ status: number; body: T }> {
+  const headers: Record<string, string> = { authorization: `Bearer ${o.token ?? t.cloud.tokens.adminToken}` };
+  if (o.json !== undefined) headers['content-type'] = 'application/json';
+  const res = await fetch(`${t.cloud.endpoints.api}${path}`, {
+    method,
+    headers,
+    ...(o.json !== undefined ? { body: JSON.stringify(o.json) } : {}),
+  });
+  const text = await res.text();
+  return { status: res.status, body: (text ? JSON.parse(text) : undefined) as T };
 }
