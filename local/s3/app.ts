@@ -61,6 +61,7 @@ interface App {
 }
 interface StoredObject {
   key: string;
+  contentLength?: number;
 }
 interface S3StoreLike {
   buckets: Map<string, Map<string, StoredObject>>;
@@ -198,6 +199,10 @@ export async function startS3App(options: S3AppOptions): Promise<RunningS3App> {
       .header('content-type', 'application/xml')
       .send(s3ErrorXml('AccessDenied', 'Request has expired'));
   });
+  app.addHook('preHandler', async (request) => {
+    suffixRangeAsS3(s3Store, request);
+    return undefined;
+  });
   app.addHook('preHandler', async (request, reply) => {
     if (request.method !== 'PUT') return undefined;
     const params = (request.params ?? {}) as Record<string, string | undefined>;
@@ -228,6 +233,22 @@ export async function startS3App(options: S3AppOptions): Promise<RunningS3App> {
     validatesChecksums: true,
     close: () => app.close(),
   };
+}
+
+/**
+ * A suffix range longer than the object (`bytes=-N`, N > size) selects the whole object, as S3 does (RFC 9110
+ * §14.1.2: "the entire representation is used"): 206 with Content-Range `bytes 0-<size-1>/<size>`. fauxqs answers
+ * 416; the request is rewritten to the range S3 would serve.
+ */
+function suffixRangeAsS3(store: S3StoreLike, request: Request): void {
+  if (request.method !== 'GET') return;
+  const range = request.headers['range'];
+  const suffix = typeof range === 'string' ? /^bytes=-(\d+)$/.exec(range.trim())?.[1] : undefined;
+  if (suffix === undefined) return;
+  const params = (request.params ?? {}) as Record<string, string | undefined>;
+  const size = store.buckets.get(params['bucket'] ?? '')?.get(params['*'] ?? '')?.contentLength;
+  if (size !== undefined && size > 0 && Number(suffix) > size)
+    request.headers['range'] = `bytes=0-${size - 1}`;
 }
 
 const SQS_TARGET = 'AmazonSQS.';

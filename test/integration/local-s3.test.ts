@@ -119,6 +119,21 @@ describe('local S3 server', () => {
     expect(await getBytes(US, 'c/cp/1')).toEqual(body);
   });
 
+  it('serves byte ranges as S3 does, a suffix longer than the object selecting all of it', async () => {
+    const body = randomBytes(1000);
+    await s3.send(new PutObjectCommand({ Bucket: EU, Key: 'c/range/1', Body: body }));
+    const get = async (range: string) => {
+      const out = await s3.send(new GetObjectCommand({ Bucket: EU, Key: 'c/range/1', Range: range }));
+      return { bytes: Buffer.from((await out.Body?.transformToByteArray()) ?? []), range: out.ContentRange };
+    };
+    expect(await get('bytes=10-19')).toEqual({ bytes: body.subarray(10, 20), range: 'bytes 10-19/1000' });
+    expect(await get('bytes=-100')).toEqual({ bytes: body.subarray(900), range: 'bytes 900-999/1000' });
+    // RFC 9110 §14.1.2: a suffix longer than the representation selects all of it (206, not 416).
+    expect(await get('bytes=-65536')).toEqual({ bytes: body, range: 'bytes 0-999/1000' });
+    const past = s3.send(new GetObjectCommand({ Bucket: EU, Key: 'c/range/1', Range: 'bytes=1000-1010' }));
+    await expect(past).rejects.toMatchObject({ $metadata: { httpStatusCode: 416 } });
+  });
+
   it('pages ListObjectsV2 in byte order without skipping or repeating keys', async () => {
     const keys = ['l/a', 'l/B', 'l/b', 'l/a-1', 'l/a_1', 'l/a.1', 'l/Z', 'l/0', 'l/9/x', 'l/9/y'];
     for (let i = 0; i < 15; i++) keys.push(`l/${i.toString(16).padStart(2, '0')}/${'f'.repeat(8)}`);
