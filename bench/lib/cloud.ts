@@ -75,8 +75,13 @@ export async function startBenchCloud(
       appendFileSync(logFile, `${new Date().toISOString()} ${component.padEnd(12)} ${line}\n`),
   });
   const admin = new ApiClient(cloud.endpoints.api, cloud.tokens.adminToken, { timeoutMs: 120_000 });
-  // Agents are up once each has polled once; the first migration would otherwise pay their start-up.
-  await waitForAgents(dataDir);
+  // Agents are up once each listens for work; the first migration would otherwise pay their start-up.
+  try {
+    await waitForAgents(dataDir);
+  } catch (err) {
+    await cloud.stop().catch(() => {});
+    throw err;
+  }
   const startupMs = performance.now() - started;
   const s3 = new S3Client({
     endpoint: cloud.endpoints.s3,
@@ -147,8 +152,11 @@ async function waitForAgents(dataDir: string): Promise<void> {
   const deadline = Date.now() + 60_000;
   for (;;) {
     const log = await readFile(join(dataDir, 'cloud.log'), 'utf8').catch(() => '');
-    const polling = topology.dataCenters.filter((dc) => log.includes(`agent for ${dc.id} polling`));
-    if (polling.length === topology.dataCenters.length) return;
+    // An agent says it listens on its work queue, or that it has none and asks the API (cli/agent/agent.ts).
+    const ready = topology.dataCenters.filter((dc) =>
+      new RegExp(`agent ${dc.id}\\s.*(listening on the work queue|no work queue)`).test(log),
+    );
+    if (ready.length === topology.dataCenters.length) return;
     if (Date.now() > deadline) throw new Error('agents did not start within 60 s (see cloud.log)');
     await new Promise((r) => setTimeout(r, 100));
   }
