@@ -40,7 +40,8 @@ export function describe(m: Migration): string[] {
     lines.push(`  upload   nothing to upload ${from}: ${formatBytes(u.bytesCached)} already cached`);
   } else {
     lines.push(
-      `  upload   ${bar(u.bytesDone, u.bytesTotal)} ${formatBytes(u.bytesDone)} / ${formatBytes(u.bytesTotal)} ${from}; ` +
+      `  upload   ${bar(u.bytesDone, u.bytesTotal)} ${formatBytes(u.bytesDone)} / ${formatBytes(u.bytesTotal)} ${from}` +
+        `${u.wireBytesDone ? ` (${formatBytes(u.wireBytesDone)} sent)` : ''}; ` +
         `${formatBytes(u.bytesCached)} already cached${u.chunksShared ? `, ${u.chunksShared} chunks shared with other migrations` : ''}`,
     );
   }
@@ -82,7 +83,10 @@ export function describe(m: Migration): string[] {
 export function legOutcome(leg: Leg): string | undefined {
   const moved: string[] = [];
   if (!leg.local && (leg.status === 'COMPLETED' || leg.bytesDownloaded > 0))
-    moved.push(`downloaded ${formatBytes(leg.bytesDownloaded)}`);
+    moved.push(
+      `downloaded ${formatBytes(leg.bytesDownloaded)}` +
+        (leg.wireBytesDownloaded ? ` (${formatBytes(leg.wireBytesDownloaded)} fetched)` : ''),
+    );
   if (!leg.local && leg.bytesReusedAtDestination !== undefined)
     moved.push(
       `reused ${formatBytes(leg.bytesReusedAtDestination)} from images already at ${leg.dataCenterId}`,
@@ -192,6 +196,7 @@ export function summaryLine(m: Migration) {
       bytesDone: m.upload.bytesDone,
       bytesTotal: m.upload.bytesTotal,
       bytesCached: m.upload.bytesCached,
+      ...(m.upload.wireBytesDone !== undefined ? { wireBytesDone: m.upload.wireBytesDone } : {}),
     },
     legs: m.legs.map((l) => ({
       dataCenterId: l.dataCenterId,
@@ -199,6 +204,7 @@ export function summaryLine(m: Migration) {
       bytesReplicated: l.bytesReplicated,
       bytesToReplicate: l.bytesToReplicate,
       bytesDownloaded: l.bytesDownloaded,
+      ...(l.wireBytesDownloaded !== undefined ? { wireBytesDownloaded: l.wireBytesDownloaded } : {}),
       ...(l.bytesReusedAtDestination !== undefined
         ? { bytesReusedAtDestination: l.bytesReusedAtDestination }
         : {}),

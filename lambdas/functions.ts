@@ -93,8 +93,11 @@ export const TASK_FUNCTIONS = {
     description: 'Callback: hand work to an agent',
     // taskResponse: a step whose work is already done (a re-run after a restart) is answered at once.
     // workQueues.send: the agent is woken through its work queue.
+    // ContentMap/LocationMap and control reads: the chunking an image was stored with before (earlier-chunking.ts).
     needs: {
-      tables: { Migrations: 'readWrite' },
+      tables: { Migrations: 'readWrite', ContentMap: 'read', LocationMap: 'read' },
+      // list: an earlier migration whose manifest is not there yet answers 404, not 403 (S3 without ListBucket).
+      control: { read: true, list: true },
       executions: { taskResponse: true },
       workQueues: { send: true },
     },
@@ -246,8 +249,9 @@ export const COLLECTOR_FUNCTIONS = {
       tables: { Registry: 'read', Migrations: 'readWrite', ContentIndex: 'readWrite' },
       // The manifests of live, pinned and kept migrations; list: a migration without one yet is "missing", not 403.
       control: { read: true, list: true },
-      // Evicted chunks only: nothing is read or listed at a cache node.
-      chunks: { delete: true },
+      // Evicted objects are deleted. Read: the table of contents of a pack about to be deleted (are other entries
+      // naming it?); list: so that a pack already gone answers 404, not 403.
+      chunks: { read: true, delete: true, list: true },
       // Migrations queued for space at a node the pass freed are answered (their task tokens).
       executions: { taskResponse: true },
     },

@@ -1,9 +1,14 @@
-// Where a chunk lives in a cache node's bucket: the same key in every bucket, derived from the chunk's digest,
-// with the first two hex digits as a prefix so S3 spreads the request load over 256 prefixes.
+// Where chunks live in a cache node's bucket: the same key in every bucket, derived from a digest, with its first
+// two hex digits as a prefix so S3 spreads the request load over 256 prefixes. Packs (protocol/pack.ts) are under
+// chunks/p/, named by the SHA-256 of the pack; a chunk stored alone (the format before packs, still read) is under
+// chunks/<hh>/, named by its own digest. Both share the chunks/ prefix that IAM grants, the edge's behaviours and
+// the buckets' lifecycle rules name.
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 const CHUNK_KEY = /^chunks\/([0-9a-f]{2})\/([0-9a-f]{64})$/;
+const PACK_KEY = /^chunks\/p\/([0-9a-f]{2})\/([0-9a-f]{64})$/;
 
 export const CHUNK_KEY_PREFIX = 'chunks/';
+export const PACK_KEY_PREFIX = 'chunks/p/';
 
 export function isSha256Hex(value: string): boolean {
   return SHA256_HEX.test(value);
@@ -26,6 +31,24 @@ export function parseChunkKey(key: string): string | undefined {
   const m = CHUNK_KEY.exec(key);
   if (m === null || m[1] !== m[2]?.slice(0, 2)) return undefined;
   return m[2];
+}
+
+/** `chunks/p/<first two hex digits>/<sha256 of the pack>`. */
+export function packKey(sha256: string): string {
+  checkSha256(sha256);
+  return `${PACK_KEY_PREFIX}${sha256.slice(0, 2)}/${sha256}`;
+}
+
+/** The pack digest a pack key names, or undefined if the key is not a well-formed pack key. */
+export function parsePackKey(key: string): string | undefined {
+  const m = PACK_KEY.exec(key);
+  if (m === null || m[1] !== m[2]?.slice(0, 2)) return undefined;
+  return m[2];
+}
+
+/** The object holding a chunk: its pack, or (stored before packs) the chunk's own object. */
+export function objectKeyOf(entry: { readonly sha256: string; readonly pack?: string | undefined }): string {
+  return entry.pack === undefined ? chunkKey(entry.sha256) : packKey(entry.pack);
 }
 
 /** The digest as S3's x-amz-checksum-sha256 header (and ChecksumSHA256 field) wants it: base64. */

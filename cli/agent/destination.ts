@@ -1,7 +1,7 @@
-// The destination end (draft §3.1 step 6): download every chunk through the edge in parallel, verify each
-// digest and the whole image, write all-zero chunks as holes, hand the image to the "VM ready" hook, report.
-// A chunk that an image delivered here earlier already holds (local-index.ts) is read from that file instead of
-// fetched, once its bytes hash to the chunk's digest.
+// The destination end (draft §3.1 step 6): download every chunk through the edge in parallel (ranges of packs,
+// fetch-chunks.ts), verify each digest and the whole image, write all-zero chunks as holes, hand the image to the
+// "VM ready" hook, report. A chunk that an image delivered here earlier already holds (local-index.ts) is read from
+// that file instead of fetched, once its bytes hash to the chunk's digest.
 import { createHash } from 'node:crypto';
 import { type FileHandle, mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
@@ -14,11 +14,12 @@ import {
   type PlanChunk,
   type WorkItem,
 } from '../../protocol/api/agent.ts';
-import { repairChunk } from '../../protocol/api/repair.ts';
+import { type ChunkRepair, repairChunk } from '../../protocol/api/repair.ts';
 import type { ImageFormat } from '../../protocol/image-format.ts';
 import { ApiError } from '../client.ts';
 import { type AgentOptions, JobFailure, paths } from './context.ts';
 import { convertedPath, convertImage } from './convert.ts';
+import { BufferPool, ChunkFetcher, type ChunkSource, fetchLength, planFetches } from './fetch-chunks.ts';
 import { type HookEnv, runHook } from './hooks.ts';
 import { Journal } from './journal.ts';
 import {
@@ -30,7 +31,6 @@ import {
 } from './local-index.ts';
 import { allocatedBytes, checkPlace, permanentFsFailure, recordDelivery, writeSparse } from './placement.ts';
 import { ProgressReporter } from './progress.ts';
-import { ChunkNotFound, getChunk, UrlExpired, WrongLength } from './transfer.ts';
 
 interface Delivered {
   /** Digest of the image as received (before any conversion). */
@@ -42,13 +42,12 @@ interface Delivered {
   readonly replaced?: boolean;
   /** Bytes taken from images already here instead of downloaded. */
   readonly bytesReused?: number;
+  /** Bytes the run that wrote the image fetched through the edge (compressed). */
+  readonly bytesFetched?: number;
 }
 
-const MAX_CHUNK_ATTEMPTS = 3;
 /** Journal suffix of a chunk taken from an image already here (not downloaded). */
 const TAKEN_LOCALLY = 'L';
-/** A chunk still refused (403) after this many fresh URLs is treated as missing: repaired, not re-signed again. */
-const MAX_FRESH_URLS = 3;
 
 /** Bytes read per step of the whole-image pass. */
 const HASH_READ = 4 * 1024 * 1024;
@@ -117,8 +116,8 @@ export async function deliver(opts: AgentOptions, work: WorkItem, abort: AbortCo
     ) {
       // Refused before a byte moves when the place is taken; checked again before the image is moved there.
       await checkPlace(p.images, p.deliveries, destination, place);
-      const { bytesReused, chunks } = await download(opts, work, first.body, abort);
-      delivered = await putInPlace(opts, work, first.body, destination, place, bytesReused);
+      const { bytesReused, bytesFetched, chunks } = await download(opts, work, first.body, abort);
+      delivered = await putInPlace(opts, work, first.body, destination, place, { bytesReused, bytesFetched });
       // A converted image is not what the manifest describes: not indexed (an older entry for the image id
       // still describes the file of the manifest's format, which was left alone).
       if (delivered.format === image.format)
@@ -139,6 +138,7 @@ export async function deliver(opts: AgentOptions, work: WorkItem, abort: AbortCo
         bytesReused: delivered.bytesReused ?? 0,
         ...(allocated !== undefined ? { allocatedBytes: allocated } : {}),
         ...(delivered.replaced ? { replaced: true } : {}),
+        ...(delivered.bytesFetched !== undefined ? { bytesFetched: delivered.bytesFetched } : {}),
       },
     });
     opts.log(
@@ -165,7 +165,7 @@ async function putInPlace(
   plan: DownloadPlan,
   destination: string,
   place: { overwrite: boolean; migrationId: string },
-  bytesReused: number,
+  moved: { bytesReused: number; bytesFetched: number },
 ): Promise<Delivered> {
   const p = paths(opts.dir);
   const part = p.incoming(work.migrationId);
@@ -183,7 +183,7 @@ async function putInPlace(
     format: targetFormat,
     hookDone: false,
     ...(replaces ? { replaced: true } : {}),
-    bytesReused,
+    ...moved,
   };
   // Marker first, then the record, then the rename: a stop in between finds the part file and does it again.
   await mkdir(dirname(p.delivered(work.migrationId)), { recursive: true });
@@ -224,7 +224,7 @@ async function download(
   work: WorkItem,
   firstPage: DownloadPlan,
   abort: AbortController,
-): Promise<{ bytesReused: number; chunks: IndexedChunk[] }> {
+): Promise<{ bytesReused: number; bytesFetched: number; chunks: IndexedChunk[] }> {
   const { client } = opts;
   const p = paths(opts.dir);
   const params = { migrationId: work.migrationId, dataCenterId: opts.dataCenterId };
@@ -248,8 +248,6 @@ async function download(
     abort,
     image.size,
   );
-  /** Chunks fetched by this run (a chunk fetched again after a crash counts again). */
-  let fetched = 0;
   /** Chunks this run read from images delivered here earlier, and those whose local bytes failed verification. */
   let taken = 0;
   let mismatched = 0;
@@ -272,74 +270,82 @@ async function download(
     handles.clear();
     await Promise.all(all.map(async (h) => (await h)?.close().catch(() => {})));
   };
+  const buffers = new BufferPool(opts.concurrency);
   /**
-   * Reads the chunk from an image delivered here earlier into `buf` and writes it to the part file if, and only if,
-   * those bytes hash to the chunk's digest. False when no local copy verified (then it is fetched).
+   * Reads the chunk from an image delivered here earlier and writes it to the part file if, and only if, those
+   * bytes hash to the chunk's digest. False when no local copy verified (then it is fetched).
    */
-  const takeLocal = async (chunk: PlanChunk, buf: Buffer): Promise<boolean> => {
-    const sources: LocalSource[] = local.get(chunk.sha256) ?? [];
-    for (const source of sources) {
-      if (source.length !== chunk.length) continue;
-      const fh = await localFile(source.path);
-      if (!fh) continue;
-      abort.signal.throwIfAborted();
-      const { bytesRead } = await fh
-        .read(buf, 0, chunk.length, source.offset)
-        .catch(() => ({ bytesRead: -1 }));
-      const bytes = buf.subarray(0, chunk.length);
-      if (bytesRead !== chunk.length || createHash('sha256').update(bytes).digest('hex') !== chunk.sha256) {
-        mismatched++;
-        continue;
-      }
-      await writeSparse(file, bytes, chunk.offset);
-      taken++;
-      return true;
-    }
-    return false;
-  };
-  const repair = async (chunk: PlanChunk, what: string): Promise<string> => {
+  const takeLocal = async (chunk: PlanChunk): Promise<boolean> => {
+    const sources: LocalSource[] = (local.get(chunk.sha256) ?? []).filter((s) => s.length === chunk.length);
+    if (sources.length === 0) return false;
+    const buf = buffers.take(chunk.length);
     try {
-      const res = await client.call<{ status: string; repairedFrom?: string; url: string }>(repairChunk, {
+      for (const source of sources) {
+        const fh = await localFile(source.path);
+        if (!fh) continue;
+        abort.signal.throwIfAborted();
+        const { bytesRead } = await fh
+          .read(buf, 0, chunk.length, source.offset)
+          .catch(() => ({ bytesRead: -1 }));
+        const bytes = buf.subarray(0, chunk.length);
+        if (bytesRead !== chunk.length || createHash('sha256').update(bytes).digest('hex') !== chunk.sha256) {
+          mismatched++;
+          continue;
+        }
+        await writeSparse(file, bytes, chunk.offset);
+        taken++;
+        return true;
+      }
+      return false;
+    } finally {
+      buffers.give(buf);
+    }
+  };
+  const repair = async (chunk: PlanChunk, what: string): Promise<ChunkSource> => {
+    try {
+      const { body } = await client.call<ChunkRepair>(repairChunk, {
         params,
         json: { sha256: chunk.sha256 },
         signal: abort.signal,
       });
       opts.log(
-        `${work.migrationId}: ${what} ${res.body.status === 'repaired' ? `copied again from cache node ${res.body.repairedFrom}` : 'is intact at the cache node: damaged on the way'}; fetching it again`,
+        `${work.migrationId}: ${what} ${body.status === 'repaired' ? `copied again from cache node ${body.repairedFrom}` : 'is intact at the cache node: damaged on the way'}; fetching it again`,
       );
-      return res.body.url;
+      return { url: body.url, part: body.part };
     } catch (err) {
       if (err instanceof ApiError && err.status === 409)
         throw new JobFailure(`chunk ${chunk.index} cannot be repaired: ${err.message}`);
       throw err;
     }
   };
-  // Download buffers, reused from chunk to chunk (one per transfer in flight): a new buffer for every chunk costs
-  // page faults and garbage collection on every chunk. Each is as long as the longest chunk of the page it was
-  // made for, so it fits the chunks after it.
-  const spare: Buffer[] = [];
-  let longest = 0;
-  const takeBuffer = (length: number): Buffer => {
-    const i = spare.findIndex((b) => b.length >= length);
-    return i >= 0 ? (spare.splice(i, 1)[0] as Buffer) : Buffer.allocUnsafe(Math.max(length, longest));
-  };
-  const giveBack = (buf: Buffer) => {
-    if (spare.length < opts.concurrency) spare.push(buf);
-  };
+  const fetcher = new ChunkFetcher({
+    signal: abort.signal,
+    // Local reads are no network traffic: only fetches wait for --limit-download.
+    limiter: opts.limits?.download,
+    buffers,
+    write: async (chunk, bytes) => {
+      // Zero runs inside the chunk stay holes, as whole zero chunks do.
+      await writeSparse(file, bytes, chunk.offset);
+      progress.add(chunk.length);
+      await log.add(String(chunk.index));
+    },
+    repair,
+    onWire: (bytes) => progress.addWire(bytes),
+    log: (line) => opts.log(`${work.migrationId}: ${line}`),
+  });
   try {
     // A sparse file of the final size: chunks that are all zeros are never written, they stay holes.
     await file.truncate(image.size);
     let page: DownloadPlan | undefined = firstPage;
-    // Chunk index → fresh URLs asked for it after a 403.
-    const freshUrls = new Map<number, number>();
     while (page) {
       const items: PlanChunk[] = page.items;
-      const retryWithFreshUrls: PlanChunk[] = [];
       for (const chunk of items) {
         if (chunk.zero) continue;
-        if (chunk.length > longest) longest = chunk.length;
         planned.set(chunk.index, { offset: chunk.offset, length: chunk.length, sha256: chunk.sha256 });
       }
+      // What needs no network first: chunks done by an earlier run (the journal), holes, and chunks an image here
+      // holds. The rest is fetched, in plan order so that neighbours in a pack share a GET.
+      const remote = new Set<number>();
       await mapLimit(items, opts.concurrency, async (chunk) => {
         if (log.has(String(chunk.index))) {
           progress.add(chunk.zero ? 0 : chunk.length);
@@ -350,63 +356,31 @@ async function download(
           reused += chunk.length;
           return;
         }
-        if (!chunk.zero) {
-          let url = chunk.url as string;
-          // Back to the pool once written, or handed over for a fresh URL (a failed job drops it).
-          const buf = takeBuffer(chunk.length);
-          // Local reads are no network traffic: they neither wait for --limit-download nor count as fetched.
-          const fromLocal = await takeLocal(chunk, buf);
-          for (let attempt = 1; !fromLocal; attempt++) {
-            let problem: string;
-            try {
-              await opts.limits?.download?.take(chunk.length, abort.signal);
-              // Hashed as it streamed in: no second pass over the bytes.
-              const { bytes, sha256: digest } = await getChunk(url, chunk.length, abort.signal, buf);
-              fetched++;
-              if (bytes.length === chunk.length && digest === chunk.sha256) {
-                // Zero runs inside the chunk stay holes, as whole zero chunks do.
-                await writeSparse(file, bytes, chunk.offset);
-                break;
-              }
-              problem = `failed verification (${bytes.length} bytes hashing to ${digest})`;
-            } catch (err) {
-              const resigned = freshUrls.get(chunk.index) ?? 0;
-              if (err instanceof UrlExpired && resigned < MAX_FRESH_URLS) {
-                freshUrls.set(chunk.index, resigned + 1);
-                giveBack(buf);
-                retryWithFreshUrls.push(chunk);
-                return;
-              }
-              if (err instanceof UrlExpired) problem = `is refused (403) with ${resigned} fresh URLs`;
-              else if (err instanceof WrongLength) {
-                fetched++;
-                problem = `failed verification (${err.message})`;
-              } else if (err instanceof ChunkNotFound) problem = 'is not at the cache node';
-              else throw err;
-            }
-            // A corrupted chunk never reaches the image: the cache node's copy is checked (and copied again from
-            // another node if it is bad) before the next fetch; give up with the cause.
-            const what = `chunk ${chunk.index} (offset ${chunk.offset}, sha256 ${chunk.sha256})`;
-            if (attempt >= MAX_CHUNK_ATTEMPTS)
-              throw new JobFailure(`${what} ${problem}; still wrong after ${attempt} fetches`);
-            opts.log(`${work.migrationId}: ${what} ${problem}; asking for a repair`);
-            url = await repair(chunk, what);
-          }
-          giveBack(buf);
-          progress.add(chunk.length);
-          if (fromLocal) {
-            reused += chunk.length;
-            await log.add(`${chunk.index}${TAKEN_LOCALLY}`);
-            return;
-          }
+        if (chunk.zero) {
+          await log.add(String(chunk.index));
+          return;
         }
-        await log.add(String(chunk.index));
+        if (await takeLocal(chunk)) {
+          progress.add(chunk.length);
+          reused += chunk.length;
+          await log.add(`${chunk.index}${TAKEN_LOCALLY}`);
+          return;
+        }
+        remote.add(chunk.index);
+      });
+      const units = planFetches(items.filter((chunk) => remote.has(chunk.index)));
+      for (const unit of units) buffers.expect(unit.kind === 'run' ? unit.length : fetchLength(unit.chunk));
+      const retryWithFreshUrls: PlanChunk[] = [];
+      await mapLimit(units, opts.concurrency, async (unit) => {
+        retryWithFreshUrls.push(...(await fetcher.fetch(unit)));
       });
       if (retryWithFreshUrls.length > 0) {
-        // Ask for the same page again: its URLs are re-signed; verified chunks are skipped via the journal.
+        // Ask for the page again from the first chunk refused: its URLs are re-signed; verified chunks are skipped
+        // via the journal.
+        const from = Math.min(...retryWithFreshUrls.map((chunk) => chunk.index));
         const again = await client.call<DownloadPlan>(getDownloadPlan, {
           params,
-          query: { limit: 500, cursor: String(retryWithFreshUrls[0]?.index ?? 0) },
+          query: { limit: 500, cursor: String(from) },
         });
         page = again.body;
         continue;
@@ -431,10 +405,11 @@ async function download(
     }
     // The part file and its journal stay until the image is in place (putInPlace).
     opts.log(
-      `${work.migrationId}: download complete (${fetched} chunks fetched by this run, ${taken} taken from local images` +
+      `${work.migrationId}: download complete (${fetcher.chunks} chunks fetched by this run in ` +
+        `${fetcher.wireBytes} bytes, ${taken} taken from local images` +
         `${mismatched > 0 ? `, ${mismatched} local copies failed verification` : ''})`,
     );
-    return { bytesReused: reused, chunks: [...planned.values()] };
+    return { bytesReused: reused, bytesFetched: fetcher.wireBytes, chunks: [...planned.values()] };
   } finally {
     await closeLocalFiles();
     progress.stop();

@@ -10,6 +10,8 @@ const ENDED = new Set(['COMPLETED', 'FAILED', 'CANCELLED']);
 export class ProgressReporter {
   bytesDone = 0;
   chunksDone = 0;
+  /** Bytes that crossed the network for bytesDone (compressed); reported once any moved. */
+  wireBytesDone = 0;
   private timer: NodeJS.Timeout | undefined;
   private inFlight: Promise<void> | undefined;
 
@@ -31,6 +33,10 @@ export class ProgressReporter {
     this.chunksDone += chunks;
   }
 
+  addWire(bytes: number): void {
+    this.wireBytesDone += bytes;
+  }
+
   async send(): Promise<void> {
     if (this.inFlight) return;
     this.inFlight = (async () => {
@@ -43,6 +49,7 @@ export class ProgressReporter {
             bytesDone: this.bytesDone,
             chunksDone: this.chunksDone,
             ...(this.bytesTotal !== undefined ? { bytesTotal: this.bytesTotal } : {}),
+            ...(this.wireBytesDone > 0 ? { wireBytesDone: this.wireBytesDone } : {}),
           },
         });
         if (ENDED.has(res.body.status)) this.abort.abort(new Error(`migration ${res.body.status}`));

@@ -1,26 +1,27 @@
 // The source end (draft §3.1 steps 1 and 5): chunk the image and send its manifest, then upload only the
-// chunks no cache node holds, in parallel, resuming after a crash with what is still missing.
+// chunks no cache node holds, compressed and grouped in packs (pack-upload.ts), resuming after a crash with what is
+// still missing.
 import { createHash } from 'node:crypto';
 import { mkdir, open, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { mapLimit } from '../../lambdas/domain/concurrency.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
 import {
   completeUpload,
   createManifestUploadUrl,
-  listUploadUrls,
-  reportStoredChunks,
+  listUploadChunks,
   submitManifest,
-  type UploadUrl,
+  type UploadChunk,
   type WorkItem,
 } from '../../protocol/api/agent.ts';
-import { chunkFile, collectChunks } from '../../protocol/chunker.ts';
+import { formatBytes } from '../../protocol/bytes.ts';
+import { chunkFile, chunkingFor, collectChunks } from '../../protocol/chunker.ts';
 import { buildManifest, type Manifest, parseManifest, serializeManifest } from '../../protocol/manifest.ts';
-import type { ApiClient } from '../client.ts';
 import { type AgentOptions, JobFailure, paths } from './context.ts';
 import { Journal } from './journal.ts';
 import { inspectImage } from './local-jobs.ts';
+import { PackUploader } from './pack-upload.ts';
 import { ProgressReporter } from './progress.ts';
-import { putChunk, putObject, UrlExpired } from './transfer.ts';
+import { putObject } from './transfer.ts';
 
 interface CachedManifest {
   readonly size: number;
@@ -51,7 +52,10 @@ async function manifestFor(
   }
   const format = await inspectImage(image, work.imageId);
   opts.log(`${work.migrationId}: chunking ${work.imageId} (${format}, ${st.size} bytes)`);
-  const chunker = chunkFile(image, signal ? { signal } : {});
+  // As the image was chunked before (the server says), so what the cache nodes hold of it is reused; else the
+  // default for its size.
+  const chunking = work.chunking ?? chunkingFor(st.size);
+  const chunker = chunkFile(image, { ...chunking, ...(signal ? { signal } : {}) });
   const watched = (async function* () {
     for (;;) {
       const r = await chunker.next();
@@ -116,39 +120,10 @@ export async function provideManifest(
   }
 }
 
-/** At most this long between a chunk being stored and its report (so a takeover or restart sees it indexed). */
-const REPORT_INTERVAL_MS = 2000;
-
-/** Reports stored chunks in batches, so the server verifies and indexes them while the upload goes on. */
-class StoredReporter {
-  private pending: string[] = [];
-  private flushing: Promise<void> = Promise.resolve();
-  private timer: NodeJS.Timeout | undefined;
-  constructor(
-    private readonly client: ApiClient,
-    private readonly migrationId: string,
-  ) {}
-  add(sha256: string): void {
-    this.pending.push(sha256);
-    if (this.pending.length >= 100) void this.flush();
-    else this.timer ??= setTimeout(() => void this.flush(), REPORT_INTERVAL_MS);
-  }
-  stop(): void {
-    clearTimeout(this.timer);
-  }
-  flush(): Promise<void> {
-    clearTimeout(this.timer);
-    this.timer = undefined;
-    const batch = this.pending.splice(0, 1000);
-    if (batch.length === 0) return this.flushing;
-    this.flushing = this.flushing.then(async () => {
-      await this.client
-        .call(reportStoredChunks, { params: { migrationId: this.migrationId }, json: { sha256: batch } })
-        .catch(() => {}); // the completion check verifies everything anyway
-    });
-    return this.flushing;
-  }
-}
+/** Chunks asked for per page of the upload plan. */
+const PLAN_PAGE = 500;
+/** Rounds of "complete → some chunks are missing → send them again" before the job gives up. */
+const MAX_ROUNDS = 6;
 
 export async function uploadMissing(
   opts: AgentOptions,
@@ -165,84 +140,100 @@ export async function uploadMissing(
     'uploading',
     abort,
   );
-  const stored = new StoredReporter(client, work.migrationId);
   const file = await open(image, 'r');
   // What an earlier run already sent counts as done.
   for (const c of new Map(manifest.chunks.map((c) => [c.sha256, c.length])))
     if (journal.has(c[0])) progress.add(c[1]);
-  let sent = 0;
+  /** The chunk's bytes from the image, which must still be what was chunked. */
+  const read = async (c: UploadChunk): Promise<Uint8Array> => {
+    const buf = Buffer.allocUnsafe(c.length);
+    const { bytesRead } = await file.read(buf, 0, c.length, c.offset);
+    const digest = createHash('sha256').update(buf.subarray(0, bytesRead)).digest('hex');
+    if (bytesRead !== c.length || digest !== c.sha256) {
+      throw new JobFailure(
+        `image ${work.imageId} changed since it was chunked (chunk at offset ${c.offset} differs)`,
+      );
+    }
+    return buf;
+  };
+  const uploader = new PackUploader({
+    client,
+    migrationId: work.migrationId,
+    read,
+    concurrency: opts.concurrency,
+    limiter: opts.limits?.upload,
+    signal: abort.signal,
+    log: opts.log,
+    verified: async (pack) => {
+      for (const e of pack.entries) await journal.add(e.sha256);
+      progress.add(pack.rawBytes, pack.entries.length);
+      progress.addWire(pack.bytes.length);
+    },
+  });
   try {
     for (let round = 0; ; round++) {
       let cursor: string | undefined;
       do {
-        const page = await client.call<{ items: UploadUrl[]; nextCursor?: string }>(listUploadUrls, {
+        const page = await client.call<{ items: UploadChunk[]; nextCursor?: string }>(listUploadChunks, {
           params: { migrationId: work.migrationId },
-          query: { limit: 200, ...(cursor ? { cursor } : {}) },
+          query: { limit: PLAN_PAGE, ...(cursor ? { cursor } : {}) },
         });
-        const todo = page.body.items.filter((u) => !journal.has(u.sha256));
-        await mapLimit(todo, opts.concurrency, async (u) => {
-          const buf = Buffer.allocUnsafe(u.length);
-          const { bytesRead } = await file.read(buf, 0, u.length, u.offset);
-          const digest = createHash('sha256').update(buf.subarray(0, bytesRead)).digest('hex');
-          if (bytesRead !== u.length || digest !== u.sha256) {
-            throw new JobFailure(
-              `image ${work.imageId} changed since it was chunked (chunk at offset ${u.offset} differs)`,
-            );
-          }
-          await opts.limits?.upload?.take(u.length, abort.signal);
-          try {
-            await putChunk(u.url, u.headers, buf, abort.signal);
-          } catch (err) {
-            if (err instanceof UrlExpired) return; // picked up again with a fresh URL in the next round
-            throw err;
-          }
-          await journal.add(u.sha256);
-          stored.add(u.sha256);
-          progress.add(u.length);
-          sent++;
-        });
+        await uploader.add(page.body.items.filter((c) => !journal.has(c.sha256)));
         cursor = page.body.nextCursor;
       } while (cursor);
-      await stored.flush();
+      const sent = await uploader.finish();
       const st = await stat(image);
       if (st.mtimeMs !== mtimeMs)
         throw new JobFailure(`image ${work.imageId} was modified during the upload`);
-      // The server checks every planned chunk is stored intact; 202 = still checking, 409 = some are not.
-      for (;;) {
-        const res = await client.call<{
-          status?: string;
-          remaining?: number;
-          error?: { message?: string; missing?: string[] };
-        }>(completeUpload, { params: { migrationId: work.migrationId } }, [409]);
-        if (res.status === 200) {
-          opts.log(`${work.migrationId}: upload complete (${sent} chunks sent by this run)`);
-          return;
-        }
-        if (res.status === 202) {
-          await new Promise((r) => setTimeout(r, 1000));
-          continue;
-        }
-        const missing = res.body.error?.missing;
-        if (!missing) {
-          // A 409 without a list: the workflow is not waiting for this upload any more (it moved on, or the
-          // migration ended). Nothing to send; the next poll says what is wanted now.
-          opts.log(
-            `${work.migrationId}: upload no longer awaited (${res.body.error?.message ?? 'conflict'})`,
-          );
-          return;
-        }
-        if (round >= 5)
-          throw new JobFailure(`${missing.length} chunks still not stored after ${round + 1} rounds`);
-        opts.log(`${work.migrationId}: ${missing.length} chunks not stored; sending them again`);
-        journal.forget(missing);
-        break;
+      // The server checks every planned chunk is indexed at the source node; 202 = still checking, 409 = some
+      // are not (a rejected pack, a report lost, a chunk the collector took meanwhile).
+      const outcome = await awaitCompletion(opts, work.migrationId, abort.signal);
+      if (outcome === 'complete') {
+        opts.log(
+          `${work.migrationId}: upload complete (this run sent ${sent.chunks} chunks in ${sent.packs} packs: ` +
+            `${formatBytes(sent.rawBytes)} of chunks as ${formatBytes(sent.wireBytes)})`,
+        );
+        return;
       }
+      if (outcome === 'not awaited') return;
+      const { missing } = outcome;
+      if (round + 1 >= MAX_ROUNDS)
+        throw new JobFailure(`${missing.length} chunks still not stored after ${round + 1} rounds`);
+      opts.log(`${work.migrationId}: ${missing.length} chunks not stored; sending them again`);
+      journal.forget(missing);
     }
   } finally {
-    stored.stop();
+    await uploader.settle();
     progress.stop();
     await file.close();
     await journal.close();
+  }
+}
+
+/**
+ * Asks the server to complete the upload, again while it is still checking. `not awaited`: the workflow moved on,
+ * or the migration ended; nothing to send, the next poll says what is wanted now.
+ */
+async function awaitCompletion(
+  opts: AgentOptions,
+  migrationId: string,
+  signal: AbortSignal,
+): Promise<'complete' | 'not awaited' | { missing: string[] }> {
+  for (;;) {
+    const res = await opts.client.call<{
+      status?: string;
+      remaining?: number;
+      error?: { message?: string; missing?: string[] };
+    }>(completeUpload, { params: { migrationId } }, [409]);
+    if (res.status === 200) return 'complete';
+    if (res.status === 202) {
+      await sleep(1000, undefined, { signal });
+      continue;
+    }
+    const missing = res.body.error?.missing;
+    if (missing) return { missing };
+    opts.log(`${migrationId}: upload no longer awaited (${res.body.error?.message ?? 'conflict'})`);
+    return 'not awaited';
   }
 }
 

@@ -1,14 +1,14 @@
-// Moving one chunk over HTTP: presigned PUT to the source cache node, signed GET from the edge. Transient
-// failures (network, 5xx, SlowDown, a body cut off midway, a stalled connection) are retried with exponential
-// backoff; an expired URL asks the caller for a new one; a chunk the edge does not have, or answers with a body of
-// another length, is reported as such, for the caller to repair. CloudFront answers both an expired URL and a
-// missing chunk with 403 (its origin access may not list the bucket, so S3 says 403 for a missing key): the URL's
-// own expiry tells them apart.
+// Moving chunks over HTTP: presigned PUT to the source cache node, signed GET from the edge (a whole object, or one
+// byte range of a pack). Transient failures (network, 5xx, SlowDown, a body cut off midway, a stalled connection)
+// are retried with exponential backoff; an expired URL asks the caller for a new one; an object the edge does not
+// have, or answers with a body of another length (or another range), is reported as such, for the caller to
+// repair. CloudFront answers both an expired URL and a missing object with 403 (its origin access may not list the
+// bucket, so S3 says 403 for a missing key): the URL's own expiry tells them apart.
 //
 // node:http(s) with keep-alive agents rather than fetch: fetch copies a Buffer body twice on the way out and hands a
 // response over as web-stream pieces that arrayBuffer() concatenates, then the caller hashes it in a second pass.
 // Here a body goes out as is, and a chunk comes in once, into one buffer of its length, hashed as it arrives.
-import { createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import {
   type ClientRequest,
   Agent as HttpAgent,
@@ -42,8 +42,13 @@ export class WrongLength extends Error {
     /** Bytes announced (Content-Length) or received; for a body longer than expected, at least expected + 1. */
     readonly actual: number,
     readonly atLeast = false,
+    /** What was wrong, when it is not only the length (another range, the whole object). */
+    detail?: string,
   ) {
-    super(`a body of ${atLeast ? 'more than ' : ''}${atLeast ? expected : actual} bytes, not ${expected}`);
+    super(
+      detail ??
+        `a body of ${atLeast ? 'more than ' : ''}${atLeast ? expected : actual} bytes, not ${expected}`,
+    );
   }
 }
 
@@ -265,6 +270,73 @@ export const putChunk = (
 ): Promise<void> => putObject('upload', url, headers, body, signal);
 
 /**
+ * Reads a 2xx body of exactly `expected` bytes into `buf`, settling the exchange with `buf`. A body announced
+ * (Content-Length) or running longer, or ending shorter, fails with WrongLength; one cut off midway fails as a
+ * network failure (retried). `onPiece` sees every piece as it arrives (a hash).
+ */
+function receive(
+  res: IncomingMessage,
+  x: Exchange<Uint8Array | string>,
+  buf: Uint8Array,
+  expected: number,
+  onPiece?: (piece: Buffer) => void,
+): void {
+  const announced = res.headers['content-length'];
+  if (announced !== undefined && Number(announced) !== expected) {
+    // Not read: it could be anything, of any size.
+    res.destroy();
+    x.fail(new WrongLength(expected, Number(announced)));
+    return;
+  }
+  let at = 0;
+  res.on('data', (piece: Buffer) => {
+    // After a stall, an abort or an error, the buffer may already belong to the next attempt (or the caller).
+    if (x.settled) return;
+    x.progress();
+    if (at + piece.length > expected) {
+      res.destroy();
+      return x.fail(new WrongLength(expected, at + piece.length, true));
+    }
+    buf.set(piece, at);
+    onPiece?.(piece);
+    at += piece.length;
+  });
+  res.on('end', () => {
+    if (at !== expected) return x.fail(new WrongLength(expected, at));
+    x.done(buf);
+  });
+  // Cut off midway (reset, premature close, fewer bytes than announced): a network failure, retried.
+  res.on('error', (err) => x.fail(new Error(`${err.message} after ${at} of ${expected} bytes`)));
+  res.on('close', () => {
+    if (!res.complete) x.fail(new Error(`connection closed after ${at} of ${expected} bytes`));
+  });
+}
+
+/** The error a GET answered with a non-2xx status stands for (thrown by the caller). */
+function refusedGet(url: string, status: number, text: string): Error {
+  if (status === 403) {
+    const expiresAt = signedUrlExpiry(url);
+    if (expiresAt !== undefined && expiresAt - Date.now() > EXPIRY_MARGIN_MS) {
+      return new ChunkNotFound(
+        `403 to a URL valid until ${new Date(expiresAt).toISOString()}: the cache node does not hold it`,
+      );
+    }
+    return new UrlExpired(text);
+  }
+  if (status === 404) return new ChunkNotFound(text.slice(0, 300));
+  if (retryable(status)) return new Error(`GET returned ${status}`);
+  return fatal(`GET returned ${status}: ${text.slice(0, 300)}`);
+}
+
+/** The buffer a download lands in: a view of the caller's (at least `length` long), else a new one. */
+function landing(length: number, into: Uint8Array | undefined): Uint8Array {
+  if (into && into.length < length)
+    throw new RangeError(`a buffer of ${into.length} bytes cannot hold ${length}`);
+  // One buffer for every attempt: an attempt that fails midway is simply overwritten by the next.
+  return into ? into.subarray(0, length) : Buffer.allocUnsafe(length);
+}
+
+/**
  * A chunk's bytes and their SHA-256, computed as they arrive, into one buffer: `into` if given (a caller reusing
  * buffers from chunk to chunk; at least expectedLength long), else a new one of the chunk's length. A body cut off
  * midway is retried; a complete body of another length rejects with WrongLength (a longer one is not read past the
@@ -276,65 +348,91 @@ export async function getChunk(
   signal: AbortSignal,
   into?: Uint8Array,
 ): Promise<{ bytes: Uint8Array; sha256: string }> {
-  if (into && into.length < expectedLength)
-    throw new RangeError(`a buffer of ${into.length} bytes cannot hold ${expectedLength}`);
-  // One buffer for every attempt: an attempt that fails midway is simply overwritten by the next.
-  const buf = into ? into.subarray(0, expectedLength) : Buffer.allocUnsafe(expectedLength);
+  const buf = landing(expectedLength, into);
   return withRetries('download', signal, async () => {
     let status = 0;
-    const out = await exchange<{ bytes: Uint8Array; sha256: string } | string>(
+    let hash: Hash | undefined;
+    const out = await exchange<Uint8Array | string>('GET', url, {}, undefined, signal, (res, x) => {
+      status = res.statusCode ?? 0;
+      if (status < 200 || status >= 300) return readText(res, x);
+      const h = createHash('sha256');
+      hash = h;
+      receive(res, x, buf, expectedLength, (piece) => h.update(piece));
+    });
+    if (typeof out !== 'string' && hash) return { bytes: out, sha256: hash.digest('hex') };
+    throw refusedGet(url, status, typeof out === 'string' ? out : '');
+  });
+}
+
+/** `bytes first-last/total` (or `bytes first-last/*`) of a 206 answer; undefined when absent or unreadable. */
+function contentRange(header: string | undefined): { first: number; last: number } | undefined {
+  const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(header?.trim() ?? '');
+  return m ? { first: Number(m[1]), last: Number(m[2]) } : undefined;
+}
+
+/**
+ * Bytes [start, start + length) of an object (a chunk's stored bytes in a pack, or a run of them), with one range
+ * GET, into `into` when given (at least `length` long) or a new buffer. The same retries as getChunk; not hashed
+ * (the caller decodes, then checks each chunk's digest). The answer must be a 206 of exactly that range; a 200 (a
+ * server that ignores ranges) is the whole object, so it is accepted only when the range asked for is the whole
+ * object (start 0, and exactly `length` bytes). Anything else, a 416 included (the object is shorter than the
+ * range), rejects with WrongLength: the object is not what the caller was told.
+ */
+export async function getRange(
+  url: string,
+  start: number,
+  length: number,
+  signal: AbortSignal,
+  into?: Uint8Array,
+): Promise<Uint8Array> {
+  if (!Number.isSafeInteger(start) || start < 0 || !Number.isSafeInteger(length) || length < 1)
+    throw new RangeError(`not a byte range: ${length} bytes at ${start}`);
+  const buf = landing(length, into);
+  const last = start + length - 1;
+  return withRetries('download', signal, async () => {
+    let status = 0;
+    const out = await exchange<Uint8Array | string>(
       'GET',
       url,
-      {},
+      { range: `bytes=${start}-${last}` },
       undefined,
       signal,
       (res, x) => {
         status = res.statusCode ?? 0;
         if (status < 200 || status >= 300) return readText(res, x);
-        const announced = res.headers['content-length'];
-        if (announced !== undefined && Number(announced) !== expectedLength) {
-          // Not read: it could be anything, of any size.
-          res.destroy();
-          return x.fail(new WrongLength(expectedLength, Number(announced)));
-        }
-        const hash = createHash('sha256');
-        let at = 0;
-        res.on('data', (piece: Buffer) => {
-          // After a stall, an abort or an error, the buffer may already belong to the next attempt (or the caller).
-          if (x.settled) return;
-          x.progress();
-          if (at + piece.length > expectedLength) {
+        if (status === 206) {
+          const span = contentRange(res.headers['content-range']);
+          if (span && (span.first !== start || span.last !== last)) {
             res.destroy();
-            return x.fail(new WrongLength(expectedLength, at + piece.length, true));
+            return x.fail(
+              new WrongLength(
+                length,
+                span.last - span.first + 1,
+                false,
+                `bytes ${span.first}-${span.last} instead of ${start}-${last}`,
+              ),
+            );
           }
-          buf.set(piece, at);
-          hash.update(piece);
-          at += piece.length;
-        });
-        res.on('end', () => {
-          if (at !== expectedLength) return x.fail(new WrongLength(expectedLength, at));
-          x.done({ bytes: buf, sha256: hash.digest('hex') });
-        });
-        // Cut off midway (reset, premature close, fewer bytes than announced): a network failure, retried.
-        res.on('error', (err) => x.fail(new Error(`${err.message} after ${at} of ${expectedLength} bytes`)));
-        res.on('close', () => {
-          if (!res.complete) x.fail(new Error(`connection closed after ${at} of ${expectedLength} bytes`));
-        });
+        } else if (start !== 0) {
+          // The whole object from its first byte: not the bytes asked for, whatever its length.
+          res.destroy();
+          const announced = res.headers['content-length'];
+          return x.fail(
+            new WrongLength(
+              length,
+              announced === undefined ? 0 : Number(announced),
+              false,
+              `a ${status} answer (the whole object) to a request for bytes ${start}-${last}`,
+            ),
+          );
+        }
+        receive(res, x, buf, length);
       },
     );
     if (typeof out !== 'string') return out;
-    if (status === 403) {
-      const expiresAt = signedUrlExpiry(url);
-      if (expiresAt !== undefined && expiresAt - Date.now() > EXPIRY_MARGIN_MS) {
-        throw new ChunkNotFound(
-          `403 to a URL valid until ${new Date(expiresAt).toISOString()}: the cache node does not hold it`,
-        );
-      }
-      throw new UrlExpired(out);
-    }
-    if (status === 404) throw new ChunkNotFound(out.slice(0, 300));
-    if (retryable(status)) throw new Error(`GET returned ${status}`);
-    throw fatal(`GET returned ${status}: ${out.slice(0, 300)}`);
+    if (status === 416)
+      throw new WrongLength(length, 0, false, `bytes ${start}-${last} are past the end of the object (416)`);
+    throw refusedGet(url, status, out);
   });
 }
 

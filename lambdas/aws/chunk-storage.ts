@@ -1,6 +1,7 @@
-// S3 adapter for cache node buckets (chunks) and the control bucket (manifests, plans). Chunks are stored once
-// per cache node under a digest-derived key with S3's SHA-256 checksum, so S3 itself rejects corrupted bytes and
-// vouches for what it holds.
+// S3 adapter for cache node buckets (chunks) and the control bucket (manifests, plans). Chunks are stored in packs
+// (protocol/pack.ts) under a key derived from the pack's digest, with S3's SHA-256 checksum of the pack, so S3
+// itself rejects corrupted bytes and vouches for what it holds; a chunk stored alone before packs (its own digest
+// as key and checksum) is still read, copied and deleted like a pack of one raw entry.
 import { createHash } from 'node:crypto';
 import {
   CopyObjectCommand,
@@ -12,7 +13,25 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
-import { base64Sha256, CHUNK_KEY_PREFIX, chunkKey, parseChunkKey } from '../../protocol/chunk-key.ts';
+import {
+  base64Sha256,
+  CHUNK_KEY_PREFIX,
+  chunkKey,
+  objectKeyOf,
+  PACK_KEY_PREFIX,
+  packKey,
+  parseChunkKey,
+  parsePackKey,
+} from '../../protocol/chunk-key.ts';
+import {
+  MAX_PACK_BYTES,
+  MAX_TOC_BYTES,
+  openChunk,
+  type PackEntry,
+  PackFormatError,
+  readPackToc,
+  verifyPack,
+} from '../../protocol/pack.ts';
 
 export interface BucketRef {
   readonly bucket: string;
@@ -32,6 +51,27 @@ export interface ListedChunk {
   readonly sha256: string;
   readonly size: number;
 }
+
+/** Where an entry of the content index says a chunk is: a pack range, or (no `pack`) the chunk's own object. */
+export interface StoredAt {
+  readonly sha256: string;
+  readonly length: number;
+  readonly pack?: string | undefined;
+  readonly offset?: number | undefined;
+  readonly stored?: number | undefined;
+  readonly encoding?: PackEntry['encoding'] | undefined;
+}
+
+/** What reading a pack found. */
+export type PackRead =
+  | { readonly state: 'missing' }
+  | { readonly state: 'corrupt'; readonly reason: string }
+  | {
+      readonly state: 'read';
+      readonly intact: PackEntry[];
+      readonly corrupt: PackEntry[];
+      readonly size: number;
+    };
 
 /** What a chunk's stored bytes are, read back and hashed (HEAD only sees the checksum recorded at upload). */
 export type ChunkContent = 'intact' | 'corrupt' | 'missing';
@@ -170,14 +210,205 @@ export class ChunkStorage {
               : {}),
         }),
       );
+      let reachedPacks = false;
       for (const o of out.Contents ?? []) {
+        // Pack keys sort after every chunk key (chunks/p/ > chunks/ff/): the chunks stored alone end there.
+        if (o.Key?.startsWith(PACK_KEY_PREFIX)) {
+          reachedPacks = true;
+          break;
+        }
         const sha256 = o.Key === undefined ? undefined : parseChunkKey(o.Key);
         if (sha256) chunks.push({ sha256, size: o.Size ?? 0 });
       }
+      if (reachedPacks) return { chunks, truncated: false };
       token = out.IsTruncated ? out.NextContinuationToken : undefined;
       if (!token) return { chunks, truncated: false };
       if (chunks.length >= options.limit) return { chunks, truncated: true };
     }
+  }
+
+  // ---- packs (protocol/pack.ts) and the objects index entries name
+
+  /** A presigned PUT for one pack; its key and checksum are the pack's SHA-256, so S3 refuses other bytes. */
+  async presignPackPut(
+    node: BucketRef,
+    sha256: string,
+    size: number,
+    expiresIn: number,
+  ): Promise<PresignedPut> {
+    return this.presignPut(node, packKey(sha256), sha256, size, expiresIn, 'application/octet-stream');
+  }
+
+  /**
+   * Whether the object an index entry names is stored intact as far as S3 vouches (HEAD: its SHA-256 checksum is the
+   * digest its key names; a chunk stored alone must also have the chunk's length).
+   */
+  async objectState(node: BucketRef, at: StoredAt): Promise<ChunkState> {
+    if (at.pack === undefined) return this.chunkState(node, at.sha256, at.length);
+    try {
+      const head = await this.client(node.region).send(
+        new HeadObjectCommand({ Bucket: node.bucket, Key: packKey(at.pack), ChecksumMode: 'ENABLED' }),
+      );
+      const end = (at.offset ?? 0) + (at.stored ?? at.length);
+      const ok = head.ChecksumSHA256 === base64Sha256(at.pack) && (head.ContentLength ?? 0) >= end;
+      return ok ? 'present' : 'mismatch';
+    } catch (err) {
+      if (isNotFound(err)) return 'missing';
+      throw err;
+    }
+  }
+
+  /** Server-side copy of the object an entry names (a whole pack); S3 recomputes the SHA-256 of the copy. */
+  async copyObject(from: BucketRef, to: BucketRef, at: StoredAt): Promise<void> {
+    const key = objectKeyOf(at);
+    await this.client(to.region).send(
+      new CopyObjectCommand({
+        Bucket: to.bucket,
+        Key: key,
+        CopySource: `${from.bucket}/${key}`,
+        ChecksumAlgorithm: 'SHA256',
+        MetadataDirective: 'COPY',
+      }),
+    );
+  }
+
+  async deleteObject(node: BucketRef, at: StoredAt): Promise<void> {
+    await this.client(node.region).send(
+      new DeleteObjectCommand({ Bucket: node.bucket, Key: objectKeyOf(at) }),
+    );
+  }
+
+  /** Reads the chunk an entry names back (a range of its pack), decodes and hashes it. */
+  async inspectEntry(node: BucketRef, at: StoredAt): Promise<ChunkContent> {
+    if (at.pack === undefined) return this.inspectChunk(node, at.sha256, at.length);
+    const offset = at.offset ?? 0;
+    const stored = at.stored ?? at.length;
+    const bytes = await this.readRange(node, packKey(at.pack), offset, stored);
+    if (bytes === undefined) return 'missing';
+    if (bytes.length !== stored) return 'corrupt';
+    const entry = { sha256: at.sha256, length: at.length, encoding: at.encoding ?? 'raw' } as const;
+    return (await openChunk(bytes, entry)) ? 'intact' : 'corrupt';
+  }
+
+  /**
+   * Reads a whole pack and checks every entry (decoded, hashed): what an upload report is verified with, so
+   * nothing is indexed that a destination would refuse.
+   */
+  async readPack(node: BucketRef, pack: string): Promise<PackRead> {
+    let bytes: Uint8Array | undefined;
+    try {
+      bytes = await this.getBytes(node, packKey(pack), MAX_PACK_BYTES);
+    } catch (err) {
+      if (err instanceof RangeError) return { state: 'corrupt', reason: err.message };
+      if (isChecksumMismatch(err)) return { state: 'corrupt', reason: 'S3 checksum mismatch' };
+      throw err;
+    }
+    if (bytes === undefined) return { state: 'missing' };
+    if (createHash('sha256').update(bytes).digest('hex') !== pack)
+      return { state: 'corrupt', reason: 'the pack does not hash to its name' };
+    try {
+      return { state: 'read', size: bytes.length, ...(await verifyPack(pack, bytes)) };
+    } catch (err) {
+      if (err instanceof PackFormatError) return { state: 'corrupt', reason: err.message };
+      throw err;
+    }
+  }
+
+  /**
+   * A pack's table of contents, read from its end (one or two range GETs); undefined when the pack is not there.
+   * Throws PackFormatError for an object that is not a well-formed pack.
+   */
+  async packToc(node: BucketRef, pack: string): Promise<PackEntry[] | undefined> {
+    const key = packKey(pack);
+    let want = 64 * 1024;
+    for (let round = 0; round < 2; round++) {
+      const tail = await this.readTail(node, key, want);
+      if (tail === undefined) return undefined;
+      const toc = readPackToc(pack, tail.bytes, tail.size);
+      if ('entries' in toc) return toc.entries;
+      if (toc.need > MAX_TOC_BYTES) throw new PackFormatError(`a table of ${toc.need} bytes`);
+      want = toc.need;
+    }
+    throw new PackFormatError('the table of contents could not be read');
+  }
+
+  /**
+   * Up to `limit` packs a node's bucket holds after the pack `after`, in digest order, with their sizes.
+   */
+  async listPacks(
+    node: BucketRef,
+    options: { after?: string; limit: number },
+  ): Promise<{ packs: ListedChunk[]; truncated: boolean }> {
+    const packs: ListedChunk[] = [];
+    let token: string | undefined;
+    for (;;) {
+      const out = await this.client(node.region).send(
+        new ListObjectsV2Command({
+          Bucket: node.bucket,
+          Prefix: PACK_KEY_PREFIX,
+          MaxKeys: options.limit - packs.length,
+          ...(token
+            ? { ContinuationToken: token }
+            : options.after
+              ? { StartAfter: packKey(options.after) }
+              : {}),
+        }),
+      );
+      for (const o of out.Contents ?? []) {
+        const sha256 = o.Key === undefined ? undefined : parsePackKey(o.Key);
+        if (sha256) packs.push({ sha256, size: o.Size ?? 0 });
+      }
+      token = out.IsTruncated ? out.NextContinuationToken : undefined;
+      if (!token) return { packs, truncated: false };
+      if (packs.length >= options.limit) return { packs, truncated: true };
+    }
+  }
+
+  /** Bytes [offset, offset + length) of an object; undefined when it is not there. */
+  private async readRange(
+    node: BucketRef,
+    key: string,
+    offset: number,
+    length: number,
+  ): Promise<Uint8Array | undefined> {
+    return this.readWithRetries(async () => {
+      try {
+        const out = await this.client(node.region).send(
+          new GetObjectCommand({
+            Bucket: node.bucket,
+            Key: key,
+            Range: `bytes=${offset}-${offset + length - 1}`,
+          }),
+        );
+        return (await out.Body?.transformToByteArray()) ?? new Uint8Array();
+      } catch (err) {
+        if (isNotFound(err)) return undefined;
+        // Past the end of the object: what was asked for is not there.
+        if (statusOf(err) === 416) return new Uint8Array();
+        throw err;
+      }
+    });
+  }
+
+  /** The last `length` bytes of an object (all of it when shorter) and its size; undefined when absent. */
+  private async readTail(
+    node: BucketRef,
+    key: string,
+    length: number,
+  ): Promise<{ bytes: Uint8Array; size: number } | undefined> {
+    return this.readWithRetries(async () => {
+      try {
+        const out = await this.client(node.region).send(
+          new GetObjectCommand({ Bucket: node.bucket, Key: key, Range: `bytes=-${length}` }),
+        );
+        const bytes = (await out.Body?.transformToByteArray()) ?? new Uint8Array();
+        const total = /\/(\d+)$/.exec(out.ContentRange ?? '')?.[1];
+        return { bytes, size: total === undefined ? bytes.length : Number(total) };
+      } catch (err) {
+        if (isNotFound(err)) return undefined;
+        throw err;
+      }
+    });
   }
 
   /** Runs a read again when its body broke off midway (the SDK retries only until the answer's headers). */
@@ -247,6 +478,11 @@ export class ChunkStorage {
         throw err;
       }
     });
+  }
+
+  /** The first `length` bytes of an object (all of it when shorter); undefined when absent. */
+  async getHead(target: BucketRef, key: string, length: number): Promise<Uint8Array | undefined> {
+    return this.readRange(target, key, 0, length);
   }
 
   /** Whether an object is there (HEAD, nothing read). */

@@ -20,6 +20,7 @@ import {
   QueryCommand,
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
+import type { Encoding } from '../../protocol/pack.ts';
 import { mapLimit, settleAll } from '../domain/concurrency.ts';
 
 export const BATCH_GET_LIMIT = 100;
@@ -41,7 +42,26 @@ const CLAIM_CONCURRENCY = 16;
 
 export interface IndexedChunk {
   readonly sha256: string;
+  /** Uncompressed length. */
   readonly length: number;
+  /**
+   * Where the stored bytes are (protocol/pack.ts): a range of a pack object. Absent on entries written before
+   * packs: the chunk is its own object (chunkKey), stored raw.
+   */
+  readonly pack?: string;
+  readonly offset?: number;
+  readonly stored?: number;
+  readonly encoding?: Encoding;
+}
+
+/** Bytes an entry takes at its node: its stored length (the chunk's length for a chunk stored alone). */
+export const storedBytes = (c: Pick<IndexedChunk, 'length' | 'stored'>) => c.stored ?? c.length;
+
+/** The location fields of an entry, as an item's attributes (none for a chunk stored alone). */
+function locationOf(c: IndexedChunk) {
+  return c.pack === undefined
+    ? {}
+    : { pack: c.pack, offset: c.offset ?? 0, stored: c.stored ?? c.length, encoding: c.encoding ?? 'raw' };
 }
 
 /** One entry of a node's index as the collector and `cache verify` read it. */
@@ -130,6 +150,56 @@ export class ContentIndex {
   }
 
   /**
+   * The entries of these chunks at one cache node (consistent reads), with where each is stored. Chunks not held
+   * there, or being deleted by the collector, are absent (`includeDeleting`: those are returned too, with their
+   * `deleting`, for `cache verify`, which leaves the collector's objects alone).
+   */
+  async locate(
+    cacheNodeId: string,
+    digests: readonly string[],
+    options: { readonly includeDeleting?: boolean } = {},
+  ): Promise<Map<string, IndexedChunk & { readonly deleting?: string }>> {
+    const unique = [...new Set(digests)];
+    const batches: string[][] = [];
+    for (let i = 0; i < unique.length; i += BATCH_GET_LIMIT)
+      batches.push(unique.slice(i, i + BATCH_GET_LIMIT));
+    const result = new Map<string, IndexedChunk & { readonly deleting?: string }>();
+    await mapLimit(batches, 8, async (batch) => {
+      let pending = batch.map((sha256) => ({ cacheNodeId, sha256 }));
+      for (let attempt = 0; pending.length > 0; attempt++) {
+        if (attempt > 8) throw new Error('DynamoDB kept returning unprocessed keys from the content index');
+        if (attempt > 0) await new Promise((r) => setTimeout(r, 25 * 2 ** attempt));
+        const out = await this.doc.send(
+          new BatchGetCommand({
+            RequestItems: {
+              [this.table]: {
+                Keys: pending,
+                // length, offset and stored are reserved words in expressions; the others are named alike.
+                ProjectionExpression: 'sha256, #l, #p, #o, #s, #e, deleting',
+                ExpressionAttributeNames: {
+                  '#l': 'length',
+                  '#p': 'pack',
+                  '#o': 'offset',
+                  '#s': 'stored',
+                  '#e': 'encoding',
+                },
+                ConsistentRead: true,
+              },
+            },
+          }),
+        );
+        for (const item of (out.Responses?.[this.table] ?? []) as (IndexedChunk & { deleting?: string })[]) {
+          if (item.deleting !== undefined && !options.includeDeleting) continue;
+          const { deleting, ...entry } = item;
+          result.set(item.sha256, deleting !== undefined ? { ...entry, deleting } : entry);
+        }
+        pending = (out.UnprocessedKeys?.[this.table]?.Keys ?? []) as typeof pending;
+      }
+    });
+    return result;
+  }
+
+  /**
    * Records chunks as present and verified at a cache node (idempotent): one conditional put per chunk, which
    * also marks it used now and clears a collector's mark. The node's usage grows by what was new there. A chunk
    * the collector is deleting at the node is refused (its object may be gone a moment later).
@@ -144,14 +214,25 @@ export class ContentIndex {
         const out = await this.doc.send(
           new PutCommand({
             TableName: this.table,
-            Item: { cacheNodeId, sha256: c.sha256, length: c.length, storedAt: at, usedAt: at },
+            Item: {
+              cacheNodeId,
+              sha256: c.sha256,
+              length: c.length,
+              ...locationOf(c),
+              storedAt: at,
+              usedAt: at,
+            },
             ConditionExpression: 'attribute_not_exists(deleting)',
             ReturnValues: 'ALL_OLD',
           }),
         );
-        if (!out.Attributes) {
-          addedBytes += c.length;
+        const before = out.Attributes as IndexedChunk | undefined;
+        if (!before) {
+          addedBytes += storedBytes(c);
           addedChunks++;
+        } else if (storedBytes(before) !== storedBytes(c)) {
+          // Stored again in another form (a pack where it was alone, another pack): the entry names the new one.
+          addedBytes += storedBytes(c) - storedBytes(before);
         }
       } catch (err) {
         if (!conditionFailed(err)) throw err;
@@ -159,7 +240,7 @@ export class ContentIndex {
       }
     });
     // What was added counts even when another put failed: the entries exist.
-    if (addedChunks > 0) await this.addUsage(cacheNodeId, addedBytes, addedChunks);
+    if (addedChunks > 0 || addedBytes !== 0) await this.addUsage(cacheNodeId, addedBytes, addedChunks);
     const failed = results.find((r) => r.status === 'rejected');
     if (failed) throw failed.reason;
     return { addedBytes, addedChunks, refused };
@@ -214,9 +295,9 @@ export class ContentIndex {
       if (conditionFailed(err)) return false;
       throw err;
     }
-    const old = out.Attributes as { length?: number } | undefined;
+    const old = out.Attributes as IndexedChunk | undefined;
     if (!old) return false;
-    await this.addUsage(cacheNodeId, -(old.length ?? 0), -1);
+    await this.addUsage(cacheNodeId, -storedBytes(old), -1);
     return true;
   }
 
@@ -397,9 +478,10 @@ export class ContentIndex {
           ReturnValues: 'ALL_OLD',
         }),
       );
-      const length = (out.Attributes as { length?: number } | undefined)?.length ?? 0;
-      await this.addUsage(cacheNodeId, -length, -1);
-      return length;
+      const old = out.Attributes as IndexedChunk | undefined;
+      const bytes = old ? storedBytes(old) : 0;
+      await this.addUsage(cacheNodeId, -bytes, -1);
+      return bytes;
     } catch (err) {
       if (conditionFailed(err)) return 0;
       throw err;

@@ -1,16 +1,18 @@
 // Cache space (draft §2: the RMG applies to the CMN "for data channel and cache space"; DESIGN §3), as pure
 // rules: what a cache node has free for a migration, and which chunks the collector marks for eviction.
 //
-// A node may have a storage budget in bytes. What it holds is the sum of its index entries (the usage item);
-// what admitted migrations may still add is their space reservation. A migration fits when held + reserved by
-// others + what it brings that the node lacks stays within the budget.
+// A node may have a storage budget in bytes. What it holds is the sum of its index entries' stored (compressed)
+// bytes (the usage item); what admitted migrations may still add is their space reservation. A migration fits when
+// held + reserved by others + what it brings that the node lacks stays within the budget.
 //
-// Eviction: a chunk referenced by no live migration, pinned image or backup policy's kept runs is a candidate.
+// Eviction: a chunk referenced by no live migration, pinned image or backup policy's kept runs is a candidate; what
+// goes is an object (a pack, or a chunk stored alone) all of whose chunks are candidates, in stored bytes.
 // Over the high-water mark, candidates go least recently used first until the node is down to the low-water mark
 // (lower still when a queued migration needs more room). Whatever the space, a candidate unused for longer than
 // the retention period goes too. Marked chunks are deleted only by a later pass, after the grace period, and only
 // if nothing used them meanwhile (lambdas/workflow/collect-garbage.ts).
 import { formatBytes } from '../../protocol/bytes.ts';
+import { byObject } from './stored-objects.ts';
 
 export interface CacheSettings {
   /** Between marking a chunk and deleting it: a use in between saves it. */
@@ -76,7 +78,12 @@ export function spaceFor(node: NodeSpace, migrationId: string, needBytes: number
 
 export interface EvictionEntry {
   readonly sha256: string;
+  /** Uncompressed length. */
   readonly length: number;
+  /** Bytes stored (absent: `length`, a chunk stored alone before packs). */
+  readonly stored?: number;
+  /** The pack the chunk is stored in (absent: stored alone). */
+  readonly pack?: string;
   readonly storedAt: string;
   readonly usedAt?: string;
   readonly condemnedAt?: string;
@@ -84,6 +91,8 @@ export interface EvictionEntry {
 }
 
 export const lastUse = (e: EvictionEntry): string => e.usedAt ?? e.storedAt;
+/** What an entry takes at its node: what usage counts. */
+export const storedBytesOf = (e: Pick<EvictionEntry, 'length' | 'stored'>): number => e.stored ?? e.length;
 
 export interface EvictionPlan {
   /** Unmarked candidates to mark now, least recently used first. */
@@ -96,10 +105,23 @@ export interface EvictionPlan {
   readonly reason: string;
 }
 
+/** The entries that name one object at a node (a pack, or a chunk stored alone), as eviction sees them. */
+interface EvictionObject {
+  readonly key: string;
+  readonly entries: readonly EvictionEntry[];
+  readonly bytes: number;
+  /** The latest use of any chunk in it. */
+  readonly lastUse: string;
+}
+
 /**
  * Which chunks to mark at a node. `referenced` says whether a chunk must stay there; `wantedBytes` is room a
  * queued migration needs beyond the budget's free space. Entries already marked or being deleted count as
  * leaving.
+ *
+ * Space is freed by objects, not chunks: a pack goes only with every chunk in it (the collector keeps a pack whole
+ * while any chunk in it is referenced, used or unmarked). So candidates are objects none of whose chunks is
+ * referenced or being deleted, ordered by their latest use, and choosing one marks all its chunks.
  */
 export function planEviction(
   entries: readonly EvictionEntry[],
@@ -108,22 +130,32 @@ export function planEviction(
   settings: CacheSettings,
   now: Date,
 ): EvictionPlan {
-  const candidates = entries.filter((e) => e.deleting === undefined && !referenced(e.sha256));
-  const evictableBytes = candidates.reduce((n, e) => n + e.length, 0);
-  const leaving = entries
-    .filter((e) => e.deleting !== undefined || e.condemnedAt !== undefined)
-    .reduce((n, e) => n + e.length, 0);
+  const objects: EvictionObject[] = [...byObject(entries)].map(([key, list]) => ({
+    key,
+    entries: list,
+    bytes: list.reduce((n, e) => n + storedBytesOf(e), 0),
+    lastUse: list.map(lastUse).sort().at(-1) ?? '',
+  }));
+  const candidates = objects.filter((o) =>
+    o.entries.every((e) => e.deleting === undefined && !referenced(e.sha256)),
+  );
+  const evictableBytes = candidates.reduce((n, o) => n + o.bytes, 0);
+  const isLeaving = (o: EvictionObject) =>
+    o.entries.every((e) => e.deleting !== undefined || e.condemnedAt !== undefined);
+  const leaving = objects.filter(isLeaving).reduce((n, o) => n + o.bytes, 0);
   const unmarked = candidates
-    .filter((e) => e.condemnedAt === undefined)
-    .sort((a, b) => lastUse(a).localeCompare(lastUse(b)) || a.sha256.localeCompare(b.sha256));
+    .filter((o) => !isLeaving(o))
+    .sort((a, b) => a.lastUse.localeCompare(b.lastUse) || a.key.localeCompare(b.key));
 
-  const chosen = new Set<EvictionEntry>();
+  const chosen = new Set<EvictionObject>();
   const reasons: string[] = [];
+  const chunksOf = (list: Iterable<EvictionObject>) =>
+    [...list].reduce((n, o) => n + o.entries.filter((e) => e.condemnedAt === undefined).length, 0);
   if (settings.retentionDays !== undefined) {
     const cutoff = new Date(now.getTime() - settings.retentionDays * 86_400_000).toISOString();
-    const old = unmarked.filter((e) => lastUse(e) < cutoff);
-    for (const e of old) chosen.add(e);
-    if (old.length > 0) reasons.push(`${old.length} unused for over ${settings.retentionDays} days`);
+    const old = unmarked.filter((o) => o.lastUse < cutoff);
+    for (const o of old) chosen.add(o);
+    if (old.length > 0) reasons.push(`${chunksOf(old)} unused for over ${settings.retentionDays} days`);
   }
   let targetBytes: number | undefined;
   const budget = node.budgetBytes;
@@ -133,23 +165,25 @@ export function planEviction(
     const short = wanted > 0 && node.bytesHeld + wanted > budget;
     if (overHigh || short) {
       targetBytes = Math.max(0, Math.min(budget * settings.lowWater, budget - wanted));
-      let remaining = node.bytesHeld - leaving - [...chosen].reduce((n, e) => n + e.length, 0);
-      let n = 0;
-      for (const e of unmarked) {
+      let remaining = node.bytesHeld - leaving - [...chosen].reduce((n, o) => n + o.bytes, 0);
+      const more: EvictionObject[] = [];
+      for (const o of unmarked) {
         if (remaining <= targetBytes) break;
-        if (chosen.has(e)) continue;
-        chosen.add(e);
-        remaining -= e.length;
-        n++;
+        if (chosen.has(o)) continue;
+        chosen.add(o);
+        more.push(o);
+        remaining -= o.bytes;
       }
       reasons.push(
         `${formatBytes(node.bytesHeld)} held of a ${formatBytes(budget)} budget` +
           (short ? ` and ${formatBytes(wanted)} wanted by a queued migration` : '') +
-          `: ${n} least recently used chunks down to ${formatBytes(targetBytes)}`,
+          `: ${chunksOf(more)} least recently used chunks down to ${formatBytes(targetBytes)}`,
       );
     }
   }
-  const condemn = unmarked.filter((e) => chosen.has(e));
+  const condemn = unmarked
+    .filter((o) => chosen.has(o))
+    .flatMap((o) => o.entries.filter((e) => e.condemnedAt === undefined));
   return {
     condemn,
     evictableBytes,

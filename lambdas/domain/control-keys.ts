@@ -18,7 +18,8 @@ export interface UploadPlanEntry {
 
 /**
  * One server-side copy between cache nodes, or (`verify`, from = to) a check that a chunk the index places at its
- * node is stored there, copied from another holder if it is not.
+ * node is stored there, copied from another holder if it is not. Where the chunk is stored at `from` (its pack, or
+ * its own object) is looked up in the content index when it is copied: a copy brings the object whole.
  */
 export interface CopyItem {
   readonly sha256: string;

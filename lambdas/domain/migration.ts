@@ -24,6 +24,8 @@ export interface LegRecord {
   readonly bytesReplicated: number;
   readonly chunksDownloaded: number;
   readonly bytesDownloaded: number;
+  /** Bytes fetched through the edge for bytesDownloaded, as they crossed the network (compressed). */
+  readonly wireBytesDownloaded?: number;
   readonly completedAt?: string;
   readonly error?: string;
 }
@@ -47,6 +49,8 @@ export interface UploadProgress {
   readonly bytesCached: number;
   /** Chunks another migration was uploading at the same time: awaited instead of sent twice. */
   readonly chunksShared: number;
+  /** Bytes of the packs uploaded for bytesDone, as they crossed the network (compressed). */
+  readonly wireBytesDone?: number;
 }
 
 export type MigrationMode = 'migrate' | 'backup';
@@ -157,6 +161,7 @@ export const EMPTY_UPLOAD: UploadProgress = {
   bytesDone: 0,
   bytesCached: 0,
   chunksShared: 0,
+  wireBytesDone: 0,
 };
 
 /** The cache nodes a migration transfers through: its source node and every remote destination's node. */

@@ -71,3 +71,46 @@ export function planReplication(
   }
   return { copies, lost: [...lost.values()], perTarget };
 }
+
+/** Where a chunk is stored at a node, as far as batching copies cares: its pack there (none: stored alone). */
+export interface SourcePlace {
+  readonly pack?: string | undefined;
+  readonly offset?: number | undefined;
+}
+
+/**
+ * Cuts the plan into batches of about `size` items, keeping the items that copy the same pack into the same node
+ * together: a copy brings the whole pack, so a pack split over two batches (run in parallel) would be copied twice.
+ * Items are ordered by destination, source, pack and offset; a batch closes at `size` items where the next item is
+ * in another pack, and at `4 × size` in any case (a pack of more chunks than that is copied by each batch holding
+ * some: rare, and only a cost).
+ */
+export function batchCopies(
+  copies: readonly CopyItem[],
+  placeAt: (node: string, sha256: string) => SourcePlace | undefined,
+  size: number,
+): CopyItem[][] {
+  const keyed = copies.map((item, n) => {
+    const place = placeAt(item.from, item.sha256);
+    return {
+      item,
+      n,
+      group: `${item.to} ${item.from} ${place?.pack ?? `-${item.sha256}`}`,
+      offset: place?.offset ?? 0,
+    };
+  });
+  keyed.sort((a, b) => (a.group < b.group ? -1 : a.group > b.group ? 1 : a.offset - b.offset || a.n - b.n));
+  const batches: CopyItem[][] = [];
+  let batch: CopyItem[] = [];
+  let group: string | undefined;
+  for (const k of keyed) {
+    if (batch.length >= 4 * size || (batch.length >= size && k.group !== group)) {
+      batches.push(batch);
+      batch = [];
+    }
+    batch.push(k.item);
+    group = k.group;
+  }
+  if (batch.length > 0) batches.push(batch);
+  return batches;
+}

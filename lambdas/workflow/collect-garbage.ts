@@ -15,13 +15,27 @@
 // looks after it sees the chunk absent and brings it again, which the entry refuses until the collector is done.
 // A crash leaves at worst an entry in `deleting` (finished by the next pass) or, between the object's deletion and
 // the entry's, the same; `cache verify` finds objects no entry names.
+//
+// Chunks are stored in packs (protocol/pack.ts), and what is deleted is an object: a pack goes only when every entry
+// that names it at the node is being deleted; its deletions begin all or none, and are all taken back when one of
+// them is referenced again. A pack of which any chunk is still referenced, used since its mark, or not marked is kept
+// whole, its other chunks with it: there is no repacking yet, so a partly live pack costs its dead chunks' bytes
+// (still counted in the node's usage, as their entries stay) until its last live chunk is evicted too. Before a pack
+// is deleted its table of contents is read and its chunks looked up at the node, so that an entry recorded since the
+// pass read them, or one a pass cut at its limit did not read, keeps the pack (a pass that read only part of a
+// node's entries thus deletes only packs whose entries it all read).
+
+import { objectKeyOf } from '../../protocol/chunk-key.ts';
+import { PackFormatError } from '../../protocol/pack.ts';
 import { bucketRef } from '../aws/cache-nodes.ts';
-import type { IndexEntry, NodeUsage } from '../aws/content-index.ts';
+import type { BucketRef } from '../aws/chunk-storage.ts';
+import { type IndexEntry, type NodeUsage, storedBytes } from '../aws/content-index.ts';
 import type { Uses } from '../aws/deps.ts';
 import { type CacheSettings, type EvictionPlan, graceOver, planEviction } from '../domain/cache-space.ts';
 import { distinctNonZeroChunks } from '../domain/chunks.ts';
 import { mapLimit } from '../domain/concurrency.ts';
 import type { CacheNodeRecord } from '../domain/registry.ts';
+import { byObject } from '../domain/stored-objects.ts';
 import { loadManifest } from './manifest.ts';
 import { wakeSpaceWaiters, wakeSpaceWaitersThatFit } from './wake.ts';
 
@@ -40,6 +54,8 @@ export type CollectDeps = Uses<
 /** Entries one pass reads at a node at most; a larger node is collected over several passes (`partial`). */
 export const MAX_ENTRIES_PER_PASS = 2_000_000;
 const DELETE_CONCURRENCY = 16;
+/** Entries of one object whose deletion begins at once (objects are swept DELETE_CONCURRENCY at a time). */
+const BEGIN_CONCURRENCY = 4;
 
 export interface CollectOptions {
   /** Report what a pass would do; change nothing. */
@@ -53,7 +69,8 @@ export interface CollectOptions {
   /** Test seams: run between the steps of the sweep (another migration acting meanwhile). */
   readonly hooks?: {
     readonly afterBeginDelete?: (cacheNodeId: string, digests: readonly string[]) => Promise<void>;
-    readonly beforeObjectDelete?: (cacheNodeId: string, sha256: string) => Promise<void>;
+    /** Once per object, with the first entry that names it. */
+    readonly beforeObjectDelete?: (cacheNodeId: string, sha256: string, objectKey: string) => Promise<void>;
   };
 }
 
@@ -135,7 +152,7 @@ async function collectNode(
   );
   // Every entry counts until its deletion finishes (finishDelete takes it off the usage), `deleting` ones too.
   const counted: NodeUsage = {
-    bytesHeld: entries.reduce((n, e) => n + e.length, 0),
+    bytesHeld: entries.reduce((n, e) => n + storedBytes(e), 0),
     chunksHeld: entries.length,
   };
   // A partial read cannot say what the node holds in all.
@@ -151,56 +168,80 @@ async function collectNode(
   let reverted = 0;
   const gone = new Set<string>();
 
-  // Sweep: marks past their grace period, and deletions a crashed pass left unfinished.
-  const due: IndexEntry[] = [];
+  // Sweep: marks past their grace period, and deletions a crashed pass left unfinished. An object goes only with
+  // every entry that names it at the node (a pack holds many chunks): one any of whose entries is not due (unmarked,
+  // used since its mark, marked too recently) or is referenced stays whole, and so do its due entries.
+  const due = new Set<IndexEntry>();
   for (const e of entries) {
-    if (e.deleting) due.push(e);
-    else if (e.condemnedAt && graceOver(e.condemnedAt, settings, now())) due.push(e);
-    else if (e.condemnedAt) pending = add(pending, e.length);
+    if (e.deleting) due.add(e);
+    else if (e.condemnedAt && graceOver(e.condemnedAt, settings, now())) due.add(e);
+    else if (e.condemnedAt) pending = add(pending, storedBytes(e));
   }
+  const objects = [...byObject(entries).values()].filter((group) => group.some((e) => due.has(e)));
+  const goes = (group: readonly IndexEntry[]) =>
+    group.every((e) => due.has(e)) && !group.some((e) => refs.isReferenced(node.id, e.sha256));
   if (dryRun) {
-    for (const e of due) {
-      if (!refs.isReferenced(node.id, e.sha256)) {
-        freed = add(freed, e.length);
+    for (const group of objects.filter(goes)) {
+      for (const e of group) {
+        freed = add(freed, storedBytes(e));
         gone.add(e.sha256);
       }
     }
-  } else if (due.length > 0) {
-    const deleting: IndexEntry[] = [];
-    // Past the deadline the rest waits for the next pass (every step is conditional: nothing is half-done).
-    const sweepable = due.slice(0, overDeadline() ? 0 : due.length);
+  } else if (objects.length > 0) {
+    /** Objects every entry of which is now `deleting`. */
+    const deleting: IndexEntry[][] = [];
     const at = now().toISOString();
-    await mapLimit(sweepable, DELETE_CONCURRENCY, async (e) => {
+    const revert = async (list: readonly IndexEntry[]) => {
+      for (const e of list) if (await contentIndex.revertDelete(node.id, e.sha256)) reverted++;
+    };
+    // Past the deadline the rest waits for the next pass (every step is conditional: nothing is half-done).
+    await mapLimit(objects, DELETE_CONCURRENCY, async (group) => {
       if (overDeadline()) {
         cut = true;
         return;
       }
-      if (e.deleting) deleting.push(e);
-      else if (refs.isReferenced(node.id, e.sha256)) {
-        if (await contentIndex.pardon(node.id, e.sha256, e.condemnedAt as string)) pardoned++;
-      } else if (await contentIndex.beginDelete(node.id, e.sha256, e.condemnedAt as string, at))
-        deleting.push(e);
+      if (!goes(group)) {
+        // It stays: a referenced marked chunk is pardoned, deletions a crashed pass began are taken back, and the
+        // other marks stay (those chunks go with the object, once all of it is due and unreferenced).
+        await revert(group.filter((e) => e.deleting));
+        for (const e of group) {
+          if (e.deleting || !due.has(e) || !refs.isReferenced(node.id, e.sha256)) continue;
+          if (await contentIndex.pardon(node.id, e.sha256, e.condemnedAt as string)) pardoned++;
+        }
+        return;
+      }
+      const begun = await mapLimit(group, BEGIN_CONCURRENCY, async (e) =>
+        e.deleting ? true : contentIndex.beginDelete(node.id, e.sha256, e.condemnedAt as string, at),
+      );
+      // One entry used (or recorded) since the mark: the object stays, so every deletion begun on it is taken back.
+      if (begun.every(Boolean)) deleting.push(group);
+      else await revert(group.filter((_, n) => begun[n]));
     });
     await options.hooks?.afterBeginDelete?.(
       node.id,
-      deleting.map((e) => e.sha256),
+      deleting.flat().map((e) => e.sha256),
     );
     if (deleting.length > 0) {
       // Read again now that these entries no longer count as held: whoever saw one as held before is in here.
       refs = await gatherReferences(deps, manifests);
-      const freedNow = await mapLimit(deleting, DELETE_CONCURRENCY, async (e) => {
-        if (refs.isReferenced(node.id, e.sha256)) {
-          if (await contentIndex.revertDelete(node.id, e.sha256)) reverted++;
-          return 0;
+      const bucket = bucketRef(node);
+      await mapLimit(deleting, DELETE_CONCURRENCY, async (group) => {
+        const first = group[0] as IndexEntry;
+        if (
+          group.some((e) => refs.isReferenced(node.id, e.sha256)) ||
+          (await namedByOthers(deps, node.id, bucket, group))
+        ) {
+          await revert(group);
+          return;
         }
-        await options.hooks?.beforeObjectDelete?.(node.id, e.sha256);
-        await deps.storage.deleteChunk(bucketRef(node), e.sha256);
-        gone.add(e.sha256);
-        return contentIndex.finishDelete(node.id, e.sha256);
+        await options.hooks?.beforeObjectDelete?.(node.id, first.sha256, objectKeyOf(first));
+        await deps.storage.deleteObject(bucket, first);
+        for (const e of group) {
+          gone.add(e.sha256);
+          const bytes = await contentIndex.finishDelete(node.id, e.sha256);
+          freed = add(freed, bytes);
+        }
       });
-      for (const [n, bytes] of freedNow.entries()) {
-        if (gone.has((deleting[n] as IndexEntry).sha256)) freed = add(freed, bytes);
-      }
       usage = await contentIndex.usage(node.id);
     }
   }
@@ -222,7 +263,7 @@ async function collectNode(
   let marked = NONE;
   const at = now().toISOString();
   if (dryRun) {
-    for (const e of plan.condemn) marked = add(marked, e.length);
+    for (const e of plan.condemn) marked = add(marked, storedBytes(e));
   } else {
     const results = await mapLimit(plan.condemn, DELETE_CONCURRENCY, async (e) => {
       if (overDeadline()) {
@@ -232,7 +273,7 @@ async function collectNode(
       return contentIndex.condemn(node.id, e, at);
     });
     plan.condemn.forEach((e, n) => {
-      if (results[n]) marked = add(marked, e.length);
+      if (results[n]) marked = add(marked, storedBytes(e));
     });
   }
 
@@ -261,6 +302,35 @@ async function collectNode(
     else await wakeSpaceWaitersThatFit(deps, node.id);
   }
   return report;
+}
+
+/**
+ * Whether an entry this pass did not begin deleting names the same pack: recorded since the pass read the entries
+ * (a copy or an upload that found the pack there), or not read by a pass cut at its limit. The pack's table of
+ * contents says which chunks it holds; their entries at the node say where each is stored (entries being deleted
+ * are not returned). A chunk stored alone is named by its own entry only.
+ */
+async function namedByOthers(
+  deps: Uses<'storage' | 'contentIndex'>,
+  cacheNodeId: string,
+  bucket: BucketRef,
+  group: readonly IndexEntry[],
+): Promise<boolean> {
+  const pack = group[0]?.pack;
+  if (pack === undefined) return false;
+  let toc: readonly { readonly sha256: string }[] | undefined;
+  try {
+    toc = await deps.storage.packToc(bucket, pack);
+  } catch (err) {
+    // Not a pack at all: nothing can be read from it, whatever names it.
+    if (err instanceof PackFormatError) return false;
+    throw err;
+  }
+  const ours = new Set(group.map((e) => e.sha256));
+  const others = (toc ?? []).map((e) => e.sha256).filter((d) => !ours.has(d));
+  if (others.length === 0) return false;
+  const held = await deps.contentIndex.locate(cacheNodeId, others);
+  return [...held.values()].some((e) => e.pack === pack);
 }
 
 /**

@@ -1,18 +1,15 @@
 // CMN content routing: for every destination cache node, the chunks it lacks, each copied from the nearest
-// node that holds it, and a check of each chunk the index places there already. Chunks no usable node holds
+// node that holds it, and a check of each chunk the index places there already. A pack's chunks go in the same
+// batch (a copy brings the whole pack). Chunks no usable node holds
 // any more (the index had them where they were lost) are counted on the migration: once the copies are done,
 // the workflow has the source upload them again (StartDownloads). Batches go to the control bucket, and so does the list of them, which the state machine's
 // Distributed Map reads (a list in the state's payload would bind the image size to 256 KiB).
 
+import type { IndexedChunk } from '../aws/content-index.ts';
 import { distinctNonZeroChunks } from '../domain/chunks.ts';
 import { mapLimit } from '../domain/concurrency.ts';
-import {
-  type CopyItem,
-  replicationBatchKey,
-  replicationItemsKey,
-  replicationPrefix,
-} from '../domain/control-keys.ts';
-import { planReplication } from '../domain/replication.ts';
+import { replicationBatchKey, replicationItemsKey, replicationPrefix } from '../domain/control-keys.ts';
+import { batchCopies, planReplication } from '../domain/replication.ts';
 import { TASK_FUNCTIONS } from '../functions.ts';
 import { recordLost } from './lost-chunks.ts';
 import { loadManifest } from './manifest.ts';
@@ -65,8 +62,16 @@ export const handler = task(
     }
     const items = plan.copies;
     const prefix = replicationPrefix(m.id, m.attempt);
-    const batches: CopyItem[][] = [];
-    for (let i = 0; i < items.length; i += COPY_BATCH_SIZE) batches.push(items.slice(i, i + COPY_BATCH_SIZE));
+    // Where each chunk is stored at its source (a check's: at its node), so that a pack's chunks share a batch.
+    const bySource = new Map<string, string[]>();
+    for (const i of items) {
+      const list = bySource.get(i.from);
+      if (list) list.push(i.sha256);
+      else bySource.set(i.from, [i.sha256]);
+    }
+    const places = new Map<string, Map<string, IndexedChunk>>();
+    for (const [from, digests] of bySource) places.set(from, await deps.contentIndex.locate(from, digests));
+    const batches = batchCopies(items, (node, sha256) => places.get(node)?.get(sha256), COPY_BATCH_SIZE);
     await mapLimit(batches, 8, (batch, n) =>
       deps.storage.putJson(deps.control, replicationBatchKey(prefix, n), batch),
     );

@@ -4,6 +4,7 @@
 import type { WorkItem } from '../../protocol/api/agent.ts';
 import { taskSucceeded } from '../aws/callbacks.ts';
 import { TASK_FUNCTIONS } from '../functions.ts';
+import { chunkingOf, earlierChunking } from './earlier-chunking.ts';
 import { TaskFailure, task } from './task.ts';
 
 export interface RequestWorkEvent {
@@ -68,6 +69,12 @@ export const handler = task(
       }
       throw err;
     }
+    const chunking =
+      event.action === 'manifest'
+        ? await earlierChunking(deps, m)
+        : event.action === 'upload'
+          ? await chunkingOf(deps, m.id)
+          : undefined;
     await deps.migrations.putWork({
       migrationId: m.id,
       action: event.action,
@@ -78,6 +85,7 @@ export const handler = task(
       imageId: m.imageId,
       ...(leg?.format ? { format: leg.format } : {}),
       ...(toDestination && m.overwrite ? { overwrite: true } : {}),
+      ...(chunking ? { chunking } : {}),
       createdAt: new Date().toISOString(),
       taskToken: event.taskToken,
     });

@@ -1,6 +1,8 @@
 // The agent protocol (draft V-C, DESIGN §3): how a data center's agent gets work, sends a manifest, uploads
-// missing chunks with presigned PUTs, downloads through the edge with signed GETs, and reports back.
+// missing chunks in packs with presigned PUTs, downloads (ranges of packs) through the edge with signed GETs, and
+// reports back.
 import { z } from '@hono/zod-openapi';
+import { ENCODINGS, MAX_PACK_BYTES, MIN_PACK_BYTES } from '../pack.ts';
 import { errorResponses, json, NodeId, PageQuery, pathId, route, Timestamp } from './common.ts';
 import { ImageFormat, MigrationId } from './migrations.ts';
 
@@ -30,6 +32,13 @@ export const WorkItem = z
       .optional()
       .describe(
         'download/handover: a file vmmig did not deliver may be replaced (the migration asked for it)',
+      ),
+    chunking: z
+      .object({ minSize: z.int(), avgSize: z.int(), maxSize: z.int() })
+      .optional()
+      .describe(
+        'manifest: chunk with these parameters, the ones the image was stored with before, so its chunks are ' +
+          'reused (absent: the default for the image size); upload: the parameters of the accepted manifest',
       ),
     createdAt: Timestamp,
   })
@@ -158,49 +167,87 @@ export const submitManifest = route({
   responses: { 200: json(ManifestAccepted, 'Accepted'), ...errorResponses(404, 409) },
 });
 
-export const UploadUrl = z
+export const UploadChunk = z
   .object({
     sha256: Sha256,
-    offset: z.int(),
+    offset: z.int().describe('where the chunk starts in the source image'),
     length: z.int(),
-    url: z.string(),
-    headers: z.record(z.string(), z.string()).describe('send exactly these headers with the PUT'),
   })
-  .openapi('UploadUrl');
-export type UploadUrl = z.infer<typeof UploadUrl>;
+  .openapi('UploadChunk');
+export type UploadChunk = z.infer<typeof UploadChunk>;
 
-export const listUploadUrls = route({
-  operationId: 'listUploadUrls',
+export const listUploadChunks = route({
+  operationId: 'listUploadChunks',
   method: 'get',
-  path: '/v1/migrations/{migrationId}/source/upload-urls',
+  path: '/v1/migrations/{migrationId}/source/upload-plan',
   tags,
-  summary: 'Presigned PUT URLs for the chunks still missing at the source cache node (paged)',
+  summary: 'The chunks still missing at the source cache node (paged): pack and upload these',
+  description:
+    'Chunks already stored and verified at the source cache node are left out, so a restarted agent resumes where ' +
+    'it stopped. The agent encodes each chunk (zstd, or raw when that does not shrink it), groups them into packs ' +
+    'of several MiB, PUTs each pack to the URL from pack-url, and reports it.',
   request: { params: idParams, query: PageQuery },
   responses: {
-    200: json(
-      z.object({ items: z.array(UploadUrl), nextCursor: z.string().optional(), expiresAt: Timestamp }),
-      'URLs',
-    ),
+    200: json(z.object({ items: z.array(UploadChunk), nextCursor: z.string().optional() }), 'Chunks'),
     ...errorResponses(404, 409),
   },
 });
 
-export const ReportChunks = z
-  .strictObject({ sha256: z.array(Sha256).min(1).max(1000) })
-  .openapi('ReportChunks');
+export const PackUploadRequest = z
+  .strictObject({
+    sha256: Sha256.describe('SHA-256 of the pack (its name, and the checksum storage checks)'),
+    size: z.int().min(MIN_PACK_BYTES).max(MAX_PACK_BYTES),
+  })
+  .openapi('PackUploadRequest');
 
-export const reportStoredChunks = route({
-  operationId: 'reportStoredChunks',
+export const createPackUploadUrl = route({
+  operationId: 'createPackUploadUrl',
   method: 'post',
-  path: '/v1/migrations/{migrationId}/source/chunks',
+  path: '/v1/migrations/{migrationId}/source/pack-url',
   tags,
-  summary: 'Report uploaded chunks; the server checks each is stored with the right checksum',
+  summary: 'A presigned URL to PUT one pack of chunks to the source cache node (source agent)',
+  description:
+    'The URL carries the SHA-256 checksum: storage refuses other bytes. A pack is not indexed until it is reported ' +
+    '(POST …/source/packs) and verified.',
   request: {
     params: idParams,
-    body: { content: { 'application/json': { schema: ReportChunks } }, required: true },
+    body: { content: { 'application/json': { schema: PackUploadRequest } }, required: true },
   },
   responses: {
-    200: json(z.object({ verified: z.int(), missing: z.array(Sha256) }), 'Verified'),
+    200: json(ManifestUploadUrl, 'PUT the pack here'),
+    ...errorResponses(404, 409),
+  },
+});
+
+export const ReportPacks = z
+  .strictObject({ packs: z.array(Sha256).min(1).max(100).describe('SHA-256 of each pack stored') })
+  .openapi('ReportPacks');
+
+export const PacksVerified = z
+  .object({
+    verified: z.int().describe('packs read back and indexed'),
+    chunks: z.int().describe('chunks of those packs now indexed at the source cache node'),
+    rejected: z
+      .array(z.object({ sha256: Sha256, reason: z.string() }))
+      .describe('packs not stored, or not intact: build and upload their chunks again'),
+  })
+  .openapi('PacksVerified');
+
+export const reportStoredPacks = route({
+  operationId: 'reportStoredPacks',
+  method: 'post',
+  path: '/v1/migrations/{migrationId}/source/packs',
+  tags,
+  summary: 'Report uploaded packs; the server reads each back, checks every chunk in it, and indexes them',
+  description:
+    'Storage vouches for the pack (its SHA-256 checksum); the server decodes every entry and checks its digest, ' +
+    'so no chunk is indexed that a destination would refuse.',
+  request: {
+    params: idParams,
+    body: { content: { 'application/json': { schema: ReportPacks } }, required: true },
+  },
+  responses: {
+    200: json(PacksVerified, 'Verified'),
     ...errorResponses(404, 409),
   },
 });
@@ -296,6 +343,15 @@ export const AgentInfo = z
   })
   .openapi('AgentInfo');
 
+export const StoredPart = z
+  .object({
+    offset: z.int().min(0),
+    length: z.int().min(1).describe('stored bytes: fetch bytes offset … offset + length − 1'),
+    encoding: z.enum(ENCODINGS).describe('zstd: decompress to the chunk; raw: the bytes are the chunk'),
+  })
+  .openapi('StoredPart');
+export type StoredPart = z.infer<typeof StoredPart>;
+
 export const PlanChunk = z
   .object({
     index: z.int(),
@@ -304,6 +360,9 @@ export const PlanChunk = z
     sha256: Sha256,
     zero: z.boolean().describe('all zero bytes: write a hole, nothing to download'),
     url: z.string().optional().describe('signed edge URL (absent for zero chunks)'),
+    part: StoredPart.optional().describe(
+      'the chunk is this range of the object at url (a pack); absent: the whole object, raw',
+    ),
   })
   .openapi('PlanChunk');
 export type PlanChunk = z.infer<typeof PlanChunk>;
@@ -341,6 +400,11 @@ export const CompleteDestination = z
       .describe('bytes taken from images the data center already held instead of downloaded'),
     allocatedBytes: z.int().min(0).optional().describe('disk space the image at that path takes'),
     replaced: z.boolean().optional().describe('a file was at that path before and was replaced'),
+    bytesFetched: z
+      .int()
+      .min(0)
+      .optional()
+      .describe('bytes fetched through the edge, as they crossed the network (compressed)'),
   })
   .openapi('CompleteDestination');
 
@@ -388,6 +452,11 @@ export const Heartbeat = z
     bytesDone: z.int().min(0),
     chunksDone: z.int().min(0),
     bytesTotal: z.int().min(0).optional(),
+    wireBytesDone: z
+      .int()
+      .min(0)
+      .optional()
+      .describe('bytes that crossed the network for bytesDone (compressed): a destination reports them'),
   })
   .openapi('Heartbeat');
 export type Heartbeat = z.infer<typeof Heartbeat>;

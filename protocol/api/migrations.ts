@@ -160,6 +160,12 @@ export const Leg = z
       ),
     chunksDownloaded: z.int(),
     bytesDownloaded: z.int(),
+    wireBytesDownloaded: z
+      .int()
+      .optional()
+      .describe(
+        'bytes fetched through the edge for bytesDownloaded, as they crossed the network (compressed)',
+      ),
     bytesReusedAtDestination: z
       .int()
       .optional()
@@ -247,6 +253,10 @@ export const Migration = z
       chunksShared: z
         .int()
         .describe('chunks another migration was uploading at the same time: awaited, not sent twice'),
+      wireBytesDone: z
+        .int()
+        .optional()
+        .describe('bytes of the packs uploaded for bytesDone, as they crossed the network (compressed)'),
     }),
     overwrite: z.boolean().describe('files vmmig did not deliver may be replaced at the destinations'),
     sourceReleased: z.boolean().describe('mode migrate: the source agent ran its --on-migrated hook'),
@@ -256,9 +266,10 @@ export const Migration = z
         bytesCopied: z
           .int()
           .describe(
-            'bytes this migration copied between cache nodes; chunks a destination node already held, or that ' +
-              'another migration was copying there at the same time, are not counted (a leg’s bytesReplicated ' +
-              'counts them: it is what its node holds of the image)',
+            'bytes this migration copied between cache nodes, as stored and moved: whole packs, compressed (chunks ' +
+              'of other images in them included), and chunks stored alone before packs; what a destination node ' +
+              'already held, or another migration was copying there at the same time, is not counted (a leg’s ' +
+              'bytesReplicated counts the chunks’ own bytes: it is what its node holds of the image)',
           ),
       })
       .describe('copies between cache nodes (the CDN-internal transfer of draft §3.1 step 5)'),

@@ -2,6 +2,7 @@
 // look at the copy its cache node holds. A corrupt copy is deleted and copied again from another cache node that
 // holds an intact one; the agent gets a fresh signed URL, or a 409 naming why no intact copy exists.
 import { z } from '@hono/zod-openapi';
+import { StoredPart } from './agent.ts';
 import { errorResponses, json, NodeId, pathId, route, Timestamp } from './common.ts';
 import { MigrationId } from './migrations.ts';
 
@@ -23,9 +24,13 @@ export const ChunkRepair = z
       ),
     repairedFrom: NodeId.optional().describe('repaired: the cache node the intact copy came from'),
     url: z.string().describe('a fresh signed edge URL for the chunk'),
+    part: StoredPart.optional().describe(
+      'the chunk is this range of the object at url (a pack); absent: the whole object, raw',
+    ),
     expiresAt: Timestamp,
   })
   .openapi('ChunkRepair');
+export type ChunkRepair = z.infer<typeof ChunkRepair>;
 
 export const repairChunk = route({
   operationId: 'repairChunk',

@@ -1,14 +1,16 @@
 // Broken object-level authorization and signed edge URLs (issue 6 item 5). An agent that guesses another data
 // center's migration, batch, image or chunk ids gets exactly what it gets for ids that exist nowhere; a signed
-// chunk URL works only as issued: expired, tampered, moved to another cache node or re-pointed at another chunk,
-// it is a 403.
-import { randomBytes } from 'node:crypto';
+// edge URL (of the pack a chunk is stored in) works only as issued: expired, tampered, moved to another cache node
+// or re-pointed at another pack or chunk, it is a 403.
+import { createHash, randomBytes } from 'node:crypto';
 import { getSignedUrl } from '@aws-sdk/cloudfront-signer';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { loadOrCreateEdgeKeys } from '../../local/edge-keys.ts';
-import { chunkKey } from '../../protocol/chunk-key.ts';
+import type { PlanChunk } from '../../protocol/api/agent.ts';
+import { chunkKey, packKey, parsePackKey } from '../../protocol/chunk-key.ts';
+import { packEntries } from '../support/chaos.ts';
 import { startTestCloud, type TestCloud } from '../support/local-cloud.ts';
-import { type Driven, downloadPlan, migrationAt } from './support/agent-driver.ts';
+import { type Driven, downloadPlan, fetchChunk, migrationAt } from './support/agent-driver.ts';
 import { baselines, type Fixtures } from './support/baselines.ts';
 import { createFixtures } from './support/fixtures.ts';
 import { type RawResponse, ROUTES, routeName, sender } from './support/fuzz.ts';
@@ -138,7 +140,7 @@ describe('guessing ids reveals nothing', () => {
 
 describe('signed edge URLs', () => {
   let url: URL;
-  let chunk: { sha256: string; offset: number; length: number };
+  let chunk: PlanChunk;
   let foreign: { sha256: string; url: string };
 
   beforeAll(async () => {
@@ -159,12 +161,20 @@ describe('signed edge URLs', () => {
     return u;
   };
 
-  it('the URL as issued serves the chunk, and the other migration’s chunk is there with its own URL', async () => {
+  it('the URL as issued serves the pack, its range the chunk; the other migration’s pack is there with its own URL', async () => {
+    // The URL names the pack the chunk is stored in at nrt; the plan's part is the chunk's range of it.
+    const pack = parsePackKey(url.pathname.replace(/^\/nrt\//, '')) as string;
+    expect(url.pathname).toBe(`/nrt/${packKey(pack)}`);
+    const entry = (await packEntries(t, 'nrt', pack))?.find((e) => e.sha256 === chunk.sha256);
+    expect(chunk.part).toEqual({ offset: entry?.offset, length: entry?.stored, encoding: entry?.encoding });
+    // The whole object is the pack (its bytes hash to its name); the range decodes to the chunk (fetchChunk checks).
     const res = await fetch(url);
     expect(res.status).toBe(200);
-    expect((await res.arrayBuffer()).byteLength).toBe(chunk.length);
+    const whole = Buffer.from(await res.arrayBuffer());
+    expect(createHash('sha256').update(whole).digest('hex')).toBe(pack);
+    expect((await fetchChunk(chunk)).length).toBe(chunk.length);
     expect(await get(foreign.url)).toBe(200);
-    expect(url.pathname).toBe(`/nrt/${chunkKey(chunk.sha256)}`);
+    expect(new URL(foreign.url).pathname).not.toBe(url.pathname);
   });
 
   it('expired: signed with the real key but in the past, or with Expires moved', async () => {
@@ -197,8 +207,10 @@ describe('signed edge URLs', () => {
     expect(await get(variant((u) => (u.pathname = u.pathname.replace('/nrt/', '/sin/'))))).toBe(403);
   });
 
-  it('outside the migration: re-pointed at another migration’s chunk, or at a digest stored nowhere', async () => {
-    expect(await get(variant((u) => (u.pathname = `/nrt/${chunkKey(foreign.sha256)}`)))).toBe(403);
+  it('outside the migration: re-pointed at another migration’s pack, at a chunk’s own key, or at a digest stored nowhere', async () => {
+    expect(await get(variant((u) => (u.pathname = new URL(foreign.url).pathname)))).toBe(403);
+    expect(await get(variant((u) => (u.pathname = `/nrt/${chunkKey(chunk.sha256)}`)))).toBe(403);
+    expect(await get(variant((u) => (u.pathname = `/nrt/${packKey('0'.repeat(64))}`)))).toBe(403);
     expect(await get(variant((u) => (u.pathname = `/nrt/${chunkKey('0'.repeat(64))}`)))).toBe(403);
     // Nor does a prefix of the path, or a query string added to it, pass.
     expect(await get(variant((u) => (u.pathname = `${u.pathname}x`)))).toBe(403);

@@ -8,6 +8,7 @@ import { MAX_MANIFEST_BYTES } from '../../lambdas/api/routes/agent-source.ts';
 import { MAX_BATCH_VMS } from '../../protocol/api/batches.ts';
 import { MAX_ESTIMATE_CHUNKS } from '../../protocol/api/estimate.ts';
 import { MAX_MANIFEST_CHUNKS } from '../../protocol/manifest.ts';
+import { MAX_PACK_BYTES, MIN_PACK_BYTES } from '../../protocol/pack.ts';
 import { startTestCloud, type TestCloud } from '../support/local-cloud.ts';
 import {
   type Driven,
@@ -100,7 +101,7 @@ describe('lists in bodies are capped', () => {
     expectRejected(over, { statuses: [400], field: 'chunks' });
   });
 
-  it(`batches take ${MAX_BATCH_VMS} VMs, migrations and policies 16 destinations, chunk reports 1000 digests`, async () => {
+  it(`batches take ${MAX_BATCH_VMS} VMs, migrations and policies 16 destinations, pack reports 100 packs`, async () => {
     const before = await snap.take();
     const b = baselines(f);
     const vms = Array.from({ length: MAX_BATCH_VMS + 1 }, (_, i) => ({
@@ -130,13 +131,42 @@ describe('lists in bodies are capped', () => {
       body: { destinations: destinations.map((d) => d.dataCenterId) },
     });
     expectRejected(retry, { statuses: [400], field: 'destinations' });
-    const chunks = await send({
-      method: 'post',
-      path: '/v1/migrations/{migrationId}/source/chunks',
-      params: { migrationId: f.migrationId },
-      body: { sha256: Array.from({ length: 1001 }, hex) },
-    });
-    expectRejected(chunks, { statuses: [400], field: 'sha256' });
+    const report = (packs: string[]) =>
+      send({
+        method: 'post',
+        path: '/v1/migrations/{migrationId}/source/packs',
+        params: { migrationId: f.migrationId },
+        body: { packs },
+        token: t.cloud.agentToken(f.from),
+      });
+    expectRejected(await report(Array.from({ length: 101 }, hex)), { statuses: [400], field: 'packs' });
+    // 100 are read back (none was stored: each is rejected, nothing is indexed).
+    const hundred = await report(Array.from({ length: 100 }, hex));
+    expect(hundred.status, hundred.text.slice(0, 300)).toBe(200);
+    expect(hundred.json).toMatchObject({ verified: 0, chunks: 0 });
+    expect(hundred.json['rejected']).toHaveLength(100);
+    expect(snap.diff(before, await snap.take())).toEqual([]);
+  });
+
+  it(`a pack URL is for ${MIN_PACK_BYTES} to ${MAX_PACK_BYTES} bytes, not one more or less`, async () => {
+    const m: Driven = await migrationAt(t, 'upload');
+    const before = await snap.take();
+    const url = (size: number) =>
+      send({
+        method: 'post',
+        path: '/v1/migrations/{migrationId}/source/pack-url',
+        params: { migrationId: m.migration.id },
+        body: { sha256: hex(), size },
+        token: t.cloud.agentToken(m.from),
+      });
+    for (const size of [MIN_PACK_BYTES - 1, MAX_PACK_BYTES + 1])
+      expectRejected(await url(size), { statuses: [400], field: 'size', what: `size ${size}` });
+    for (const size of [MIN_PACK_BYTES, MAX_PACK_BYTES]) {
+      const ok = await url(size);
+      expect(ok.status, `size ${size} → ${ok.text.slice(0, 200)}`).toBe(200);
+      expect(ok.json['headers']).toMatchObject({ 'x-amz-checksum-sha256': expect.any(String) });
+    }
+    // Signing a URL stores nothing.
     expect(snap.diff(before, await snap.take())).toEqual([]);
   });
 });
@@ -160,24 +190,28 @@ describe('pages and long polls', () => {
     }
   });
 
-  it('upload URLs come 500 to a page whatever the limit asked; the next page goes on from there', async () => {
+  it('the upload plan comes `limit` chunks to a page (up to 1000); the next page goes on from there', async () => {
     const image = tinyImage(Array.from({ length: 510 }, () => TINY_CHUNKING.minSize));
     const m: Driven = await migrationAt(t, 'upload', { image });
     const page = (query: Record<string, string>) =>
       send({
         method: 'get',
-        path: '/v1/migrations/{migrationId}/source/upload-urls',
+        path: '/v1/migrations/{migrationId}/source/upload-plan',
         params: { migrationId: m.migration.id },
         query,
         token: t.cloud.agentToken(m.from),
       });
-    const first = await page({ limit: '1000' });
+    const first = await page({ limit: '500' });
     expect(first.status).toBe(200);
     expect((first.json['items'] as unknown[]).length).toBe(500);
     expect(first.json['nextCursor']).toBe('500');
-    const second = await page({ limit: '1000', cursor: '500' });
+    const second = await page({ limit: '500', cursor: '500' });
     expect((second.json['items'] as unknown[]).length).toBe(10);
     expect(second.json['nextCursor']).toBeUndefined();
+    // No URLs to sign any more: a page is as long as asked, the whole plan of 510 in one.
+    const whole = await page({ limit: '1000' });
+    expect((whole.json['items'] as unknown[]).length).toBe(510);
+    expect(whole.json['nextCursor']).toBeUndefined();
     expectRejected(await page({ cursor: '511' }), { statuses: [400], field: 'cursor' });
   });
 

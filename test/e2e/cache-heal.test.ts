@@ -1,7 +1,8 @@
 // The content index heals itself (issue "Cache space and lifecycle"; DESIGN §3): objects deleted from cache node
 // buckets behind the system's back — an operator's cleanup, a lifecycle rule, a lost region — cost re-copies and
-// re-uploads, never a migration. Half of a node's chunk objects go, then migrations that need them complete on
-// their first attempt, byte-identical: a chunk still held elsewhere is copied from there, a chunk held nowhere is
+// re-uploads, never a migration. Half of a node's objects go (packs: each holds many chunks, and copies between
+// cache nodes move them whole, so two nodes hold the same packs), then migrations that need them complete on their
+// first attempt, byte-identical: a chunk still held elsewhere is copied from there, a chunk held nowhere is
 // uploaded again by the source, and a destination node that lost what the index placed there is found out before
 // its agent asks for it.
 import { createHash } from 'node:crypto';
@@ -9,8 +10,11 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bucketRef } from '../../lambdas/aws/cache-nodes.ts';
+import type { IndexEntry } from '../../lambdas/aws/content-index.ts';
 import { writeRawImage } from '../../local/sample-images.ts';
 import type { Migration } from '../../protocol/api/migrations.ts';
+import { objectKeyOf } from '../../protocol/chunk-key.ts';
+import { agentManifest } from '../support/chaos.ts';
 import { startTestCloud, type TestCloud } from '../support/local-cloud.ts';
 import { startMigration, waitForMigration } from '../support/migrations.ts';
 
@@ -30,11 +34,21 @@ describe('a cache node that loses objects behind the index', { timeout: 300_000 
   const deps = () => t.cloud.root.deps;
   const indexed = async (node: string) =>
     (await deps().contentIndex.allEntries(node)).entries.map((e) => e.sha256).sort();
-  /** Deletes the objects of these chunks from a node's bucket, leaving the index as it is. */
-  const deleteBehindIndex = async (node: string, digests: readonly string[]) => {
-    const record = await deps().registry.requireCacheNode(node);
-    for (const d of digests) await deps().storage.deleteChunk(bucketRef(record), d);
+  /** A node's index entries grouped by the object (pack) they name, in key order. */
+  const objectsAt = async (node: string): Promise<[string, IndexEntry[]][]> => {
+    const out = new Map<string, IndexEntry[]>();
+    for (const e of (await deps().contentIndex.allEntries(node)).entries)
+      out.set(objectKeyOf(e), [...(out.get(objectKeyOf(e)) ?? []), e]);
+    return [...out].sort(([a], [b]) => (a < b ? -1 : 1));
   };
+  /** Deletes these objects from a node's bucket, leaving the index as it is. */
+  const deleteBehindIndex = async (node: string, objects: readonly [string, IndexEntry[]][]) => {
+    const record = await deps().registry.requireCacheNode(node);
+    for (const [, entries] of objects)
+      await deps().storage.deleteObject(bucketRef(record), entries[0] as IndexEntry);
+  };
+  const digestsOf = (objects: readonly [string, IndexEntry[]][]) =>
+    objects.flatMap(([, es]) => es.map((e) => e.sha256));
   const image = (dc: string, name: string) => join(t.cloud.dataCenterDir(dc), 'images', name);
   const migrate = async (imageId: string, from: string, to: string): Promise<Migration> => {
     const m = await startMigration(t.admin, { imageId, from, to: [to] });
@@ -51,14 +65,19 @@ describe('a cache node that loses objects behind the index', { timeout: 300_000 
     expect(first.status, JSON.stringify(first.error)).toBe('COMPLETED');
     const atHkg = await indexed('hkg');
     const atNrt = await indexed('nrt');
-    expect(atHkg.length).toBeGreaterThanOrEqual(8);
     expect(atNrt).toEqual(atHkg);
+    // The same packs at both nodes (copied whole), several of them.
+    const packs = await objectsAt('hkg');
+    expect(packs.length).toBeGreaterThanOrEqual(4);
+    expect((await objectsAt('nrt')).map(([key]) => key)).toEqual(packs.map(([key]) => key));
 
-    // Behind the system's back: half of hkg's objects go, and a quarter of the chunks are gone from both nodes.
-    const fromHkg = atHkg.filter((_, i) => i % 2 === 0);
-    const fromBoth = atHkg.filter((_, i) => i % 4 === 0);
-    await deleteBehindIndex('hkg', fromHkg);
-    await deleteBehindIndex('nrt', fromBoth);
+    // Behind the system's back: half of hkg's packs go, and a quarter of them are gone from both nodes.
+    const packsFromHkg = packs.filter((_, i) => i % 2 === 0);
+    const packsFromBoth = packs.filter((_, i) => i % 4 === 0);
+    await deleteBehindIndex('hkg', packsFromHkg);
+    await deleteBehindIndex('nrt', packsFromBoth);
+    const fromHkg = digestsOf(packsFromHkg);
+    const fromBoth = digestsOf(packsFromBoth);
 
     // To dc-jkt (sin): hkg is the nearest holder of everything by the index.
     const m = await migrate('heal-1.img', 'dc-gz', 'dc-jkt');
@@ -87,9 +106,12 @@ describe('a cache node that loses objects behind the index', { timeout: 300_000 
     // refilled), what both lost was uploaded to hkg again; every entry names a stored object.
     const hkg = await deps().registry.requireCacheNode('hkg');
     const nowAtHkg = await indexed('hkg');
-    for (const d of nowAtHkg) {
-      expect(await deps().storage.chunkState(bucketRef(hkg), d, 0)).not.toBe('missing');
+    const stale: string[] = [];
+    for (const e of (await deps().contentIndex.allEntries('hkg')).entries) {
+      const state = await deps().storage.objectState(bucketRef(hkg), e);
+      if (state !== 'present') stale.push(`${e.sha256.slice(0, 12)}… in ${objectKeyOf(e)}: ${state}`);
     }
+    expect(stale).toEqual([]);
     expect(nowAtHkg).toEqual(atHkg.filter((d) => !fromHkg.includes(d) || fromBoth.includes(d)));
     expect(record.chunksHealed).toBe(fromHkg.length + fromBoth.length);
   });
@@ -101,14 +123,14 @@ describe('a cache node that loses objects behind the index', { timeout: 300_000 
     });
     const first = await migrate('heal-2.img', 'dc-gz', 'dc-osa');
     expect(first.status, JSON.stringify(first.error)).toBe('COMPLETED');
-    const atNrt = await indexed('nrt');
     const own = (await deps().migrations.require(first.id)).image?.uniqueChunks ?? 0;
     expect(own).toBeGreaterThan(2);
-    // Half of nrt's objects go (every chunk nrt holds, this image's among them).
-    await deleteBehindIndex(
-      'nrt',
-      atNrt.filter((_, i) => i % 2 === 1),
-    );
+    // Half of nrt's packs go (of every image nrt holds, this one's among them).
+    const atNrt = await objectsAt('nrt');
+    const lost = atNrt.filter((_, i) => i % 2 === 1);
+    const mine = new Set((await agentManifest(t, 'dc-gz', first.id)).chunks.map((c) => c.sha256));
+    expect(digestsOf(lost).some((d) => mine.has(d))).toBe(true);
+    await deleteBehindIndex('nrt', lost);
     // The same image again to dc-osa (a re-delivery, e.g. after the VM was lost there): the index places every
     // chunk at nrt already, so nothing is planned to move — but each is looked at, and the lost ones copied again.
     const again = await startMigration(t.admin, {

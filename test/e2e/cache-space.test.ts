@@ -38,10 +38,17 @@ describe('cache space', { timeout: 420_000 }, () => {
   const chunksOf = async (migrationId: string) =>
     distinctNonZeroChunks(await loadManifest(deps(), migrationId)).map((c) => c.sha256);
   const indexedEntries = async (node: string) => (await deps().contentIndex.allEntries(node)).entries;
+  /** How many of these chunks the node's index places there and read back intact (their range of their pack). */
   const storedAt = async (node: string, digests: readonly string[]) => {
     const record = await deps().registry.requireCacheNode(node);
-    const states = await Promise.all(digests.map((d) => deps().storage.chunkState(bucketRef(record), d, 0)));
-    return states.filter((s) => s !== 'missing').length;
+    const located = await deps().contentIndex.locate(node, digests);
+    const states = await Promise.all(
+      digests.map(async (d) => {
+        const entry = located.get(d);
+        return entry ? deps().storage.inspectEntry(bucketRef(record), entry) : 'missing';
+      }),
+    );
+    return states.filter((s) => s === 'intact').length;
   };
 
   it('a budget below what a migration brings: QUEUED with the bytes named, admitted when the budget grows', async () => {

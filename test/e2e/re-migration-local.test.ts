@@ -1,6 +1,8 @@
 // Re-migration to a data center that already holds the image: the destination agent takes the chunks it has on
 // disk (its local index of delivered images) and fetches only the others from the edge; chunks of a delivered
-// image that was written to since (a VM running on it) fail verification and are fetched instead.
+// image that was written to since (a VM running on it) fail verification and are fetched instead. The edge serves
+// ranges of packs: neighbours in a pack come in one GET, so the GETs counted are the fetch units of exactly the
+// chunks fetched (fetchUnitsFromIndex), and the bytes those units' ranges.
 
 import { open, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -8,7 +10,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ProxyRecord } from '../../local/s3/fault-proxy.ts';
 import { seededBytes, vmLikeSpec, writeRawImage } from '../../local/sample-images.ts';
 import { isZeroChunk, type Manifest } from '../../protocol/manifest.ts';
-import { agentManifest, chunkRequest, sha256File } from '../support/chaos.ts';
+import {
+  agentManifest,
+  chunkRequest,
+  fetchUnitsFromIndex,
+  sha256File,
+  unitBytes,
+  unitIndices,
+} from '../support/chaos.ts';
 import { startTestCloud, type TestCloud } from '../support/local-cloud.ts';
 import { startMigration, waitForMigration } from '../support/migrations.ts';
 
@@ -35,7 +44,11 @@ describe('re-migration takes the chunks the destination already holds', () => {
   const dst = () => join(t.cloud.dataCenterDir('dc-osa'), 'images', IMAGE);
   const edgeGet = chunkRequest('GET', 'nrt'); // dc-osa downloads through its nearest cache node, nrt
 
-  /** Runs one migration gz → osa; returns its manifest, the edge GETs it caused and the agent's summary line. */
+  /**
+   * Runs one migration gz → osa; returns its manifest, the edge GETs its destination agent made (from the moment
+   * it took the download: before, the workflow reads the tables of contents of the packs it copied to nrt) and the
+   * agent's summary line.
+   */
   async function migrate(overwrite = false) {
     const proxy = t.cloud.s3Proxy;
     if (!proxy) throw new Error('no fault proxy');
@@ -45,11 +58,14 @@ describe('re-migration takes the chunks the destination already holds', () => {
     expect(done.status, JSON.stringify(done.error)).toBe('COMPLETED');
     const leg = done.legs.find((l) => l.dataCenterId === 'dc-osa');
     expect(leg?.status).toBe('COMPLETED');
-    const gets = proxy.records.slice(before).filter((r: ProxyRecord) => edgeGet(r));
-    const log = await readFile(join(t.dataDir, 'test.log'), 'utf8');
-    const line = log.split('\n').find((l) => l.includes(`${m.id}: download complete`)) ?? '';
+    const log = (await readFile(join(t.dataDir, 'test.log'), 'utf8')).split('\n');
+    const started = log.find((l) => l.includes(`${m.id}: download ${IMAGE} (destination)`)) ?? '';
+    const from = Date.parse(started.slice(0, 24));
+    expect(from, started).not.toBeNaN();
+    const gets = proxy.records.slice(before).filter((r: ProxyRecord) => edgeGet(r) && r.at >= from);
+    const line = log.find((l) => l.includes(`${m.id}: download complete`)) ?? '';
     const summary =
-      /\((\d+) chunks fetched by this run, (\d+) taken from local images(?:, (\d+) local copies failed verification)?\)/.exec(
+      /\((\d+) chunks fetched by this run in (\d+) bytes, (\d+) taken from local images(?:, (\d+) local copies failed verification)?\)/.exec(
         line,
       );
     expect(summary, line).not.toBeNull();
@@ -58,8 +74,19 @@ describe('re-migration takes the chunks the destination already holds', () => {
       manifest: await agentManifest(t, 'dc-gz', m.id),
       gets: gets.length,
       fetched: Number(summary?.[1]),
-      taken: Number(summary?.[2]),
-      mismatched: Number(summary?.[3] ?? 0),
+      wireBytes: Number(summary?.[2]),
+      taken: Number(summary?.[3]),
+      mismatched: Number(summary?.[4] ?? 0),
+    };
+  }
+
+  /** The GETs and bytes a download of these chunks (manifest indices) makes through nrt, as the agent groups them. */
+  async function fetches(manifest: Manifest, indices: Iterable<number>) {
+    const units = await fetchUnitsFromIndex(t, 'nrt', manifest, indices);
+    return {
+      gets: units.length,
+      chunks: units.flatMap(unitIndices).length,
+      bytes: units.reduce((n, u) => n + unitBytes(u), 0),
     };
   }
 
@@ -73,7 +100,16 @@ describe('re-migration takes the chunks the destination already holds', () => {
   it('after ~1 % of the image changed, only the changed chunks come from the edge; the result is identical', async () => {
     const first = await migrate();
     const planned1 = nonZero(first.manifest).length;
-    expect(first.gets).toBe(planned1); // nothing to take yet: every non-zero chunk fetched
+    // Nothing to take yet: every non-zero chunk fetched, neighbours in a pack together.
+    const all1 = await fetches(
+      first.manifest,
+      first.manifest.chunks.map((_, i) => i),
+    );
+    expect(all1.chunks).toBe(planned1);
+    expect(first.fetched).toBe(planned1);
+    expect(first.gets).toBe(all1.gets);
+    expect(first.gets).toBeLessThan(planned1);
+    expect(first.wireBytes).toBe(all1.bytes);
     expect(first.taken).toBe(0);
     expect(await sha256File(dst())).toBe(await sha256File(src()));
 
@@ -91,13 +127,19 @@ describe('re-migration takes the chunks the destination already holds', () => {
     const oldDigests = new Set(first.manifest.chunks.map((c) => c.sha256));
     const changed = nonZero(second.manifest).filter((c) => !oldDigests.has(c.sha256));
     const planned2 = nonZero(second.manifest).length;
+    const changedFetches = await fetches(
+      second.manifest,
+      second.manifest.chunks.flatMap((c, i) => (oldDigests.has(c.sha256) ? [] : [i])),
+    );
     console.info(
       `re-migration: ${planned2} non-zero chunks (all fetched from the edge before this feature), ` +
-        `${changed.length} changed; edge GETs ${second.gets}, taken locally ${second.taken}`,
+        `${changed.length} changed; edge GETs ${second.gets} (${second.wireBytes} bytes), taken locally ${second.taken}`,
     );
     expect(changed.length).toBeGreaterThan(0);
     expect(changed.length).toBeLessThan(planned2 / 5);
-    expect(second.gets).toBe(changed.length);
+    expect(changedFetches.chunks).toBe(changed.length);
+    expect(second.gets).toBe(changedFetches.gets);
+    expect(second.wireBytes).toBe(changedFetches.bytes);
     expect(second.fetched).toBe(changed.length);
     expect(second.taken).toBe(planned2 - changed.length);
     expect(second.mismatched).toBe(0);
@@ -107,6 +149,7 @@ describe('re-migration takes the chunks the destination already holds', () => {
     const changedBytes = changed.reduce((n, c) => n + c.length, 0);
     const nonZeroBytes = nonZero(second.manifest).reduce((n, c) => n + c.length, 0);
     expect(leg?.bytesDownloaded).toBe(changedBytes);
+    expect(leg?.wireBytesDownloaded).toBe(second.wireBytes);
     expect(leg?.bytesReusedAtDestination).toBe(nonZeroBytes - changedBytes);
     expect(leg?.replaced).toBe(true); // the image delivered before, unchanged since
     expect(await sha256File(dst())).toBe(await sha256File(src()));
@@ -138,13 +181,21 @@ describe('re-migration takes the chunks the destination already holds', () => {
     const hit = chunks.filter((c) =>
       regions.some((r) => c.offset < r.offset + r.length && r.offset < c.offset + c.length),
     );
+    const hitSet = new Set(hit);
+    const hitFetches = await fetches(
+      again.manifest,
+      again.manifest.chunks.flatMap((c, i) => (hitSet.has(c) ? [i] : [])),
+    );
     console.info(
       `re-migration over a modified image: ${chunks.length} non-zero chunks, ${hit.length} overwritten at the ` +
-        `destination; edge GETs ${again.gets}, taken locally ${again.taken}, failed local verification ${again.mismatched}`,
+        `destination; edge GETs ${again.gets} (${again.wireBytes} bytes), taken locally ${again.taken}, failed local ` +
+        `verification ${again.mismatched}`,
     );
     expect(hit.length).toBeGreaterThan(0);
     expect(again.mismatched).toBe(hit.length);
-    expect(again.gets).toBe(hit.length);
+    expect(hitFetches.chunks).toBe(hit.length);
+    expect(again.gets).toBe(hitFetches.gets);
+    expect(again.wireBytes).toBe(hitFetches.bytes);
     expect(again.fetched).toBe(hit.length);
     expect(again.taken).toBe(chunks.length - hit.length);
     expect(await sha256File(dst())).toBe(before);

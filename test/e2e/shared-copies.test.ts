@@ -1,10 +1,11 @@
 // Copies between cache nodes shared by concurrent migrations (copy claims), end to end on the local cloud: a batch of
 // clones of one base goes from dc-gz (cache node hkg) to dc-osa (nrt) at once. Every CopyBatch is held at its
 // entry until all the migrations have planned their replication — so each plans copies of the whole base, and all
-// copy at the same moment — and every server-side copy is slowed at the S3 proxy to widen the race. Each chunk is
-// copied into nrt once: the bytes copied are the unique bytes nrt needs, the migrations complete byte-identical,
-// and each leg still counts every byte of its image as replicated. A CopyBatch whose wait is over (CopiesPending) is
-// run again by the state machine and completes.
+// copy at the same moment — and every server-side copy is slowed at the S3 proxy to widen the race. Chunks are
+// stored in packs and a copy moves a whole pack: each pack holding a chunk nrt needs is copied into nrt once, the
+// bytes copied are those packs' bytes, the migrations complete byte-identical, and each leg still counts every byte
+// of its image as replicated. A CopyBatch whose wait is over (CopiesPending) is run again by the state machine and
+// completes.
 import { createHash, randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -12,10 +13,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CopiesPending } from '../../lambdas/workflow/copy-batch.ts';
 import { writeRawImage } from '../../local/sample-images.ts';
 import { type Batch, createBatch, getBatch } from '../../protocol/api/batches.ts';
-import { chunkKey } from '../../protocol/chunk-key.ts';
+import { objectKeyOf } from '../../protocol/chunk-key.ts';
 import { chunkFile, collectChunks } from '../../protocol/chunker.ts';
 import { isZeroChunk } from '../../protocol/manifest.ts';
-import { bucketOf } from '../support/chaos.ts';
+import { tocBytes } from '../../protocol/pack.ts';
+import { bucketOf, packEntries } from '../support/chaos.ts';
 import { startTestCloud, type TestCloud } from '../support/local-cloud.ts';
 import { startMigration, waitForMigration } from '../support/migrations.ts';
 
@@ -69,7 +71,7 @@ describe('copies shared by concurrent migrations', { timeout: 180_000 }, () => {
   });
   afterAll(() => t?.dispose());
 
-  it('a batch of clones to one cache node copies each chunk into it once', async () => {
+  it('a batch of clones to one cache node copies each pack into it once', async () => {
     const images = join(t.cloud.dataCenterDir('dc-gz'), 'images');
     // Five clones of a 48 MiB base, each with 2 MiB of its own writes in a different place.
     for (const [i, vm] of CLONES.entries()) {
@@ -107,16 +109,29 @@ describe('copies shared by concurrent migrations', { timeout: 180_000 }, () => {
     const unique = new Map<string, number>();
     for (const vm of CLONES) {
       for (const c of (await collectChunks(chunkFile(join(images, `${vm}.img`)))).chunks) {
-        if (!isZeroChunk(c.sha256, c.length)) unique.set(chunkKey(c.sha256), c.length);
+        if (!isZeroChunk(c.sha256, c.length)) unique.set(c.sha256, c.length);
       }
     }
     const uniqueBytes = [...unique.values()].reduce((n, l) => n + l, 0);
+    // Where the source node stores them: the packs the batch's uploads made, and their sizes.
+    const index = t.cloud.root.deps.contentIndex;
+    const atHkg = await index.locate('hkg', [...unique.keys()]);
+    expect(atHkg.size).toBe(unique.size);
+    const packs = new Map<string, number>();
+    for (const e of atHkg.values()) {
+      if (e.pack === undefined || packs.has(objectKeyOf(e))) continue;
+      const entries = (await packEntries(t, 'hkg', e.pack)) ?? [];
+      packs.set(objectKeyOf(e), entries.reduce((n, x) => n + x.stored, 0) + tocBytes(entries.length));
+    }
+    expect(packs.size).toBeGreaterThan(1);
+    expect([...atHkg.values()].every((e) => e.pack !== undefined)).toBe(true);
+    const packBytes = [...packs.values()].reduce((n, b) => n + b, 0);
     // What was copied into nrt, as the S3 proxy saw it.
     const proxy = t.cloud.s3Proxy;
     if (!proxy) throw new Error('no S3 proxy');
     const copies = proxy.records.filter((r) => r.copy && r.bucket === bucketOf('nrt') && r.status === 200);
     const copiedKeys = copies.map((r) => r.key);
-    const copiedBytes = copiedKeys.reduce((n, k) => n + (unique.get(k) ?? Number.NaN), 0);
+    const copiedBytes = copiedKeys.reduce((n, k) => n + (packs.get(k) ?? Number.NaN), 0);
     // What each migration needed at nrt, and would have copied without claims.
     const planned = members.reduce((n, m) => n + (m.legs[0]?.bytesToReplicate ?? 0), 0);
     const reported = [...tallies.values()].reduce(
@@ -125,19 +140,26 @@ describe('copies shared by concurrent migrations', { timeout: 180_000 }, () => {
     );
     console.info(
       `shared-copies: ${CLONES.length} migrations planned ${planned} bytes of copies into nrt; ` +
-        `${copies.length} copies (${copiedBytes} bytes) were made for ${unique.size} unique chunks ` +
-        `(${uniqueBytes} bytes); copy tasks reported ${reported.copied} copied, ${reported.awaited} awaited`,
+        `${copies.length} copies (${copiedBytes} bytes) were made of ${packs.size} packs (${packBytes} bytes) holding ` +
+        `${unique.size} unique chunks (${uniqueBytes} bytes); copy tasks reported ${reported.copied} chunks copied, ` +
+        `${reported.awaited} awaited`,
     );
     expect(new Set(copiedKeys).size).toBe(copiedKeys.length); // none twice
-    expect(new Set(copiedKeys)).toEqual(new Set(unique.keys()));
-    expect(copiedBytes).toBe(uniqueBytes);
-    expect(reported.copied).toBe(unique.size);
+    expect(new Set(copiedKeys)).toEqual(new Set(packs.keys()));
+    expect(copiedBytes).toBe(packBytes);
+    // nrt's index places every chunk in the pack it came in.
+    const atNrt = await index.locate('nrt', [...unique.keys()]);
+    expect(atNrt.size).toBe(unique.size);
+    for (const [d, e] of atNrt) expect(objectKeyOf(e), d).toBe(objectKeyOf(atHkg.get(d) ?? e));
+    // Each copy brought at least one chunk of the task that made it; no chunk was brought twice.
+    expect(reported.copied).toBeGreaterThanOrEqual(copies.length);
+    expect(reported.copied).toBeLessThanOrEqual(unique.size);
     expect(reported.awaited).toBeGreaterThan(0);
-    // The migrations and the batch say the same: each counts only the copies it made.
-    expect(members.reduce((n, m) => n + m.replication.bytesCopied, 0)).toBe(uniqueBytes);
-    expect(members.reduce((n, m) => n + m.replication.chunksCopied, 0)).toBe(unique.size);
+    // The migrations and the batch say the same: each counts only the copies it made, in bytes as stored.
+    expect(members.reduce((n, m) => n + m.replication.bytesCopied, 0)).toBe(packBytes);
+    expect(members.reduce((n, m) => n + m.replication.chunksCopied, 0)).toBe(reported.copied);
     expect((await t.admin.call<Batch>(getBatch, { params: { batchId: body.id } })).body.bytes.copied).toBe(
-      uniqueBytes,
+      packBytes,
     );
     // Every planned copy was made once or found made: the tasks account for all of them.
     const accounted = [...tallies.values()].reduce((n, x) => n + x.copied + x.skipped, 0);

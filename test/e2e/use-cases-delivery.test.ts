@@ -15,6 +15,8 @@ import { createEstimate, type Estimate } from '../../protocol/api/estimate.ts';
 import { createMigration } from '../../protocol/api/migrations.ts';
 import { chunkFile, collectChunks } from '../../protocol/chunker.ts';
 import { isZeroChunk } from '../../protocol/manifest.ts';
+import { tocBytes } from '../../protocol/pack.ts';
+import { packEntries } from '../support/chaos.ts';
 import { startTestCloud, type TestCloud } from '../support/local-cloud.ts';
 import { startMigration, waitForMigration } from '../support/migrations.ts';
 
@@ -179,6 +181,7 @@ describe('delivery use cases', () => {
       (await startMigration(t.admin, { imageId: 'db-7.img', from: 'dc-sh', to: ['dc-osa'] })).id,
     );
     expect(first.status).toBe('COMPLETED');
+    const before = new Set((await collectChunks(chunkFile(image))).chunks.map((c) => c.sha256));
     // A few hours of writes: 1 % of the data blocks change.
     const file = await open(image, 'r+');
     for (let i = 0; i < 4; i++)
@@ -222,9 +225,23 @@ describe('delivery use cases', () => {
     );
     expect(second.status).toBe('COMPLETED');
     expect(second.upload.bytesTotal).toBe(est.toUpload.bytes);
-    // dc-sh uploads to hkg, dc-osa is served by nrt: the uploaded chunks are copied too, as estimated.
+    // dc-sh uploads to hkg, dc-osa is served by nrt: the uploaded chunks are copied too, as estimated. A copy moves
+    // a whole pack: the packs the second upload made hold exactly the chunks the estimate said to copy, and what
+    // was copied is those packs' bytes (the chunks as stored, and each pack's table of contents).
     expect(est.toCopy.bytes).toBeGreaterThanOrEqual(est.toUpload.bytes);
-    expect(second.replication.bytesCopied).toBe(est.toCopy.bytes);
+    const changed = new Map(payload.filter((c) => !before.has(c.sha256)).map((c) => [c.sha256, c.length]));
+    expect([...changed.values()].reduce((n, l) => n + l, 0)).toBe(est.toCopy.bytes);
+    const atNrt = await t.cloud.root.deps.contentIndex.locate('nrt', [...changed.keys()]);
+    expect(atNrt.size).toBe(changed.size);
+    let packBytes = 0;
+    const inPacks = new Set<string>();
+    for (const pack of new Set([...atNrt.values()].map((e) => e.pack ?? ''))) {
+      const entries = (await packEntries(t, 'nrt', pack)) ?? [];
+      for (const e of entries) inPacks.add(e.sha256);
+      packBytes += entries.reduce((n, e) => n + e.stored, 0) + tocBytes(entries.length);
+    }
+    expect(inPacks).toEqual(new Set(changed.keys()));
+    expect(second.replication.bytesCopied).toBe(packBytes);
     expect(second.upload.bytesTotal / (second.image?.size ?? 1)).toBeLessThan(0.1);
     expect(await sha(join(t.cloud.dataCenterDir('dc-osa'), 'images', 'db-7.img'))).toBe(await sha(image));
     expect((await stat(image)).size).toBe(256 * MiB);

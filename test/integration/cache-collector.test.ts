@@ -8,13 +8,16 @@
 //   C. a copy landing while the entry is being deleted is refused (the copier copies again afterwards);
 //   D. a crash between the object's deletion and the entry's leaves an entry that no longer counts as held, and the
 //      next pass finishes it.
+// Chunks stored alone (the format before packs) and packs are both collected: a pack goes only with all its chunks.
 import { createHash, randomBytes } from 'node:crypto';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { bucketRef } from '../../lambdas/aws/cache-nodes.ts';
+import type { IndexedChunk } from '../../lambdas/aws/content-index.ts';
 import { manifestKey } from '../../lambdas/domain/control-keys.ts';
 import { collectGarbage } from '../../lambdas/workflow/collect-garbage.ts';
-import { chunkKey } from '../../protocol/chunk-key.ts';
+import { base64Sha256, chunkKey, packKey } from '../../protocol/chunk-key.ts';
+import { type BuiltPack, encodeChunk, PackBuilder, type PackEntry } from '../../protocol/pack.ts';
 import { startTestCloud, type TestCloud } from '../support/local-cloud.ts';
 
 const MiB = 1 << 20;
@@ -49,6 +52,42 @@ describe('the cache collector', { timeout: 120_000 }, () => {
   };
   const stored = async (sha256: string, node = NODE) =>
     deps().storage.chunkState(bucketRef(await deps().registry.requireCacheNode(node)), sha256, 0);
+  /**
+   * Chunks stored in one pack at a node (compressible: each is stored in about a quarter of its bytes), indexed there
+   * where `indexed` says (all by default).
+   */
+  const pack = async (
+    sizes: readonly number[],
+    indexed: (e: PackEntry) => boolean = () => true,
+    node = NODE,
+  ): Promise<BuiltPack> => {
+    const builder = new PackBuilder();
+    for (const size of sizes) {
+      const quarter = randomBytes(size / 4);
+      const raw = Buffer.concat([quarter, quarter, quarter, quarter]);
+      const { stored: bytes, encoding } = await encodeChunk(raw);
+      builder.add(createHash('sha256').update(raw).digest('hex'), raw.length, bytes, encoding);
+    }
+    const built = builder.finish();
+    const record = await deps().registry.requireCacheNode(node);
+    await t.cloud.root.clients.s3(record.region).send(
+      new PutObjectCommand({
+        Bucket: record.bucket,
+        Key: packKey(built.sha256),
+        Body: built.bytes,
+        ChecksumSHA256: base64Sha256(built.sha256),
+      }),
+    );
+    await deps().contentIndex.record(node, built.entries.filter(indexed));
+    await new Promise((r) => setTimeout(r, 5));
+    return built;
+  };
+  const packStored = async (p: BuiltPack, node = NODE) =>
+    deps().storage.objectState(
+      bucketRef(await deps().registry.requireCacheNode(node)),
+      p.entries[0] as IndexedChunk,
+    );
+  const storedBytes = (p: BuiltPack) => p.entries.reduce((n, e) => n + e.stored, 0);
   const indexed = async (node = NODE) =>
     new Map((await deps().contentIndex.allEntries(node)).entries.map((e) => [e.sha256, e]));
   /** A live migration: it holds a transfer slot and its manifest names these chunks. */
@@ -77,7 +116,7 @@ describe('the cache collector', { timeout: 120_000 }, () => {
     for (const [sha256, e] of await indexed()) {
       if (e.deleting) continue;
       await deps().contentIndex.remove(NODE, sha256);
-      await deps().storage.deleteChunk(bucketRef(await deps().registry.requireCacheNode(NODE)), sha256);
+      await deps().storage.deleteObject(bucketRef(await deps().registry.requireCacheNode(NODE)), e);
     }
     const node = await deps().registry.requireCacheNode(NODE);
     for (const id of node.reservations) await deps().slots.release(NODE, id);
@@ -259,5 +298,84 @@ describe('the cache collector', { timeout: 120_000 }, () => {
     await pass({ now: later });
     expect(await stored(old.sha256)).toBe('missing');
     expect(await stored(kept.sha256)).not.toBe('missing');
+  });
+
+  describe('packs', () => {
+    const later = () => new Date(Date.now() + 31 * 86_400_000);
+    beforeEach(async () => {
+      // Every unreferenced chunk is marked by a pass (as if unused for over 30 days), whatever the space.
+      await deps().registry.patchCacheNode(NODE, { budgetBytes: null });
+      await deps().registry.putCacheSettings({ retentionDays: 30 });
+    });
+
+    it('counts stored bytes; keeps a pack one chunk of which is referenced, deletes one all of whose chunks go', async () => {
+      const a = await pack([MiB, MiB, MiB]);
+      const b = await pack([MiB, MiB]);
+      const [a1, a2, a3] = a.entries as [PackEntry, PackEntry, PackEntry];
+      const counted = await pass({ now: later });
+      // What the node holds is what its packs store (compressed), not the chunks' lengths.
+      expect(counted.bytesHeld).toBe(storedBytes(a) + storedBytes(b));
+      expect(counted.bytesHeld).toBeLessThan(2 * MiB);
+      expect(counted.marked).toEqual({ chunks: 5, bytes: storedBytes(a) + storedBytes(b) });
+
+      // A migration starts that needs one chunk of pack a: a is kept whole; b goes.
+      const migration = await live([a2]);
+      const second = await pass({ now: later });
+      expect(second.freed).toEqual({ chunks: 2, bytes: storedBytes(b) });
+      expect(second.pardoned).toBe(1);
+      expect(await packStored(b)).toBe('missing');
+      expect(await packStored(a)).toBe('present');
+      const left = await indexed();
+      expect([...left.keys()].sort()).toEqual([a1.sha256, a2.sha256, a3.sha256].sort());
+      // Its other chunks keep their marks: they go with the pack, once all of it may go.
+      expect(left.get(a1.sha256)?.condemnedAt).toBeDefined();
+      expect(left.get(a2.sha256)?.condemnedAt).toBeUndefined();
+      expect((await deps().contentIndex.usage(NODE)).bytesHeld).toBe(storedBytes(a));
+
+      // The migration ends: the chunk it needed is marked by the next pass, and the pack goes by the one after.
+      await deps().slots.release(NODE, migration);
+      const third = await pass({ now: later });
+      expect(third.freed.chunks).toBe(0);
+      expect(third.marked).toEqual({ chunks: 1, bytes: a2.stored });
+      expect(await packStored(a)).toBe('present');
+      const fourth = await pass({ now: later });
+      expect(fourth.freed).toEqual({ chunks: 3, bytes: storedBytes(a) });
+      expect(await packStored(a)).toBe('missing');
+      expect((await indexed()).size).toBe(0);
+      expect((await deps().contentIndex.usage(NODE)).bytesHeld).toBe(0);
+    });
+
+    it('a chunk of the pack recorded after the pass read the entries keeps the pack (its table of contents)', async () => {
+      // The pack holds three chunks; only two are indexed at the node when the collector reads the entries.
+      const a = await pack([MiB, MiB, MiB], () => false);
+      const [a1, a2, a3] = a.entries as [PackEntry, PackEntry, PackEntry];
+      await deps().contentIndex.record(NODE, [a1, a2]);
+      await pass({ now: later });
+      const second = await pass({
+        now: later,
+        hooks: {
+          afterBeginDelete: async () => {
+            // A copy that found the pack at the node records its third chunk there.
+            await deps().contentIndex.record(NODE, [a3]);
+          },
+        },
+      });
+      expect(second.freed.chunks).toBe(0);
+      expect(second.reverted).toBe(2);
+      expect(await packStored(a)).toBe('present');
+      const left = await indexed();
+      expect(left.size).toBe(3);
+      for (const e of left.values()) expect(e.deleting).toBeUndefined();
+    });
+
+    it('a dry run says what a pass would free, pack by pack', async () => {
+      const a = await pack([MiB, MiB]);
+      const b = await pack([MiB]);
+      await live([a.entries[0] as PackEntry]);
+      await pass({ now: later });
+      // Referenced, pack a was not even marked: only b would go.
+      expect((await pass({ now: later, dryRun: true })).freed).toEqual({ chunks: 1, bytes: storedBytes(b) });
+      expect(await packStored(b)).toBe('present');
+    });
   });
 });

@@ -1,7 +1,8 @@
 // `vmmig cache verify` against the real local cloud: a node a real migration filled is clean; chunks deleted behind
 // the index, an entry whose object holds other bytes, a stored chunk no entry names, an object with the wrong bytes
 // for its key, and entries the collector is deleting are each reported; --repair puts the first four right and leaves
-// the collector's alone; a second verify is clean; any page size finds the same.
+// the collector's alone; a second verify is clean; any page size finds the same. The same with packs: a pack no
+// entry names is indexed, entries naming a pack that is gone are dropped, a pack nothing needs is deleted.
 import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { DeleteObjectCommand, HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
@@ -10,7 +11,8 @@ import type { ContentIndex } from '../../lambdas/aws/content-index.ts';
 import { LOCAL_NAMES } from '../../local/deployment.ts';
 import { vmLikeSpec, writeRawImage } from '../../local/sample-images.ts';
 import { type CacheVerifyPage, verifyCacheNode } from '../../protocol/api/cache-verify.ts';
-import { chunkKey } from '../../protocol/chunk-key.ts';
+import { base64Sha256, chunkKey, objectKeyOf, packKey } from '../../protocol/chunk-key.ts';
+import { type BuiltPack, encodeChunk, PackBuilder } from '../../protocol/pack.ts';
 import { directS3 } from '../support/chaos.ts';
 import { startTestCloud, type TestCloud } from '../support/local-cloud.ts';
 import { startMigration, waitForMigration } from '../support/migrations.ts';
@@ -57,14 +59,38 @@ async function store(digest: string, bytes: Buffer): Promise<void> {
 }
 const remove = (digest: string) =>
   s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: chunkKey(digest) }));
-async function stored(digest: string): Promise<boolean> {
+async function stored(digest: string, key = chunkKey(digest)): Promise<boolean> {
   try {
-    await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: chunkKey(digest) }));
+    await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
     return true;
   } catch {
     return false;
   }
 }
+/** A pack of these chunks (compressed where zstd shrinks them), stored at the node unless `put` is false. */
+async function packOf(chunks: readonly Buffer[], put = true): Promise<BuiltPack> {
+  const builder = new PackBuilder();
+  for (const raw of chunks) {
+    const { stored: bytes, encoding } = await encodeChunk(raw);
+    builder.add(sha(raw), raw.length, bytes, encoding);
+  }
+  const pack = builder.finish();
+  if (put)
+    await s3.send(
+      new PutObjectCommand({
+        Bucket: bucket,
+        Key: packKey(pack.sha256),
+        Body: pack.bytes,
+        ChecksumSHA256: base64Sha256(pack.sha256),
+      }),
+    );
+  return pack;
+}
+/** Compressible bytes: a random quarter, four times. */
+const compressible = (size: number) => {
+  const quarter = randomBytes(size / 4);
+  return Buffer.concat([quarter, quarter, quarter, quarter]);
+};
 async function allEntries(node: string) {
   const out: Awaited<ReturnType<ContentIndex['entries']>>['items'] = [];
   let after: string | undefined;
@@ -109,7 +135,9 @@ function found(pages: CacheVerifyPage[]) {
 }
 
 describe('cache verify', () => {
+  /** Index entries and stored objects (packs, or chunks stored alone) the migration left at the node. */
   let migrated: number;
+  let migratedObjects: number;
   /** The damage, by kind. */
   const d = {} as {
     missing: string[];
@@ -126,16 +154,23 @@ describe('cache verify', () => {
     const f = found(pages);
     migrated = f.entries;
     expect(migrated).toBeGreaterThanOrEqual(4);
-    expect(f).toMatchObject({ objects: migrated, indexedMissing: [], unindexed: [], deleting: 0 });
+    migratedObjects = new Set((await allEntries(NODE)).map(objectKeyOf)).size;
+    expect(f).toMatchObject({ objects: migratedObjects, indexedMissing: [], unindexed: [], deleting: 0 });
     expect(pages.at(-1)?.nextCursor).toBeUndefined();
     const cli = await t.vmmig(['cache', 'verify', NODE, '--no-json']);
     expect(cli.code, cli.stderr).toBe(0);
-    expect(cli.stdout).toContain(`${NODE}: checked ${migrated} index entries and ${migrated} stored chunks`);
+    expect(cli.stdout).toMatch(
+      new RegExp(`${NODE}: checked ${migrated} index entries and ${migratedObjects} stored chunks?`),
+    );
     expect(cli.stdout).toContain('clean: the index and the bucket agree');
   });
 
   it('reports each kind of disagreement, and changes nothing without --repair', async () => {
-    const migratedDigests = (await allEntries(NODE)).map((e) => e.sha256);
+    // One object the migration stored goes: every entry naming it (a pack's chunks, or the chunk stored alone).
+    const migratedEntries = await allEntries(NODE);
+    const victim = objectKeyOf(migratedEntries[1] as (typeof migratedEntries)[number]);
+    const lostWithIt = migratedEntries.filter((e) => objectKeyOf(e) === victim).map((e) => e.sha256);
+    await s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: victim }));
     // More entries than the migration made, so that small pages have something to page over.
     const extra = Array.from({ length: 16 }, () =>
       chunkWith((s) => !s.startsWith('ff') && !s.startsWith('00')),
@@ -149,8 +184,8 @@ describe('cache verify', () => {
       NODE,
       [...extra, lowest, highest].map((b) => ({ sha256: sha(b), length: b.length })),
     );
-    d.missing = [sha(lowest), sha(highest), sha(extra[3] as Buffer), migratedDigests[1] as string];
-    for (const digest of d.missing) await remove(digest);
+    d.missing = [sha(lowest), sha(highest), sha(extra[3] as Buffer), ...lostWithIt];
+    for (const digest of d.missing.slice(0, 3)) await remove(digest);
 
     // An entry whose object holds other bytes under its key.
     const meant = chunkWith(() => true);
@@ -191,7 +226,7 @@ describe('cache verify', () => {
     const f = found(await verify(NODE, false));
     expect(f.entries).toBe(d.total);
     // Stored: every entry's object but the four deleted and the collector's gone one, plus the two strays.
-    expect(f.objects).toBe(d.total - d.missing.length - 1 + 2);
+    expect(f.objects).toBe(migratedObjects - 1 + (d.total - migrated) - 3 - 1 + 2);
     expect(f.indexedMissing.sort()).toEqual(
       [...d.missing.map((s) => `${s} missing false`), `${d.mismatch} mismatch false`].sort(),
     );
@@ -210,7 +245,8 @@ describe('cache verify', () => {
       expect(pages.length).toBeGreaterThan(d.total / limit / 2);
       for (const p of pages) {
         expect(p.checked.entries).toBeLessThanOrEqual(limit);
-        expect(p.checked.objects).toBeLessThanOrEqual(limit);
+        // Chunks stored alone, and a 64th as many packs (at least one).
+        expect(p.checked.objects).toBeLessThanOrEqual(limit + 1);
       }
       const f = found(pages);
       expect({ ...f, indexedMissing: f.indexedMissing.sort(), unindexed: f.unindexed.sort() }).toEqual({
@@ -229,15 +265,21 @@ describe('cache verify', () => {
       .trim()
       .split('\n')
       .map((l) => JSON.parse(l) as Record<string, unknown>);
-    expect(lines.filter((l) => l['kind'] === 'indexedMissing')).toHaveLength(5);
+    const wrong = d.missing.length + 1;
+    expect(lines.filter((l) => l['kind'] === 'indexedMissing')).toHaveLength(wrong);
     expect(lines.filter((l) => l['kind'] === 'unindexed')).toHaveLength(2);
-    expect(lines.at(-1)).toMatchObject({ kind: 'summary', unrepaired: 7, deleting: 2, entries: d.total });
+    expect(lines.at(-1)).toMatchObject({
+      kind: 'summary',
+      unrepaired: wrong + 2,
+      deleting: 2,
+      entries: d.total,
+    });
 
     const repair = await t.vmmig(['cache', 'verify', NODE, '--repair', '--no-json', '--page-size', '4']);
     expect(repair.code, `${repair.stdout}\n${repair.stderr}`).toBe(0);
-    expect(repair.stdout).toContain('indexed but not stored right: 5\n');
+    expect(repair.stdout).toContain(`indexed but not stored right: ${wrong}\n`);
     expect(repair.stdout).toContain('stored but not indexed:       2\n');
-    expect(repair.stdout).toContain('repaired: 5 entries dropped, 1 chunk indexed, 2 objects deleted');
+    expect(repair.stdout).toContain(`repaired: ${wrong} entries dropped, 1 chunk indexed, 2 objects deleted`);
     expect(repair.stdout).toContain('being deleted by the cache collector: 2 (left to it)');
     expect(repair.stdout).toContain('repaired: the index and the bucket agree again');
 
@@ -251,18 +293,93 @@ describe('cache verify', () => {
     expect(entries.get(d.deletingStored)?.deleting).toBeDefined();
     expect(entries.get(d.deletingGone)?.deleting).toBeDefined();
     expect(await stored(d.deletingStored)).toBe(true);
-    // The usage item moved with the entries: 5 dropped, 1 added.
+    // The usage item moved with the entries: those dropped, 1 added.
     const after = await index.usage(NODE);
-    expect(after.chunksHeld).toBe(usage.chunksHeld - 5 + 1);
+    expect(after.chunksHeld).toBe(usage.chunksHeld - wrong + 1);
   });
 
   it('a second verify is clean', async () => {
     const f = found(await verify(NODE, false, 7));
     expect(f).toMatchObject({ indexedMissing: [], unindexed: [], deleting: 2 });
-    expect(f.entries).toBe(d.total - 5 + 1);
+    expect(f.entries).toBe(d.total - (d.missing.length + 1) + 1);
     const cli = await t.vmmig(['cache', 'verify', NODE, '--no-json']);
     expect(cli.code, cli.stderr).toBe(0);
     expect(cli.stdout).toContain('clean: the index and the bucket agree');
+  });
+
+  it('packs: finds a pack no entry names and indexes it, drops entries of a pack that is gone, deletes a pack nothing needs', async () => {
+    const before = found(await verify(NODE, false));
+    expect(before).toMatchObject({ indexedMissing: [], unindexed: [] });
+    // Stored, never indexed (an upload whose migration was cancelled before it was reported).
+    const looseChunks = [compressible(8192), compressible(4096), randomBytes(3000)];
+    const loose = await packOf(looseChunks);
+    // Indexed where it was stored, but the pack is gone (deleted behind the index).
+    const gone = await packOf([compressible(4096), compressible(4096)], false);
+    await index.record(NODE, gone.entries);
+    // Stored, but every chunk in it is indexed in another object at the node: nothing needs it.
+    const spareChunk = chunkWith(() => true);
+    await store(sha(spareChunk), spareChunk);
+    await index.record(NODE, [{ sha256: sha(spareChunk), length: spareChunk.length }]);
+    const unneeded = await packOf([spareChunk]);
+
+    const report = found(await verify(NODE, false));
+    expect(report.objects).toBe(before.objects + 3);
+    expect(report.indexedMissing.sort()).toEqual(gone.entries.map((e) => `${e.sha256} missing false`).sort());
+    expect(report.unindexed.sort()).toEqual(
+      [`${loose.sha256} index false`, `${unneeded.sha256} delete false`].sort(),
+    );
+    const pages = await verify(NODE, false, 2);
+    const item = pages.flatMap((p) => p.unindexed).find((x) => x.sha256 === loose.sha256);
+    expect(item).toEqual({
+      sha256: loose.sha256,
+      length: loose.bytes.length,
+      chunks: 3,
+      action: 'index',
+      repaired: false,
+    });
+    // Any page size finds the same.
+    const paged = found(pages);
+    expect({
+      ...paged,
+      indexedMissing: paged.indexedMissing.sort(),
+      unindexed: paged.unindexed.sort(),
+    }).toEqual({
+      ...report,
+      indexedMissing: report.indexedMissing.sort(),
+      unindexed: report.unindexed.sort(),
+    });
+
+    const usage = await index.usage(NODE);
+    const repaired = found(await verify(NODE, true, 3));
+    expect(repaired).toMatchObject({ dropped: 2, indexed: 3, deleted: 1 });
+    const entries = new Map((await allEntries(NODE)).map((e) => [e.sha256, e]));
+    // The loose pack's chunks are indexed where the pack holds them: usage counts their stored bytes.
+    for (const e of loose.entries) expect(entries.get(e.sha256)).toMatchObject(e);
+    for (const e of gone.entries) expect(entries.has(e.sha256)).toBe(false);
+    expect(entries.get(sha(spareChunk))?.pack).toBeUndefined();
+    expect(await stored(unneeded.sha256, packKey(unneeded.sha256))).toBe(false);
+    expect(await stored(loose.sha256, packKey(loose.sha256))).toBe(true);
+    const after = await index.usage(NODE);
+    expect(after.chunksHeld).toBe(usage.chunksHeld + 3 - 2);
+    expect(after.bytesHeld).toBe(
+      usage.bytesHeld +
+        loose.entries.reduce((n, e) => n + e.stored, 0) -
+        gone.entries.reduce((n, e) => n + e.stored, 0),
+    );
+    expect(found(await verify(NODE, false))).toMatchObject({
+      indexedMissing: [],
+      unindexed: [],
+      deleting: 2,
+    });
+
+    // A chunk of that pack stored alone too (a copy from before packs): a spare its entry does not name, deleted.
+    const [firstChunk] = loose.entries;
+    if (!firstChunk) throw new Error('an empty pack');
+    await store(firstChunk.sha256, looseChunks[0] as Buffer);
+    expect(found(await verify(NODE, false)).unindexed).toEqual([`${firstChunk.sha256} delete false`]);
+    expect(found(await verify(NODE, true)).unindexed).toEqual([`${firstChunk.sha256} delete true`]);
+    expect(await stored(firstChunk.sha256)).toBe(false);
+    expect((await allEntries(NODE)).find((e) => e.sha256 === firstChunk.sha256)?.pack).toBe(loose.sha256);
   });
 
   it('is for admins only, and 404 for a node that does not exist', async () => {

@@ -1,9 +1,10 @@
-// Agent routes: pending work, destination download plans (signed edge URLs), completion or failure of a
-// destination, and heartbeats with progress.
+// Agent routes: pending work, destination download plans (signed edge URLs: a range of a pack, or a chunk stored
+// alone), completion or failure of a destination, and heartbeats with progress.
 import * as api from '../../../protocol/api/agent.ts';
-import { chunkKey } from '../../../protocol/chunk-key.ts';
+import { chunkKey, objectKeyOf } from '../../../protocol/chunk-key.ts';
 import { isZeroChunk } from '../../../protocol/manifest.ts';
 import { taskFailed, taskHeartbeat, taskSucceeded } from '../../aws/callbacks.ts';
+import type { IndexedChunk } from '../../aws/content-index.ts';
 import { MigrationTerminatedError } from '../../aws/migration-store.ts';
 import { LONG_POLL_SECONDS } from '../../aws/work-queues.ts';
 import { conflict, forbidden, invalid } from '../../domain/errors.ts';
@@ -21,6 +22,15 @@ import {
   URL_TTL_SECONDS,
   workUnlessTwinDone,
 } from './agent-common.ts';
+
+/** Where a packed entry's stored bytes are in its pack, as the agent fetches them (a range of the object). */
+export function partOf(entry: IndexedChunk): api.StoredPart {
+  return {
+    offset: entry.offset ?? 0,
+    length: entry.stored ?? entry.length,
+    encoding: entry.encoding ?? 'raw',
+  };
+}
 
 /** A long poll looks for work soon after the agent asks (work often follows its last report), then less often. */
 /** A work item's waiting step gets at most one heartbeat per minute from its agent's looks. */
@@ -107,14 +117,34 @@ export function agentDestinationRoutes(deps: ApiDeps) {
       const slice = manifest.chunks.slice(start, start + Math.min(limit, 1000));
       const expiresAt = new Date(Date.now() + URL_TTL_SECONDS * 1000);
       const node = leg.cacheNodeId;
+      const data = slice.filter((chunk) => !isZeroChunk(chunk.sha256, chunk.length));
+      const located = await deps.contentIndex.locate(
+        node,
+        data.map((chunk) => chunk.sha256),
+      );
+      // One signature per object on the page: the chunks of a pack share its URL, which lets the agent see which
+      // ranges it can fetch together. A chunk not indexed at the node gets the key it had before packs; if nothing
+      // is there the agent is refused and asks for a repair, which finds it elsewhere.
+      const urls = new Map<string, Promise<string>>();
+      const urlOf = (key: string) => {
+        let url = urls.get(key);
+        if (!url) {
+          url = deps.edgeSigner.sign(node, key, expiresAt);
+          urls.set(key, url);
+        }
+        return url;
+      };
       const items = await Promise.all(
         slice.map(async (chunk, i) => {
           const zero = isZeroChunk(chunk.sha256, chunk.length);
+          if (zero) return { index: start + i, ...chunk, zero };
+          const entry = located.get(chunk.sha256);
           return {
             index: start + i,
             ...chunk,
             zero,
-            ...(zero ? {} : { url: await deps.edgeSigner.sign(node, chunkKey(chunk.sha256), expiresAt) }),
+            url: await urlOf(entry ? objectKeyOf(entry) : chunkKey(chunk.sha256)),
+            ...(entry?.pack !== undefined ? { part: partOf(entry) } : {}),
           };
         }),
       );
@@ -137,7 +167,8 @@ export function agentDestinationRoutes(deps: ApiDeps) {
     })
     .openapi(api.completeDestination, async (c) => {
       const { migrationId, dataCenterId } = c.req.valid('param');
-      const { sha256, path, format, bytesReused, allocatedBytes, replaced } = c.req.valid('json');
+      const { sha256, path, format, bytesReused, allocatedBytes, replaced, bytesFetched } =
+        c.req.valid('json');
       const m = await migrationFor(deps, c.get('principal'), migrationId, {
         role: 'destination',
         dataCenterId,
@@ -188,6 +219,9 @@ export function agentDestinationRoutes(deps: ApiDeps) {
                       Math.max(0, m.image.size - m.image.zeroBytes - (bytesReused ?? 0)),
                     ] as const,
                     [['legs', dataCenterId, 'bytesReusedAtDestination'], bytesReused ?? 0] as const,
+                    ...(bytesFetched !== undefined
+                      ? [[['legs', dataCenterId, 'wireBytesDownloaded'], bytesFetched] as const]
+                      : []),
                   ]
                 : []),
               ...(path ? [[['legs', dataCenterId, 'deliveredPath'], path] as const] : []),
@@ -258,6 +292,9 @@ export function agentDestinationRoutes(deps: ApiDeps) {
           : [
               [['legs', hb.dataCenterId, 'chunksDownloaded'], hb.chunksDone],
               [['legs', hb.dataCenterId, 'bytesDownloaded'], hb.bytesDone],
+              ...(hb.wireBytesDone !== undefined
+                ? [[['legs', hb.dataCenterId, 'wireBytesDownloaded'], hb.wireBytesDone] as const]
+                : []),
             ];
       try {
         if (set.length > 0) await migrations.update(m.id, { set });

@@ -1,11 +1,12 @@
-// Source agent routes: manifest upload, presigned chunk PUTs, verification of stored chunks, completion.
+// Source agent routes: manifest upload, the chunks to upload, presigned pack PUTs, verification of stored packs
+// (source-upload.ts), completion.
 import { createHash } from 'node:crypto';
 import * as api from '../../../protocol/api/agent.ts';
+import { formatBytes } from '../../../protocol/bytes.ts';
 import { MAX_MANIFEST_CHUNKS, parseManifest } from '../../../protocol/manifest.ts';
 import { bucketRef } from '../../aws/cache-nodes.ts';
 import { taskFailed, taskSucceeded } from '../../aws/callbacks.ts';
 import { distinctNonZeroChunks, zeroBytes } from '../../domain/chunks.ts';
-import { mapLimit } from '../../domain/concurrency.ts';
 import { manifestKey, type UploadPlanEntry, uploadPlanKey } from '../../domain/control-keys.ts';
 import { AppError, conflict, invalid } from '../../domain/errors.ts';
 import type { MigrationRecord } from '../../domain/migration.ts';
@@ -15,6 +16,7 @@ import { router } from '../env.ts';
 import {
   answerWaitingStep,
   byThisCall,
+  cachedManifest,
   migrationFor,
   positionCursor,
   requireActive,
@@ -22,11 +24,14 @@ import {
   URL_TTL_SECONDS,
   workUnlessTwinDone,
 } from './agent-common.ts';
+import { imageDigests, missingAtSource, uploadCheckKey, verifyPacks } from './source-upload.ts';
 
 /** 500,000 chunks of JSON stay under this. */
 export const MAX_MANIFEST_BYTES = 96 * 1024 * 1024;
 /** Time the completion check may spend before answering 202 "call again" (API Gateway allows 29 s). */
 const VERIFY_BUDGET_MS = 20_000;
+/** Time a pack report may spend reading packs back; packs not read by then are rejected, to be reported again. */
+const REPORT_BUDGET_MS = 20_000;
 
 export function agentSourceRoutes(deps: ApiDeps) {
   const { migrations, storage, contentIndex } = deps;
@@ -40,35 +45,6 @@ export function agentSourceRoutes(deps: ApiDeps) {
     const plan = await storage.getJson<UploadPlanEntry[]>(deps.control, uploadPlanKey(m.id, m.attempt));
     if (!plan) throw conflict(`migration ${m.id} has no upload plan yet`);
     return plan;
-  }
-
-  /** HEADs chunks at the source node and indexes those stored intact; returns the rest. */
-  async function verifyStored(
-    m: MigrationRecord,
-    chunks: readonly UploadPlanEntry[],
-    deadline = Number.POSITIVE_INFINITY,
-  ): Promise<{ verified: UploadPlanEntry[]; missing: UploadPlanEntry[]; unchecked: UploadPlanEntry[] }> {
-    const node = await sourceNode(m);
-    const verified: UploadPlanEntry[] = [];
-    const missing: UploadPlanEntry[] = [];
-    const unchecked: UploadPlanEntry[] = [];
-    await mapLimit(chunks, 32, async (c) => {
-      if (Date.now() > deadline) {
-        unchecked.push(c);
-        return;
-      }
-      const state = await storage.chunkState(bucketRef(node), c.sha256, c.length);
-      (state === 'present' ? verified : missing).push(c);
-    });
-    // A chunk the collector is deleting at the node right now may vanish: it counts as missing (sent again).
-    const { refused } = await contentIndex.record(node.id, verified);
-    if (refused.length === 0) return { verified, missing, unchecked };
-    const gone = new Set(refused);
-    return {
-      verified: verified.filter((c) => !gone.has(c.sha256)),
-      missing: [...missing, ...verified.filter((c) => gone.has(c.sha256))],
-      unchecked,
-    };
   }
 
   return router()
@@ -176,7 +152,7 @@ export function agentSourceRoutes(deps: ApiDeps) {
       await migrations.deleteWork(work);
       return c.json(accepted, 200);
     })
-    .openapi(api.listUploadUrls, async (c) => {
+    .openapi(api.listUploadChunks, async (c) => {
       const { migrationId } = c.req.valid('param');
       const { limit, cursor } = c.req.valid('query');
       const m = await migrationFor(deps, c.get('principal'), migrationId, { role: 'source' });
@@ -184,45 +160,49 @@ export function agentSourceRoutes(deps: ApiDeps) {
       await requireWork(deps, m, m.sourceDataCenterId, 'upload');
       const [plan, node] = await Promise.all([uploadPlan(m), sourceNode(m)]);
       const start = positionCursor(cursor, plan.length);
-      const slice = plan.slice(start, start + Math.min(limit, 500));
+      const slice = plan.slice(start, start + limit);
       // Skip what is already stored and verified: a restarted agent resumes where it stopped.
       const held = await contentIndex.holders(
         slice.map((e) => e.sha256),
         [node.id],
       );
-      const items = await mapLimit(
-        slice.filter((e) => !held.has(e.sha256)),
-        16,
-        async (e) => ({
-          ...e,
-          ...(await storage.presignChunkPut(bucketRef(node), e.sha256, e.length, URL_TTL_SECONDS)),
-        }),
-      );
+      const items = slice
+        .filter((e) => !held.has(e.sha256))
+        .map(({ sha256, offset, length }) => ({ sha256, offset, length }));
       const next = start + slice.length;
-      return c.json(
-        {
-          items,
-          ...(next < plan.length ? { nextCursor: String(next) } : {}),
-          expiresAt: new Date(Date.now() + URL_TTL_SECONDS * 1000).toISOString(),
-        },
-        200,
-      );
+      return c.json({ items, ...(next < plan.length ? { nextCursor: String(next) } : {}) }, 200);
     })
-    .openapi(api.reportStoredChunks, async (c) => {
+    .openapi(api.createPackUploadUrl, async (c) => {
       const { migrationId } = c.req.valid('param');
-      const { sha256 } = c.req.valid('json');
+      const { sha256, size } = c.req.valid('json');
       const m = await migrationFor(deps, c.get('principal'), migrationId, { role: 'source' });
       requireActive(m);
-      const plan = new Map((await uploadPlan(m)).map((e) => [e.sha256, e]));
-      const entries = sha256.map((s, i) => {
-        const e = plan.get(s);
-        if (!e) throw invalid(`sha256.${i}`, 'is not a chunk this migration uploads');
-        return e;
-      });
-      const { verified, missing } = await verifyStored(m, [
-        ...new Map(entries.map((e) => [e.sha256, e])).values(),
-      ]);
-      return c.json({ verified: verified.length, missing: missing.map((e) => e.sha256) }, 200);
+      await requireWork(deps, m, m.sourceDataCenterId, 'upload');
+      const node = await sourceNode(m);
+      const put = await storage.presignPackPut(bucketRef(node), sha256, size, URL_TTL_SECONDS);
+      const expiresAt = new Date(Date.now() + URL_TTL_SECONDS * 1000).toISOString();
+      return c.json({ url: put.url, method: 'PUT' as const, headers: put.headers, expiresAt }, 200);
+    })
+    .openapi(api.reportStoredPacks, async (c) => {
+      const { migrationId } = c.req.valid('param');
+      const { packs } = c.req.valid('json');
+      const m = await migrationFor(deps, c.get('principal'), migrationId, { role: 'source' });
+      requireActive(m);
+      const [manifest, node] = await Promise.all([cachedManifest(deps, m.id), sourceNode(m)]);
+      const { wireBytes, ...report } = await verifyPacks(
+        deps,
+        node,
+        packs,
+        imageDigests(manifest),
+        Date.now() + REPORT_BUDGET_MS,
+      );
+      if (wireBytes > 0) {
+        // Statistics only: a lost increment must not fail a report whose chunks are indexed.
+        await migrations
+          .update(m.id, { increment: [[['upload', 'wireBytesDone'], wireBytes]] })
+          .catch(() => {});
+      }
+      return c.json(report, 200);
     })
     .openapi(api.failSource, async (c) => {
       const { migrationId } = c.req.valid('param');
@@ -300,26 +280,28 @@ export function agentSourceRoutes(deps: ApiDeps) {
         });
       }
       const [plan, node] = await Promise.all([uploadPlan(m), sourceNode(m)]);
-      const held = await contentIndex.holders(
-        plan.map((e) => e.sha256),
-        [node.id],
+      const { missing, unchecked } = await missingAtSource(
+        deps,
+        node,
+        plan,
+        uploadCheckKey(m.id, m.attempt, work.taskToken),
+        Date.now() + VERIFY_BUDGET_MS,
       );
-      const open = plan.filter((e) => !held.has(e.sha256));
-      const { missing, unchecked } = await verifyStored(m, open, Date.now() + VERIFY_BUDGET_MS);
       if (missing.length > 0) {
         return c.json(
           {
             error: {
               code: 'Conflict' as const,
-              message: `${missing.length} chunks are not stored (or not intact) at cache node ${node.id}: upload them again`,
+              message:
+                `${unchecked > 0 ? 'at least ' : ''}${missing.length} chunks are not stored (or not intact) at ` +
+                `cache node ${node.id}: upload them again`,
               missing: missing.slice(0, 1000).map((e) => e.sha256),
             },
           },
           409,
         );
       }
-      if (unchecked.length > 0)
-        return c.json({ status: 'verifying' as const, remaining: unchecked.length }, 202);
+      if (unchecked > 0) return c.json({ status: 'verifying' as const, remaining: unchecked }, 202);
       await migrations.update(m.id, {
         set: [
           [['upload', 'chunksDone'], m.upload.chunksTotal],
@@ -334,7 +316,10 @@ export function agentSourceRoutes(deps: ApiDeps) {
       await migrations.addHistory(
         m.id,
         'uploaded',
-        `all ${plan.length} chunks verified at cache node ${node.id}`,
+        `all ${plan.length} chunks verified at cache node ${node.id}` +
+          (m.upload.wireBytesDone
+            ? ` (${formatBytes(m.upload.bytesTotal)} of chunks sent as ${formatBytes(m.upload.wireBytesDone)} of packs)`
+            : ''),
       );
       // Migrations that awaited chunks this one uploaded look again now.
       await wakeUploadWaiters(deps, m.id);

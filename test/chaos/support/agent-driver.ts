@@ -8,19 +8,27 @@ import {
   completeDestination,
   completeUpload,
   createManifestUploadUrl,
+  createPackUploadUrl,
   getDownloadPlan,
   getWork,
-  listUploadUrls,
+  listUploadChunks,
   type PlanChunk,
   releaseSource,
-  reportStoredChunks,
+  reportStoredPacks,
   submitManifest,
-  type UploadUrl,
+  type UploadChunk,
   type WorkItem,
 } from '../../../protocol/api/agent.ts';
 import { type Migration, TERMINAL_STATUSES } from '../../../protocol/api/migrations.ts';
 import { CHUNKING_ALGORITHM } from '../../../protocol/chunker.ts';
 import { type Manifest, serializeManifest } from '../../../protocol/manifest.ts';
+import {
+  type BuiltPack,
+  encodeChunk,
+  openChunk,
+  PACK_TARGET_BYTES,
+  PackBuilder,
+} from '../../../protocol/pack.ts';
 import type { TestCloud } from '../../support/local-cloud.ts';
 import { getOne, startMigration, waitForMigration } from '../../support/migrations.ts';
 
@@ -124,28 +132,58 @@ export async function sendManifest(agent: ApiClient, migrationId: string, image:
   await agent.call(submitManifest, { params: { migrationId }, json: ref });
 }
 
-/** Uploads every chunk the server asks for and reports them stored (without completing the upload). */
+/** PUTs one pack to the URL the server presigns for it (as the source agent does) without reporting it. */
+export async function putPack(agent: ApiClient, migrationId: string, pack: BuiltPack): Promise<void> {
+  const target = await agent.call<{ url: string; headers: Record<string, string> }>(createPackUploadUrl, {
+    params: { migrationId },
+    json: { sha256: pack.sha256, size: pack.bytes.length },
+  });
+  const res = await fetch(target.body.url, { method: 'PUT', headers: target.body.headers, body: pack.bytes });
+  if (!res.ok) throw new Error(`pack PUT: ${res.status} ${await res.text()}`);
+}
+
+/** The chunks the server asks for, encoded and grouped in packs in plan order, as the source agent builds them. */
+export async function packsFor(image: TinyImage, chunks: readonly UploadChunk[]): Promise<BuiltPack[]> {
+  const packs: BuiltPack[] = [];
+  let builder = new PackBuilder();
+  for (const c of chunks) {
+    const { stored, encoding } = await encodeChunk(image.bytes.subarray(c.offset, c.offset + c.length));
+    if (!builder.fits(stored.length)) {
+      packs.push(builder.finish());
+      builder = new PackBuilder();
+    }
+    builder.add(c.sha256, c.length, stored, encoding);
+    if (builder.size >= PACK_TARGET_BYTES) {
+      packs.push(builder.finish());
+      builder = new PackBuilder();
+    }
+  }
+  if (builder.count > 0) packs.push(builder.finish());
+  return packs;
+}
+
+/** Uploads every chunk the server asks for, in packs, and reports them stored (without completing the upload). */
 export async function storeAll(agent: ApiClient, migrationId: string, image: TinyImage): Promise<void> {
   let cursor: string | undefined;
-  const sent: string[] = [];
+  const wanted: UploadChunk[] = [];
   do {
-    const page = await agent.call<{ items: UploadUrl[]; nextCursor?: string }>(listUploadUrls, {
+    const page = await agent.call<{ items: UploadChunk[]; nextCursor?: string }>(listUploadChunks, {
       params: { migrationId },
       query: { limit: 200, ...(cursor ? { cursor } : {}) },
     });
-    for (const u of page.body.items) {
-      const res = await fetch(u.url, {
-        method: 'PUT',
-        headers: u.headers,
-        body: image.bytes.subarray(u.offset, u.offset + u.length),
-      });
-      if (!res.ok) throw new Error(`chunk PUT: ${res.status} ${await res.text()}`);
-      sent.push(u.sha256);
-    }
+    wanted.push(...page.body.items);
     cursor = page.body.nextCursor;
   } while (cursor);
-  if (sent.length > 0) {
-    await agent.call(reportStoredChunks, { params: { migrationId }, json: { sha256: sent } });
+  const packs = await packsFor(image, wanted);
+  for (const pack of packs) await putPack(agent, migrationId, pack);
+  // At most 100 packs a report.
+  for (let i = 0; i < packs.length; i += 100) {
+    const report = await agent.call<{ rejected: { sha256: string; reason: string }[] }>(reportStoredPacks, {
+      params: { migrationId },
+      json: { packs: packs.slice(i, i + 100).map((p) => p.sha256) },
+    });
+    if (report.body.rejected.length > 0)
+      throw new Error(`packs rejected: ${JSON.stringify(report.body.rejected)}`);
   }
 }
 
@@ -188,15 +226,35 @@ export async function downloadAndComplete(
   const out = Buffer.alloc(image.bytes.length);
   for (const c of plan) {
     if (c.zero || !c.url) continue;
-    const res = await fetch(c.url);
-    if (!res.ok) throw new Error(`edge GET ${c.sha256}: ${res.status}`);
-    Buffer.from(await res.arrayBuffer()).copy(out, c.offset);
+    Buffer.from(await fetchChunk(c)).copy(out, c.offset);
   }
   if (sha(out) !== image.manifest.sha256) throw new Error('downloaded image differs');
   await agent.call(completeDestination, {
     params: { migrationId, dataCenterId },
     json: { sha256: image.manifest.sha256 },
   });
+}
+
+/**
+ * One chunk of a download plan through the edge: its byte range of a pack (decoded, digest checked) when the plan
+ * names a part, else the whole object (the raw chunk).
+ */
+export async function fetchChunk(c: PlanChunk): Promise<Uint8Array> {
+  if (!c.url) throw new Error(`chunk ${c.sha256} has no URL`);
+  const part = c.part;
+  const res = await fetch(
+    c.url,
+    part ? { headers: { range: `bytes=${part.offset}-${part.offset + part.length - 1}` } } : {},
+  );
+  if (!res.ok) throw new Error(`edge GET ${c.sha256}: ${res.status}`);
+  const body = new Uint8Array(await res.arrayBuffer());
+  const bytes = part
+    ? await openChunk(body, { sha256: c.sha256, length: c.length, encoding: part.encoding })
+    : sha(body) === c.sha256
+      ? body
+      : undefined;
+  if (!bytes) throw new Error(`edge GET ${c.sha256}: not the chunk (${body.length} bytes)`);
+  return bytes;
 }
 
 export async function release(agent: ApiClient, migrationId: string): Promise<void> {

@@ -33,6 +33,8 @@ const ADMIN_ONLY = (admin: number) => ({ admin, source: 403, destination: 403, o
 const SOURCE_END = (ok: number) => ({ admin: ok, source: ok, destination: 403, other: 404 });
 const DESTINATION_END = (ok: number) => ({ admin: ok, source: 403, destination: ok, other: 404 });
 const DC_INPUT = { name: 'Authz DC', address: '10.8.8.8', location: { lat: 30, lon: 120 } };
+/** A pack digest nothing stored. */
+const UNSTORED_PACK = 'ef'.repeat(32);
 
 export function matrix(f: AuthzFixtures): Row[] {
   const b = baselines(f);
@@ -245,16 +247,29 @@ export function matrix(f: AuthzFixtures): Row[] {
       },
       expect: SOURCE_END(409),
     },
+    // Nothing is stored yet: every chunk of the image is still to upload.
     {
-      route: 'GET /v1/migrations/{migrationId}/source/upload-urls',
+      route: 'GET /v1/migrations/{migrationId}/source/upload-plan',
       req: { params: mig(f.uploadMigrationId) },
       expect: SOURCE_END(200),
+      check: (_, res) => expect(items(res).map((c) => c['sha256'])).toContain(f.uploadChunkSha256),
     },
+    // A URL is signed, nothing is stored.
     {
-      route: 'POST /v1/migrations/{migrationId}/source/chunks',
-      req: { params: mig(f.uploadMigrationId), body: { sha256: [f.uploadChunkSha256] } },
+      route: 'POST /v1/migrations/{migrationId}/source/pack-url',
+      req: { params: mig(f.uploadMigrationId), body: { sha256: UNSTORED_PACK, size: 4096 } },
       expect: SOURCE_END(200),
-      check: (_, res) => expect(res.json).toEqual({ verified: 0, missing: [f.uploadChunkSha256] }),
+      check: (_, res) => expect(res.json).toMatchObject({ method: 'PUT' }),
+    },
+    // A pack that was never stored: read back, not found, rejected; nothing indexed.
+    {
+      route: 'POST /v1/migrations/{migrationId}/source/packs',
+      req: { params: mig(f.uploadMigrationId), body: { packs: [UNSTORED_PACK] } },
+      expect: SOURCE_END(200),
+      check: (_, res) => {
+        expect(res.json).toMatchObject({ verified: 0, chunks: 0, rejected: [{ sha256: UNSTORED_PACK }] });
+        expect((res.json['rejected'] as { reason: string }[])[0]?.reason).toMatch(/not stored/);
+      },
     },
     // Nothing is stored yet: a 409 listing what is missing.
     {

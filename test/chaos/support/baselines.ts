@@ -125,8 +125,10 @@ export function baselines(f: Fixtures): Record<string, Baseline> {
       body: { sha256: SHA, size: 100 },
     },
     'POST /v1/migrations/{migrationId}/source/manifest': { params: mig, body: { sha256: SHA, size: 100 } },
-    'GET /v1/migrations/{migrationId}/source/upload-urls': { params: mig, query: { limit: '10' } },
-    'POST /v1/migrations/{migrationId}/source/chunks': { params: mig, body: { sha256: [f.chunkSha256] } },
+    'GET /v1/migrations/{migrationId}/source/upload-plan': { params: mig, query: { limit: '10' } },
+    'POST /v1/migrations/{migrationId}/source/pack-url': { params: mig, body: { sha256: SHA, size: 4096 } },
+    // A pack never stored: read back, rejected, nothing indexed.
+    'POST /v1/migrations/{migrationId}/source/packs': { params: mig, body: { packs: [SHA] } },
     'POST /v1/migrations/{migrationId}/source/complete': { params: mig },
     'POST /v1/migrations/{migrationId}/source/failed': { params: mig, body: { reason: 'disk gone' } },
     'POST /v1/migrations/{migrationId}/source/released': { params: mig, body: { hook: 'ran' } },

@@ -1,7 +1,8 @@
 // The agent's chunk transfers against a real HTTP server started here: digests computed as the body streams in,
 // retries on 5xx, resets and bodies cut off midway, bodies of the wrong length never passed off as the chunk,
 // expired URLs and missing chunks reported as such, the stall timeout counting idle time only, the caller's abort,
-// and connections reused through the keep-alive agent (over http and https).
+// and connections reused through the keep-alive agent (over http and https). Range GETs (a chunk's bytes in a
+// pack): exactly the bytes asked for, or WrongLength (another range, the whole object, a range past its end).
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -20,6 +21,7 @@ import {
   ATTEMPT_TIMEOUT_MS,
   ChunkNotFound,
   getChunk,
+  getRange,
   httpsAgent,
   MAX_ATTEMPTS,
   putChunk,
@@ -86,6 +88,22 @@ const cutOff: Handler = (_req, res) => {
   res.write(CHUNK.subarray(0, CHUNK.length >> 1), () => setTimeout(() => res.socket?.destroy(), 20));
 };
 const signal = () => new AbortController().signal;
+/** Serves CHUNK as an object, honouring a single `bytes=first-last` range as S3 and CloudFront do (206). */
+const sendRange: Handler = (req, res) => {
+  const m = /^bytes=(\d+)-(\d+)$/.exec(req.headers.range ?? '');
+  if (!m) return sendChunk(req, res, Buffer.alloc(0));
+  const first = Number(m[1]);
+  if (first >= CHUNK.length) {
+    res.writeHead(416, { 'content-range': `bytes */${CHUNK.length}`, 'content-length': 0 });
+    return res.end();
+  }
+  const last = Math.min(Number(m[2]), CHUNK.length - 1);
+  res.writeHead(206, {
+    'content-range': `bytes ${first}-${last}/${CHUNK.length}`,
+    'content-length': last - first + 1,
+  });
+  res.end(CHUNK.subarray(first, last + 1));
+};
 
 describe('chunk transfers over node:http', () => {
   let s: TestServer;
@@ -316,6 +334,90 @@ describe('chunk transfers over node:http', () => {
       await expect(getChunk(`${s.url}/gone`, CHUNK.length, signal())).rejects.toBeInstanceOf(ChunkNotFound);
       await getChunk(`${s.url}/c`, CHUNK.length, signal());
       expect(s.connections - before).toBeLessThanOrEqual(1);
+    });
+  });
+
+  describe('getRange', () => {
+    beforeEach(() => {
+      s.fallback = sendRange;
+    });
+
+    it("asks for exactly the range and returns its bytes, into the caller's buffer when given one", async () => {
+      const out = await getRange(`${s.url}/p`, 1000, 5000, signal());
+      expect(s.requests[0]?.headers.range).toBe('bytes=1000-5999');
+      expect(Buffer.from(out).equals(CHUNK.subarray(1000, 6000))).toBe(true);
+      const into = Buffer.alloc(6000, 7);
+      const again = await getRange(`${s.url}/p`, 10, 100, signal(), into);
+      expect(again.buffer).toBe(into.buffer);
+      expect(again.length).toBe(100);
+      expect(into.subarray(0, 100).equals(CHUNK.subarray(10, 110))).toBe(true);
+      expect(into[100]).toBe(7);
+      await expect(getRange(`${s.url}/p`, 0, 100, signal(), into.subarray(0, 99))).rejects.toThrow(
+        RangeError,
+      );
+      await expect(getRange(`${s.url}/p`, -1, 100, signal())).rejects.toThrow(RangeError);
+      await expect(getRange(`${s.url}/p`, 0, 0, signal())).rejects.toThrow(RangeError);
+    });
+
+    it('retries a 5xx and a body cut off midway, then succeeds', async () => {
+      s.script.push(answer(503, 'SlowDown'), (req, res) => {
+        res.writeHead(206, { 'content-length': 2_000_000, 'content-range': 'bytes 0-1999999/*' });
+        res.write(CHUNK.subarray(0, 1000), () => setTimeout(() => req.socket.destroy(), 20));
+      });
+      const out = await getRange(`${s.url}/p`, 0, 2_000_000, signal());
+      expect(Buffer.from(out).equals(CHUNK.subarray(0, 2_000_000))).toBe(true);
+      expect(s.requests).toHaveLength(3);
+    });
+
+    it('accepts a 200 (a server ignoring ranges) only when the range asked for is the whole object', async () => {
+      s.script.push(sendChunk, sendChunk, sendChunk);
+      const whole = await getRange(`${s.url}/p`, 0, CHUNK.length, signal());
+      expect(Buffer.from(whole).equals(CHUNK)).toBe(true);
+      // The whole object is not the first bytes of it, nor bytes further in: not read.
+      const head = await getRange(`${s.url}/p`, 0, 1000, signal()).catch((e: unknown) => e);
+      expect(head).toBeInstanceOf(WrongLength);
+      const inner = await getRange(`${s.url}/p`, 1000, 1000, signal()).catch((e: unknown) => e);
+      expect(inner).toBeInstanceOf(WrongLength);
+      expect((inner as Error).message).toBe(
+        'a 200 answer (the whole object) to a request for bytes 1000-1999',
+      );
+      expect(s.requests).toHaveLength(3);
+    });
+
+    it('rejects another range than the one asked for as WrongLength, without retrying', async () => {
+      s.script.push((_req, res) => {
+        res.writeHead(206, { 'content-range': `bytes 0-99/${CHUNK.length}`, 'content-length': 100 });
+        res.end(CHUNK.subarray(0, 100));
+      });
+      const err = await getRange(`${s.url}/p`, 100, 100, signal()).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(WrongLength);
+      expect((err as Error).message).toBe('bytes 0-99 instead of 100-199');
+      expect(s.requests).toHaveLength(1);
+    });
+
+    it('rejects a range running past the end of the object (a shorter object, or a 416) as WrongLength', async () => {
+      const tail = await getRange(`${s.url}/p`, CHUNK.length - 10, 20, signal()).catch((e: unknown) => e);
+      // The server answers the bytes there are: bytes first-(size-1), announced as such.
+      expect(tail).toBeInstanceOf(WrongLength);
+      const past = await getRange(`${s.url}/p`, CHUNK.length + 5, 20, signal()).catch((e: unknown) => e);
+      expect(past).toBeInstanceOf(WrongLength);
+      expect((past as Error).message).toMatch(/past the end of the object \(416\)/);
+      s.script.push((_req, res) => {
+        res.writeHead(206); // no Content-Range, no Content-Length: only the body's length tells
+        res.end(CHUNK.subarray(0, 50));
+      });
+      await expect(getRange(`${s.url}/p`, 0, 100, signal())).rejects.toMatchObject({
+        name: 'WrongLength',
+        actual: 50,
+      });
+      expect(s.requests).toHaveLength(3);
+    });
+
+    it('reports 404 as ChunkNotFound and 403 to an expired URL as UrlExpired, without retrying', async () => {
+      s.script.push(answer(404, 'NoSuchKey'), answer(403, 'Access denied: expired'));
+      await expect(getRange(`${s.url}/p`, 0, 10, signal())).rejects.toBeInstanceOf(ChunkNotFound);
+      await expect(getRange(`${s.url}/p`, 0, 10, signal())).rejects.toBeInstanceOf(UrlExpired);
+      expect(s.requests).toHaveLength(2);
     });
   });
 

@@ -131,6 +131,56 @@ describe('planEviction', () => {
   });
 });
 
+describe('planEviction with packs', () => {
+  const settings = DEFAULT_CACHE_SETTINGS;
+  const pack = (p: number) => p.toString(16).padStart(64, 'a');
+  /** A chunk of 1 MiB stored as 0.5 MiB in pack `p`. */
+  const inPack = (n: number, p: number, usedDaysAgo: number, extra: Partial<EvictionEntry> = {}) =>
+    entry(n, usedDaysAgo, { stored: MiB / 2, pack: pack(p), ...extra });
+
+  it('counts stored bytes, and marks whole packs by their latest use', () => {
+    // Pack A (chunks 1, 2) last used 10 days ago, pack B (3, 4) 20 days ago, chunk 5 stored alone 15 days ago.
+    const entries = [
+      inPack(1, 0xa, 30),
+      inPack(2, 0xa, 10),
+      inPack(3, 0xb, 20),
+      inPack(4, 0xb, 25),
+      entry(5, 15),
+    ];
+    // 3 MiB stored of a 3 MiB budget: down to 2.25 MiB, so 1 MiB must go: pack B (its latest use is the oldest).
+    const plan = planEviction(entries, none, { budgetBytes: 3 * MiB, bytesHeld: 3 * MiB }, settings, NOW);
+    expect(plan.evictableBytes).toBe(3 * MiB);
+    expect(plan.condemn.map((e) => e.sha256)).toEqual([sha(3), sha(4)]);
+    expect(plan.reason).toMatch(/2 least recently used chunks down to/);
+  });
+
+  it('a pack with a referenced chunk is neither evictable nor marked, none of its chunks', () => {
+    const entries = [inPack(1, 0xa, 30), inPack(2, 0xa, 30), inPack(3, 0xb, 1), inPack(4, 0xb, 1)];
+    const plan = planEviction(
+      entries,
+      (s) => s === sha(1),
+      { budgetBytes: 2 * MiB, bytesHeld: 2 * MiB },
+      settings,
+      NOW,
+    );
+    expect(plan.evictableBytes).toBe(1 * MiB);
+    expect(plan.condemn.map((e) => e.sha256)).toEqual([sha(3), sha(4)]);
+  });
+
+  it('a pack partly marked is not leaving: its unmarked chunks are marked with it', () => {
+    const entries = [inPack(1, 0xa, 30, { condemnedAt: day(0) }), inPack(2, 0xa, 1), inPack(3, 0xb, 20)];
+    const plan = planEviction(
+      entries,
+      none,
+      { budgetBytes: 1.5 * MiB, bytesHeld: 1.5 * MiB },
+      { ...settings, lowWater: 0.5 },
+      NOW,
+    );
+    // Down to 0.75 MiB: pack B (used 20 days ago) and then pack A (used a day ago), whose chunk 1 is marked already.
+    expect(plan.condemn.map((e) => e.sha256)).toEqual([sha(3), sha(2)]);
+  });
+});
+
 describe('graceOver', () => {
   it('is over once graceSeconds have passed since the mark', () => {
     const s = { ...DEFAULT_CACHE_SETTINGS, graceSeconds: 3600 };

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { planReplication } from '../../../lambdas/domain/replication.ts';
+import type { CopyItem } from '../../../lambdas/domain/control-keys.ts';
+import { batchCopies, planReplication } from '../../../lambdas/domain/replication.ts';
 
 const nodes = [
   { id: 'hkg', location: { lat: 22.32, lon: 114.17 } },
@@ -56,5 +57,52 @@ describe('planReplication', () => {
     expect(planReplication([c(1)], ['hkg'], holders, nodes).copies).toEqual([
       { ...c(1), from: 'sin', to: 'hkg' },
     ]);
+  });
+});
+
+describe('batchCopies', () => {
+  const copy = (n: number, from = 'hkg', to = 'nrt'): CopyItem => ({ ...c(n), from, to });
+  const packName = (p: number) => p.toString(16).padStart(64, 'a');
+
+  it('keeps the chunks of one pack at one source together, in pack order, whatever the plan order', () => {
+    // Chunks 1-6: 1, 3 and 5 in pack A at hkg (offsets 5, 3, 1); 2, 4 and 6 in pack B.
+    const place = (_: string, sha256: string) => {
+      const n = Number.parseInt(sha256, 16);
+      return { pack: packName(n % 2 === 1 ? 0xa : 0xb), offset: 10 - n };
+    };
+    const batches = batchCopies(
+      [1, 2, 3, 4, 5, 6].map((n) => copy(n)),
+      place,
+      2,
+    );
+    const numbers = batches.map((b) => b.map((i) => Number.parseInt(i.sha256, 16)));
+    // A batch reaches its size only at the end of a pack: three chunks each.
+    expect(numbers).toEqual([
+      [5, 3, 1],
+      [6, 4, 2],
+    ]);
+  });
+
+  it('cuts chunks stored alone (the format before packs) at the batch size, and each destination apart', () => {
+    const batches = batchCopies(
+      [copy(1), copy(2, 'hkg', 'sin'), copy(3), copy(4), copy(5)],
+      () => undefined,
+      2,
+    );
+    expect(batches.map((b) => b.map((i) => `${Number.parseInt(i.sha256, 16)}>${i.to}`))).toEqual([
+      ['1>nrt', '3>nrt'],
+      ['4>nrt', '5>nrt'],
+      ['2>sin'],
+    ]);
+  });
+
+  it('closes a batch at four times its size even inside a pack', () => {
+    const place = () => ({ pack: packName(0xa), offset: 0 });
+    const batches = batchCopies(
+      Array.from({ length: 10 }, (_, n) => copy(n + 1)),
+      place,
+      2,
+    );
+    expect(batches.map((b) => b.length)).toEqual([8, 2]);
   });
 });

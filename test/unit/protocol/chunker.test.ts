@@ -12,6 +12,7 @@ import {
   type ChunkStreamOptions,
   chunkBoundaries,
   chunkFile,
+  chunkingFor,
   chunkMasks,
   chunkStream,
   collectChunks,
@@ -61,13 +62,28 @@ function expectMatchesReference(
 }
 
 describe('chunking options', () => {
-  it('defaults to avg 4 MiB, min avg/4, max avg*2', () => {
+  it('defaults to avg 256 KiB, min avg/4, max avg*2', () => {
     expect(resolveChunking()).toEqual({
+      minSize: 64 * 1024,
+      avgSize: 256 * 1024,
+      maxSize: 512 * 1024,
+    });
+    expect(resolveChunking({ avgSize: 4 * 1024 * 1024 })).toEqual({
       minSize: 1024 * 1024,
       avgSize: 4 * 1024 * 1024,
       maxSize: MAX_CHUNK_SIZE,
     });
     expect(resolveChunking({ avgSize: 65536 })).toEqual({ minSize: 16384, avgSize: 65536, maxSize: 131072 });
+  });
+
+  it('picks larger chunks only for images too large for the default (at most 4 MiB)', () => {
+    const GiB = 1024 ** 3;
+    expect(chunkingFor(0).avgSize).toBe(256 * 1024);
+    expect(chunkingFor(64 * GiB).avgSize).toBe(256 * 1024);
+    expect(chunkingFor(64 * GiB + 1).avgSize).toBe(512 * 1024);
+    expect(chunkingFor(256 * GiB).avgSize).toBe(1024 * 1024);
+    expect(chunkingFor(2048 * GiB).avgSize).toBe(4 * 1024 * 1024);
+    expect(chunkingFor(8192 * GiB).avgSize).toBe(4 * 1024 * 1024);
   });
 
   it.each([
