@@ -21,6 +21,7 @@ import { p3 } from './workloads/p3-backup.ts';
 import { p4 } from './workloads/p4-remigrate.ts';
 import { p5 } from './workloads/p5-chunker.ts';
 import { p6 } from './workloads/p6-api.ts';
+import { p7 } from './workloads/p7-os-fleet.ts';
 
 const { values: flags } = parseArgs({
   options: {
@@ -43,12 +44,14 @@ const CONCURRENCY = 8;
 const NEEDED_GIB: Record<Profile, number> = { quick: 10, full: 20 };
 
 // P5 runs before the local cloud starts (the chunker alone on the machine, as on a data center's host);
-// P4 right after P1 (it re-migrates P1's image); P6 last (it leaves executions behind).
+// P4 right after P1 (it re-migrates P1's image); P6 last (it leaves executions behind). P7 (real OS images; needs
+// root and debootstrap, e2fsprogs, casync) after P2, on its cache nodes.
 const ORDER: readonly { id: string; run: Workload; needsCloud: boolean }[] = [
   { id: 'P5', run: p5, needsCloud: false },
   { id: 'P1', run: p1, needsCloud: true },
   { id: 'P4', run: p4, needsCloud: true },
   { id: 'P2', run: p2, needsCloud: true },
+  { id: 'P7', run: p7, needsCloud: true },
   { id: 'P3', run: p3, needsCloud: true },
   { id: 'P6', run: p6, needsCloud: true },
 ];

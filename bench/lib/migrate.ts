@@ -21,16 +21,30 @@ export interface MigrationRun {
   readonly phases: Phases;
   readonly imageBytes: number;
   readonly zeroBytes: number;
+  /**
+   * Bytes uploaded as they crossed the network: the packs' (compressed) bytes, `upload.wireBytesDone`, on records
+   * that have it; else the chunks' bytes, `upload.bytesDone`.
+   */
   readonly uploadedBytes: number;
+  /** Uncompressed bytes of the chunks uploaded (`upload.bytesDone`). */
+  readonly uploadedLogicalBytes: number;
   readonly cachedBytes: number;
   /** Server-side copies between cache nodes planned by the workflow (read from the control bucket). */
   readonly plannedCopyBytes: number;
-  /** Bytes of the copies this migration's copy tasks made (`replication.bytesCopied` on the migration). */
+  /**
+   * Bytes of the copies this migration's copy tasks made (`replication.bytesCopied` on the migration): with packs,
+   * the stored (compressed) bytes of the pack copies.
+   */
   readonly copiedBytes: number;
   readonly copies: { readonly copied: number; readonly skipped: number };
+  /** Uncompressed bytes of the chunks the destinations fetched (`legs[].bytesDownloaded`). */
   readonly downloadedBytes: number;
-  /** Upload + copies between cache nodes: what crosses between cities. */
+  /** The same as they crossed the network (`legs[].wireBytesDownloaded`, else `bytesDownloaded`). */
+  readonly downloadedWireBytes: number;
+  /** Upload (wire bytes) + copies between cache nodes: what crosses between cities. */
   readonly wanBytes: number;
+  /** The same with the upload counted uncompressed (`upload.bytesDone` + copies). */
+  readonly wanLogicalBytes: number;
   readonly record: Migration;
 }
 
@@ -129,6 +143,7 @@ export async function summarize(b: BenchCloud, m: Migration, wallMs: number): Pr
   const tally = b.copies.get(m.id) ?? { copied: 0, skipped: 0 };
   // Exact: the copy task counts the bytes of the copies it made on the migration (`replication.bytesCopied`).
   const copiedBytes = m.replication.bytesCopied;
+  const uploaded = m.upload.wireBytesDone ?? m.upload.bytesDone;
   return {
     id: m.id,
     status: m.status,
@@ -136,13 +151,16 @@ export async function summarize(b: BenchCloud, m: Migration, wallMs: number): Pr
     phases: phasesOf(m),
     imageBytes: m.image?.size ?? 0,
     zeroBytes: m.image?.zeroBytes ?? 0,
-    uploadedBytes: m.upload.bytesDone,
+    uploadedBytes: uploaded,
+    uploadedLogicalBytes: m.upload.bytesDone,
     cachedBytes: m.upload.bytesCached,
     plannedCopyBytes: planned,
     copiedBytes,
     copies: { ...tally },
     downloadedBytes: m.legs.reduce((n, l) => n + l.bytesDownloaded, 0),
-    wanBytes: m.upload.bytesDone + copiedBytes,
+    downloadedWireBytes: m.legs.reduce((n, l) => n + (l.wireBytesDownloaded ?? l.bytesDownloaded), 0),
+    wanBytes: uploaded + copiedBytes,
+    wanLogicalBytes: m.upload.bytesDone + copiedBytes,
     record: m,
   };
 }
