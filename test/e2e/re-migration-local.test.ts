@@ -37,7 +37,7 @@ async function scribble(path: string, regions: readonly { offset: number; length
   }
 }
 
-describe('re-migration takes the chunks the destination already holds', () => {
+describe('re-migration takes the chunks the destination already holds', { timeout: 240_000 }, () => {
   let t: TestCloud;
   const spec = vmLikeSpec(SIZE, 120 * MiB, 'remig', 12);
   const src = () => join(t.cloud.dataCenterDir('dc-gz'), 'images', IMAGE);

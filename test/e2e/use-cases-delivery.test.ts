@@ -28,7 +28,8 @@ const sha = async (path: string) =>
     .digest('hex');
 const qemu = await findQemu();
 
-describe('delivery use cases', () => {
+// Migrations of tens of MiB in 256 KiB chunks: per-chunk work on DynamoDB Local takes its time on a busy machine.
+describe('delivery use cases', { timeout: 240_000 }, () => {
   let t: TestCloud;
 
   beforeAll(async () => {
