@@ -32,6 +32,24 @@ export interface ChunkLocation {
   readonly encoding: Encoding;
 }
 
+/**
+ * A chunk where an index entry places it: a range of a pack, or, without `pack`, its own object (chunkKey), raw —
+ * how chunks were stored before packs.
+ */
+export interface StoredChunk {
+  readonly sha256: string;
+  /** Uncompressed length. */
+  readonly length: number;
+  readonly pack?: string | undefined;
+  readonly offset?: number | undefined;
+  /** Stored (encoded) length. */
+  readonly stored?: number | undefined;
+  readonly encoding?: Encoding | undefined;
+}
+
+/** Where a chunk's stored bytes end in its object. */
+export const storedEnd = (c: StoredChunk) => (c.offset ?? 0) + (c.stored ?? c.length);
+
 export interface PackEntry extends ChunkLocation {
   readonly sha256: string;
   /** Uncompressed length. */

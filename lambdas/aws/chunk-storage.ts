@@ -30,18 +30,22 @@ import {
   type PackEntry,
   PackFormatError,
   readPackToc,
+  type StoredChunk,
+  storedEnd,
   verifyPack,
 } from '../../protocol/pack.ts';
+import type { ObjectState } from '../domain/stored-objects.ts';
 
 export interface BucketRef {
   readonly bucket: string;
   readonly region: string;
 }
 
-export type ChunkState = 'present' | 'missing' | 'mismatch';
+/** What a HEAD says of the object an entry names. */
+export type ChunkState = ObjectState;
 
 /** What a HEAD says of a stored chunk. */
-export interface StoredChunk {
+export interface ChunkHead {
   readonly length: number;
   /** S3's SHA-256 checksum of the object is the digest its key names. */
   readonly checksumMatches: boolean;
@@ -50,16 +54,6 @@ export interface StoredChunk {
 export interface ListedChunk {
   readonly sha256: string;
   readonly size: number;
-}
-
-/** Where an entry of the content index says a chunk is: a pack range, or (no `pack`) the chunk's own object. */
-export interface StoredAt {
-  readonly sha256: string;
-  readonly length: number;
-  readonly pack?: string | undefined;
-  readonly offset?: number | undefined;
-  readonly stored?: number | undefined;
-  readonly encoding?: PackEntry['encoding'] | undefined;
 }
 
 /** What reading a pack found. */
@@ -93,31 +87,6 @@ const BODY_READ_ATTEMPTS = 3;
 export class ChunkStorage {
   constructor(private readonly client: (region: string) => S3Client) {}
 
-  /** A presigned PUT for one chunk. The checksum is a signed header: S3 refuses a body that does not match. */
-  async presignChunkPut(
-    node: BucketRef,
-    sha256: string,
-    length: number,
-    expiresIn: number,
-  ): Promise<PresignedPut> {
-    const checksum = base64Sha256(sha256);
-    const url = await getSignedUrl(
-      this.client(node.region),
-      new PutObjectCommand({
-        Bucket: node.bucket,
-        Key: chunkKey(sha256),
-        ContentLength: length,
-        ChecksumSHA256: checksum,
-        ContentType: 'application/octet-stream',
-      }),
-      { expiresIn, unhoistableHeaders: new Set(['x-amz-checksum-sha256']) },
-    );
-    return {
-      url,
-      headers: { 'content-type': 'application/octet-stream', 'x-amz-checksum-sha256': checksum },
-    };
-  }
-
   /** Present = stored with the expected length and SHA-256 checksum. */
   async chunkState(node: BucketRef, sha256: string, length: number): Promise<ChunkState> {
     try {
@@ -132,22 +101,8 @@ export class ChunkStorage {
     }
   }
 
-  /** Server-side copy between cache nodes; S3 recomputes the SHA-256 of the copy. */
-  async copyChunk(from: BucketRef, to: BucketRef, sha256: string): Promise<void> {
-    const key = chunkKey(sha256);
-    await this.client(to.region).send(
-      new CopyObjectCommand({
-        Bucket: to.bucket,
-        Key: key,
-        CopySource: `${from.bucket}/${key}`,
-        ChecksumAlgorithm: 'SHA256',
-        MetadataDirective: 'COPY',
-      }),
-    );
-  }
-
   /** Reads a chunk back and hashes it: the only way to see bytes that changed after they were stored. */
-  async inspectChunk(node: BucketRef, sha256: string, length: number): Promise<ChunkContent> {
+  private async inspectChunk(node: BucketRef, sha256: string, length: number): Promise<ChunkContent> {
     return this.readWithRetries(async () => {
       let bytes: Uint8Array;
       try {
@@ -172,7 +127,7 @@ export class ChunkStorage {
   }
 
   /** A stored chunk's size and whether S3's SHA-256 checksum of it is its digest; undefined when absent. */
-  async headChunk(node: BucketRef, sha256: string): Promise<StoredChunk | undefined> {
+  async headChunk(node: BucketRef, sha256: string): Promise<ChunkHead | undefined> {
     try {
       const head = await this.client(node.region).send(
         new HeadObjectCommand({ Bucket: node.bucket, Key: chunkKey(sha256), ChecksumMode: 'ENABLED' }),
@@ -195,36 +150,12 @@ export class ChunkStorage {
     node: BucketRef,
     options: { after?: string; limit: number },
   ): Promise<{ chunks: ListedChunk[]; truncated: boolean }> {
-    const chunks: ListedChunk[] = [];
-    let token: string | undefined;
-    for (;;) {
-      const out = await this.client(node.region).send(
-        new ListObjectsV2Command({
-          Bucket: node.bucket,
-          Prefix: CHUNK_KEY_PREFIX,
-          MaxKeys: options.limit - chunks.length,
-          ...(token
-            ? { ContinuationToken: token }
-            : options.after
-              ? { StartAfter: chunkKey(options.after) }
-              : {}),
-        }),
-      );
-      let reachedPacks = false;
-      for (const o of out.Contents ?? []) {
-        // Pack keys sort after every chunk key (chunks/p/ > chunks/ff/): the chunks stored alone end there.
-        if (o.Key?.startsWith(PACK_KEY_PREFIX)) {
-          reachedPacks = true;
-          break;
-        }
-        const sha256 = o.Key === undefined ? undefined : parseChunkKey(o.Key);
-        if (sha256) chunks.push({ sha256, size: o.Size ?? 0 });
-      }
-      if (reachedPacks) return { chunks, truncated: false };
-      token = out.IsTruncated ? out.NextContinuationToken : undefined;
-      if (!token) return { chunks, truncated: false };
-      if (chunks.length >= options.limit) return { chunks, truncated: true };
-    }
+    // Pack keys sort after every chunk key (chunks/p/ > chunks/ff/): the chunks stored alone end there.
+    const { items, truncated } = await this.listDigests(node, CHUNK_KEY_PREFIX, chunkKey, parseChunkKey, {
+      ...options,
+      stopAt: PACK_KEY_PREFIX,
+    });
+    return { chunks: items, truncated };
   }
 
   // ---- packs (protocol/pack.ts) and the objects index entries name
@@ -243,14 +174,13 @@ export class ChunkStorage {
    * Whether the object an index entry names is stored intact as far as S3 vouches (HEAD: its SHA-256 checksum is the
    * digest its key names; a chunk stored alone must also have the chunk's length).
    */
-  async objectState(node: BucketRef, at: StoredAt): Promise<ChunkState> {
+  async objectState(node: BucketRef, at: StoredChunk): Promise<ChunkState> {
     if (at.pack === undefined) return this.chunkState(node, at.sha256, at.length);
     try {
       const head = await this.client(node.region).send(
         new HeadObjectCommand({ Bucket: node.bucket, Key: packKey(at.pack), ChecksumMode: 'ENABLED' }),
       );
-      const end = (at.offset ?? 0) + (at.stored ?? at.length);
-      const ok = head.ChecksumSHA256 === base64Sha256(at.pack) && (head.ContentLength ?? 0) >= end;
+      const ok = head.ChecksumSHA256 === base64Sha256(at.pack) && (head.ContentLength ?? 0) >= storedEnd(at);
       return ok ? 'present' : 'mismatch';
     } catch (err) {
       if (isNotFound(err)) return 'missing';
@@ -259,7 +189,7 @@ export class ChunkStorage {
   }
 
   /** Server-side copy of the object an entry names (a whole pack); S3 recomputes the SHA-256 of the copy. */
-  async copyObject(from: BucketRef, to: BucketRef, at: StoredAt): Promise<void> {
+  async copyObject(from: BucketRef, to: BucketRef, at: StoredChunk): Promise<void> {
     const key = objectKeyOf(at);
     await this.client(to.region).send(
       new CopyObjectCommand({
@@ -272,14 +202,14 @@ export class ChunkStorage {
     );
   }
 
-  async deleteObject(node: BucketRef, at: StoredAt): Promise<void> {
+  async deleteObject(node: BucketRef, at: StoredChunk): Promise<void> {
     await this.client(node.region).send(
       new DeleteObjectCommand({ Bucket: node.bucket, Key: objectKeyOf(at) }),
     );
   }
 
   /** Reads the chunk an entry names back (a range of its pack), decodes and hashes it. */
-  async inspectEntry(node: BucketRef, at: StoredAt): Promise<ChunkContent> {
+  async inspectEntry(node: BucketRef, at: StoredChunk): Promise<ChunkContent> {
     if (at.pack === undefined) return this.inspectChunk(node, at.sha256, at.length);
     const offset = at.offset ?? 0;
     const stored = at.stored ?? at.length;
@@ -339,28 +269,51 @@ export class ChunkStorage {
     node: BucketRef,
     options: { after?: string; limit: number },
   ): Promise<{ packs: ListedChunk[]; truncated: boolean }> {
-    const packs: ListedChunk[] = [];
+    const { items, truncated } = await this.listDigests(
+      node,
+      PACK_KEY_PREFIX,
+      packKey,
+      parsePackKey,
+      options,
+    );
+    return { packs: items, truncated };
+  }
+
+  /**
+   * Up to `limit` objects under `prefix` whose keys name a digest (`parse`), after the digest `after`, in key (so
+   * digest) order; other keys are skipped, and the listing ends at the first key starting with `stopAt`.
+   */
+  private async listDigests(
+    node: BucketRef,
+    prefix: string,
+    keyOf: (sha256: string) => string,
+    parse: (key: string) => string | undefined,
+    options: { after?: string; limit: number; stopAt?: string },
+  ): Promise<{ items: ListedChunk[]; truncated: boolean }> {
+    const items: ListedChunk[] = [];
     let token: string | undefined;
     for (;;) {
       const out = await this.client(node.region).send(
         new ListObjectsV2Command({
           Bucket: node.bucket,
-          Prefix: PACK_KEY_PREFIX,
-          MaxKeys: options.limit - packs.length,
+          Prefix: prefix,
+          MaxKeys: options.limit - items.length,
           ...(token
             ? { ContinuationToken: token }
             : options.after
-              ? { StartAfter: packKey(options.after) }
+              ? { StartAfter: keyOf(options.after) }
               : {}),
         }),
       );
       for (const o of out.Contents ?? []) {
-        const sha256 = o.Key === undefined ? undefined : parsePackKey(o.Key);
-        if (sha256) packs.push({ sha256, size: o.Size ?? 0 });
+        if (options.stopAt !== undefined && o.Key?.startsWith(options.stopAt))
+          return { items, truncated: false };
+        const sha256 = o.Key === undefined ? undefined : parse(o.Key);
+        if (sha256) items.push({ sha256, size: o.Size ?? 0 });
       }
       token = out.IsTruncated ? out.NextContinuationToken : undefined;
-      if (!token) return { packs, truncated: false };
-      if (packs.length >= options.limit) return { packs, truncated: true };
+      if (!token) return { items, truncated: false };
+      if (items.length >= options.limit) return { items, truncated: true };
     }
   }
 

@@ -20,7 +20,8 @@ import {
   QueryCommand,
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
-import type { Encoding } from '../../protocol/pack.ts';
+import type { StoredChunk } from '../../protocol/pack.ts';
+import type { EvictionEntry } from '../domain/cache-space.ts';
 import { mapLimit, settleAll } from '../domain/concurrency.ts';
 
 export const BATCH_GET_LIMIT = 100;
@@ -40,19 +41,11 @@ export const copyClaimsOf = (cacheNodeId: string) => `#copy-claims#${cacheNodeId
 export const COPY_CLAIM_TTL_SECONDS = 900;
 const CLAIM_CONCURRENCY = 16;
 
-export interface IndexedChunk {
-  readonly sha256: string;
-  /** Uncompressed length. */
-  readonly length: number;
-  /**
-   * Where the stored bytes are (protocol/pack.ts): a range of a pack object. Absent on entries written before
-   * packs: the chunk is its own object (chunkKey), stored raw.
-   */
-  readonly pack?: string;
-  readonly offset?: number;
-  readonly stored?: number;
-  readonly encoding?: Encoding;
-}
+/**
+ * A chunk as indexed at a node, with where it is stored (protocol/pack.ts). Entries written before packs have no
+ * location: the chunk is its own object (chunkKey), stored raw.
+ */
+export type IndexedChunk = StoredChunk;
 
 /** Bytes an entry takes at its node: its stored length (the chunk's length for a chunk stored alone). */
 export const storedBytes = (c: Pick<IndexedChunk, 'length' | 'stored'>) => c.stored ?? c.length;
@@ -65,13 +58,8 @@ function locationOf(c: IndexedChunk) {
 }
 
 /** One entry of a node's index as the collector and `cache verify` read it. */
-export interface IndexEntry extends IndexedChunk {
-  readonly storedAt: string;
-  /** Last time a migration relied on the chunk at this node (absent on entries older than usage tracking). */
-  readonly usedAt?: string;
-  readonly condemnedAt?: string;
-  readonly deleting?: string;
-}
+/** One entry of a node's index as the collector and `cache verify` read it (lambdas/domain/cache-space.ts). */
+export type IndexEntry = EvictionEntry;
 
 /** A node's usage item: what its index entries add up to. */
 export interface NodeUsage {
@@ -113,39 +101,17 @@ export class ContentIndex {
     cacheNodeIds: readonly string[],
   ): Promise<Map<string, Set<string>>> {
     const keys = cacheNodeIds.flatMap((cacheNodeId) => digests.map((sha256) => ({ cacheNodeId, sha256 })));
-    const batches: (typeof keys)[] = [];
-    for (let i = 0; i < keys.length; i += BATCH_GET_LIMIT) batches.push(keys.slice(i, i + BATCH_GET_LIMIT));
     const result = new Map<string, Set<string>>();
-    await mapLimit(batches, 8, async (batch) => {
-      let pending: { cacheNodeId: string; sha256: string }[] = batch;
-      for (let attempt = 0; pending.length > 0; attempt++) {
-        if (attempt > 8) throw new Error('DynamoDB kept returning unprocessed keys from the content index');
-        if (attempt > 0) await new Promise((r) => setTimeout(r, 25 * 2 ** attempt));
-        const out = await this.doc.send(
-          new BatchGetCommand({
-            RequestItems: {
-              [this.table]: {
-                Keys: pending,
-                ProjectionExpression: 'cacheNodeId, sha256, deleting',
-                ConsistentRead: true,
-              },
-            },
-          }),
-        );
-        for (const item of (out.Responses?.[this.table] ?? []) as {
-          cacheNodeId: string;
-          sha256: string;
-          deleting?: string;
-        }[]) {
-          // Being deleted by the collector: already gone, as far as any new use is concerned.
-          if (item.deleting !== undefined) continue;
-          const set = result.get(item.sha256) ?? new Set<string>();
-          set.add(item.cacheNodeId);
-          result.set(item.sha256, set);
-        }
-        pending = (out.UnprocessedKeys?.[this.table]?.Keys ?? []) as typeof pending;
-      }
+    const items = await this.batchGet<{ cacheNodeId: string; sha256: string; deleting?: string }>(keys, {
+      ProjectionExpression: 'cacheNodeId, sha256, deleting',
     });
+    for (const item of items) {
+      // Being deleted by the collector: already gone, as far as any new use is concerned.
+      if (item.deleting !== undefined) continue;
+      const set = result.get(item.sha256) ?? new Set<string>();
+      set.add(item.cacheNodeId);
+      result.set(item.sha256, set);
+    }
     return result;
   }
 
@@ -159,43 +125,24 @@ export class ContentIndex {
     digests: readonly string[],
     options: { readonly includeDeleting?: boolean } = {},
   ): Promise<Map<string, IndexedChunk & { readonly deleting?: string }>> {
-    const unique = [...new Set(digests)];
-    const batches: string[][] = [];
-    for (let i = 0; i < unique.length; i += BATCH_GET_LIMIT)
-      batches.push(unique.slice(i, i + BATCH_GET_LIMIT));
+    const keys = [...new Set(digests)].map((sha256) => ({ cacheNodeId, sha256 }));
     const result = new Map<string, IndexedChunk & { readonly deleting?: string }>();
-    await mapLimit(batches, 8, async (batch) => {
-      let pending = batch.map((sha256) => ({ cacheNodeId, sha256 }));
-      for (let attempt = 0; pending.length > 0; attempt++) {
-        if (attempt > 8) throw new Error('DynamoDB kept returning unprocessed keys from the content index');
-        if (attempt > 0) await new Promise((r) => setTimeout(r, 25 * 2 ** attempt));
-        const out = await this.doc.send(
-          new BatchGetCommand({
-            RequestItems: {
-              [this.table]: {
-                Keys: pending,
-                // length, offset and stored are reserved words in expressions; the others are named alike.
-                ProjectionExpression: 'sha256, #l, #p, #o, #s, #e, deleting',
-                ExpressionAttributeNames: {
-                  '#l': 'length',
-                  '#p': 'pack',
-                  '#o': 'offset',
-                  '#s': 'stored',
-                  '#e': 'encoding',
-                },
-                ConsistentRead: true,
-              },
-            },
-          }),
-        );
-        for (const item of (out.Responses?.[this.table] ?? []) as (IndexedChunk & { deleting?: string })[]) {
-          if (item.deleting !== undefined && !options.includeDeleting) continue;
-          const { deleting, ...entry } = item;
-          result.set(item.sha256, deleting !== undefined ? { ...entry, deleting } : entry);
-        }
-        pending = (out.UnprocessedKeys?.[this.table]?.Keys ?? []) as typeof pending;
-      }
+    const items = await this.batchGet<IndexedChunk & { deleting?: string }>(keys, {
+      // length, offset and stored are reserved words in expressions; the others are named alike.
+      ProjectionExpression: 'sha256, #l, #p, #o, #s, #e, deleting',
+      ExpressionAttributeNames: {
+        '#l': 'length',
+        '#p': 'pack',
+        '#o': 'offset',
+        '#s': 'stored',
+        '#e': 'encoding',
+      },
     });
+    for (const item of items) {
+      if (item.deleting !== undefined && !options.includeDeleting) continue;
+      const { deleting, ...entry } = item;
+      result.set(item.sha256, deleting !== undefined ? { ...entry, deleting } : entry);
+    }
     return result;
   }
 
@@ -651,31 +598,43 @@ export class ContentIndex {
     return { mine, others, ...(failed ? { failure: { error: failed.reason } } : {}) };
   }
 
+  /**
+   * Items of these keys (consistent reads, 100 keys a call, 8 calls at once), retrying what DynamoDB leaves
+   * unprocessed with backoff. Keys with no item are simply absent.
+   */
+  private async batchGet<T>(
+    keys: readonly { cacheNodeId: string; sha256: string }[],
+    projection: { ProjectionExpression?: string; ExpressionAttributeNames?: Record<string, string> },
+  ): Promise<T[]> {
+    const batches: { cacheNodeId: string; sha256: string }[][] = [];
+    for (let i = 0; i < keys.length; i += BATCH_GET_LIMIT) batches.push(keys.slice(i, i + BATCH_GET_LIMIT));
+    const items: T[] = [];
+    await mapLimit(batches, 8, async (batch) => {
+      let pending = batch;
+      for (let attempt = 0; pending.length > 0; attempt++) {
+        if (attempt > 8) throw new Error('DynamoDB kept returning unprocessed keys from the content index');
+        if (attempt > 0) await new Promise((r) => setTimeout(r, 25 * 2 ** attempt));
+        const out = await this.doc.send(
+          new BatchGetCommand({
+            RequestItems: { [this.table]: { Keys: pending, ...projection, ConsistentRead: true } },
+          }),
+        );
+        items.push(...((out.Responses?.[this.table] ?? []) as T[]));
+        pending = (out.UnprocessedKeys?.[this.table]?.Keys ?? []) as typeof pending;
+      }
+    });
+    return items;
+  }
+
   /** The unexpired claims under `pk` of these chunks, and who holds them (consistent reads, 100 keys a call). */
   private async liveClaims(pk: string, digests: readonly string[]): Promise<Map<string, string>> {
     const now = Math.floor(this.now().getTime() / 1000);
     const out = new Map<string, string>();
-    const batches: string[][] = [];
-    for (let i = 0; i < digests.length; i += BATCH_GET_LIMIT)
-      batches.push(digests.slice(i, i + BATCH_GET_LIMIT));
-    await mapLimit(batches, 8, async (batch) => {
-      let pending = batch.map((sha256) => ({ cacheNodeId: pk, sha256 }));
-      for (let attempt = 0; pending.length > 0; attempt++) {
-        if (attempt > 8) throw new Error(`DynamoDB kept returning unprocessed keys for ${pk} claims`);
-        if (attempt > 0) await new Promise((r) => setTimeout(r, 25 * 2 ** attempt));
-        const res = await this.doc.send(
-          new BatchGetCommand({ RequestItems: { [this.table]: { Keys: pending, ConsistentRead: true } } }),
-        );
-        for (const item of (res.Responses?.[this.table] ?? []) as {
-          sha256: string;
-          migrationId: string;
-          expiresAt: number;
-        }[]) {
-          if (item.expiresAt >= now) out.set(item.sha256, item.migrationId);
-        }
-        pending = (res.UnprocessedKeys?.[this.table]?.Keys ?? []) as typeof pending;
-      }
-    });
+    const items = await this.batchGet<{ sha256: string; migrationId: string; expiresAt: number }>(
+      digests.map((sha256) => ({ cacheNodeId: pk, sha256 })),
+      {},
+    );
+    for (const item of items) if (item.expiresAt >= now) out.set(item.sha256, item.migrationId);
     return out;
   }
 }

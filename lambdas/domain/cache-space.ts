@@ -12,6 +12,7 @@
 // the retention period goes too. Marked chunks are deleted only by a later pass, after the grace period, and only
 // if nothing used them meanwhile (lambdas/workflow/collect-garbage.ts).
 import { formatBytes } from '../../protocol/bytes.ts';
+import type { StoredChunk } from '../../protocol/pack.ts';
 import { byObject } from './stored-objects.ts';
 
 export interface CacheSettings {
@@ -76,17 +77,13 @@ export function spaceFor(node: NodeSpace, migrationId: string, needBytes: number
   return { fits, freeBytes, never, reservedByOthers, message };
 }
 
-export interface EvictionEntry {
-  readonly sha256: string;
-  /** Uncompressed length. */
-  readonly length: number;
-  /** Bytes stored (absent: `length`, a chunk stored alone before packs). */
-  readonly stored?: number;
-  /** The pack the chunk is stored in (absent: stored alone). */
-  readonly pack?: string;
+export interface EvictionEntry extends StoredChunk {
   readonly storedAt: string;
+  /** Last time a migration relied on the chunk at this node (absent on entries older than usage tracking). */
   readonly usedAt?: string;
+  /** Marked by the collector (a candidate since then); any use or new record clears it. */
   readonly condemnedAt?: string;
+  /** The collector is deleting the object: the entry no longer counts as held. */
   readonly deleting?: string;
 }
 

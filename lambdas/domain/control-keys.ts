@@ -1,8 +1,15 @@
 // Object keys in the control bucket: manifests and the plans that state machine payloads refer to by key.
+import { createHash } from 'node:crypto';
 
 export const manifestKey = (migrationId: string) => `migrations/${migrationId}/manifest.json`;
 export const uploadPlanKey = (migrationId: string, attempt: number) =>
   `migrations/${migrationId}/a${attempt}/upload-plan.json`;
+/**
+ * The checkpoint of a completion check: how far into the plan every chunk was found held. One per wait for the
+ * upload (its task token): a new wait comes with a new plan.
+ */
+export const uploadCheckKey = (migrationId: string, attempt: number, taskToken: string) =>
+  `migrations/${migrationId}/a${attempt}/upload-check-${createHash('sha256').update(taskToken).digest('hex').slice(0, 16)}.json`;
 export const replicationPrefix = (migrationId: string, attempt: number) =>
   `migrations/${migrationId}/a${attempt}/replication`;
 export const replicationBatchKey = (prefix: string, batch: number) => `${prefix}/${batch}.json`;

@@ -1,24 +1,13 @@
 // The objects index entries name at a cache node (protocol/chunk-key.ts objectKeyOf): a pack holds many chunks, so
 // entries that name the same object are looked at, copied and deleted together.
 import { objectKeyOf } from '../../protocol/chunk-key.ts';
-import { tocBytes } from '../../protocol/pack.ts';
+import { type StoredChunk, storedEnd, tocBytes } from '../../protocol/pack.ts';
 import { mapLimit } from './concurrency.ts';
-
-export interface Located {
-  readonly sha256: string;
-  readonly length: number;
-  readonly pack?: string | undefined;
-  readonly offset?: number | undefined;
-  readonly stored?: number | undefined;
-}
 
 export type ObjectState = 'present' | 'missing' | 'mismatch';
 
-/** Where an entry's stored bytes end in its object. */
-const endOf = (e: Located) => (e.offset ?? 0) + (e.stored ?? e.length);
-
 /** Entries grouped by the object they name, in first-seen order. */
-export function byObject<E extends Located>(entries: Iterable<E>): Map<string, E[]> {
+export function byObject<E extends StoredChunk>(entries: Iterable<E>): Map<string, E[]> {
   const out = new Map<string, E[]>();
   for (const e of entries) {
     const key = objectKeyOf(e);
@@ -34,7 +23,7 @@ export function byObject<E extends Located>(entries: Iterable<E>): Map<string, E
  * stands for its object (present for it means present for every entry of the same object). Only when that one is a
  * mismatch (the object too short, or not what its key names) is each entry of the object looked at alone.
  */
-export async function objectStates<E extends Located>(
+export async function objectStates<E extends StoredChunk>(
   entries: readonly E[],
   concurrency: number,
   stateOf: (entry: E) => Promise<ObjectState>,
@@ -42,7 +31,7 @@ export async function objectStates<E extends Located>(
   const groups = [...byObject(entries.map((e, i) => ({ ...e, i }))).values()];
   const out = new Array<ObjectState>(entries.length);
   await mapLimit(groups, concurrency, async (group) => {
-    const last = group.reduce((a, b) => (endOf(b) > endOf(a) ? b : a));
+    const last = group.reduce((a, b) => (storedEnd(b) > storedEnd(a) ? b : a));
     const state = await stateOf(entries[last.i] as E);
     for (const g of group)
       out[g.i] = g === last || state !== 'mismatch' ? state : await stateOf(entries[g.i] as E);

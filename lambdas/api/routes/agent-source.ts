@@ -7,7 +7,12 @@ import { MAX_MANIFEST_CHUNKS, parseManifest } from '../../../protocol/manifest.t
 import { bucketRef } from '../../aws/cache-nodes.ts';
 import { taskFailed, taskSucceeded } from '../../aws/callbacks.ts';
 import { distinctNonZeroChunks, zeroBytes } from '../../domain/chunks.ts';
-import { manifestKey, type UploadPlanEntry, uploadPlanKey } from '../../domain/control-keys.ts';
+import {
+  manifestKey,
+  type UploadPlanEntry,
+  uploadCheckKey,
+  uploadPlanKey,
+} from '../../domain/control-keys.ts';
 import { AppError, conflict, invalid } from '../../domain/errors.ts';
 import type { MigrationRecord } from '../../domain/migration.ts';
 import { wakeUploadWaiters } from '../../workflow/wake.ts';
@@ -24,7 +29,7 @@ import {
   URL_TTL_SECONDS,
   workUnlessTwinDone,
 } from './agent-common.ts';
-import { imageDigests, missingAtSource, uploadCheckKey, verifyPacks } from './source-upload.ts';
+import { imageDigests, missingAtSource, verifyPacks } from './source-upload.ts';
 
 /** 500,000 chunks of JSON stay under this. */
 export const MAX_MANIFEST_BYTES = 96 * 1024 * 1024;

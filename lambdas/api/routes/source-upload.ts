@@ -2,7 +2,6 @@
 // every chunk in it decoded and hashed before it is indexed, so nothing is marked present that a destination would
 // refuse. Completion asks the content index (not storage) whether every planned chunk is held at the source node; a
 // plan too large to look up within one request resumes where the previous call stopped.
-import { createHash } from 'node:crypto';
 import type { z } from '@hono/zod-openapi';
 import type { PacksVerified } from '../../../protocol/api/agent.ts';
 import type { Manifest } from '../../../protocol/manifest.ts';
@@ -104,13 +103,6 @@ export async function verifyPacks(
   });
   return { verified, chunks, rejected, wireBytes };
 }
-
-/**
- * The checkpoint of a completion check: how far into the plan every chunk was found held. One per wait for the
- * upload (its task token): a new wait comes with a new plan.
- */
-export const uploadCheckKey = (migrationId: string, attempt: number, taskToken: string) =>
-  `migrations/${migrationId}/a${attempt}/upload-check-${createHash('sha256').update(taskToken).digest('hex').slice(0, 16)}.json`;
 
 interface UploadCheck {
   readonly planChunks: number;

@@ -9,10 +9,11 @@ import type { ApiDeps } from '../../../../lambdas/api/deps.ts';
 import { router } from '../../../../lambdas/api/env.ts';
 import { errorResponse } from '../../../../lambdas/api/errors.ts';
 import { agentRepairRoutes } from '../../../../lambdas/api/routes/agent-repair.ts';
-import type { BucketRef, StoredAt } from '../../../../lambdas/aws/chunk-storage.ts';
+import type { BucketRef } from '../../../../lambdas/aws/chunk-storage.ts';
 import type { IndexedChunk } from '../../../../lambdas/aws/content-index.ts';
 import type { ChunkRepair } from '../../../../protocol/api/repair.ts';
 import { chunkKey, objectKeyOf, packKey } from '../../../../protocol/chunk-key.ts';
+import type { StoredChunk } from '../../../../protocol/pack.ts';
 import {
   encodeChunk,
   openChunk,
@@ -62,7 +63,7 @@ class MemoryStorage {
   async getJson() {
     return this.manifest;
   }
-  async inspectEntry(b: BucketRef, at: StoredAt) {
+  async inspectEntry(b: BucketRef, at: StoredChunk) {
     const bytes = this.objects.get(`${b.bucket}/${objectKeyOf(at)}`);
     if (!bytes) return 'missing';
     if (at.pack === undefined)
@@ -71,11 +72,11 @@ class MemoryStorage {
     const entry = { sha256: at.sha256, length: at.length, encoding: at.encoding ?? 'raw' } as const;
     return (await openChunk(stored, entry)) ? 'intact' : 'corrupt';
   }
-  async deleteObject(b: BucketRef, at: StoredAt) {
+  async deleteObject(b: BucketRef, at: StoredChunk) {
     this.deleted.push(`${b.bucket}/${objectKeyOf(at)}`);
     this.objects.delete(`${b.bucket}/${objectKeyOf(at)}`);
   }
-  async copyObject(from: BucketRef, to: BucketRef, at: StoredAt) {
+  async copyObject(from: BucketRef, to: BucketRef, at: StoredChunk) {
     const bytes = this.objects.get(`${from.bucket}/${objectKeyOf(at)}`);
     if (!bytes) throw Object.assign(new Error('NoSuchKey'), { name: 'NoSuchKey' });
     this.copied.push(`${from.bucket} → ${to.bucket}: ${objectKeyOf(at)}`);

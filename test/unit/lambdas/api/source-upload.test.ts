@@ -2,16 +2,14 @@
 // content index: a reported pack is indexed only with chunks it holds intact and that belong to the image, a bad
 // pack is rejected with the reason, a report made twice changes nothing, a chunk already indexed keeps where it is
 // stored, and a completion check too large for one call resumes where the previous one stopped.
+
 import { createHash, randomBytes } from 'node:crypto';
 import { beforeEach, describe, expect, it, vi } from 'vitest';
-import {
-  missingAtSource,
-  uploadCheckKey,
-  verifyPacks,
-} from '../../../../lambdas/api/routes/source-upload.ts';
+import { missingAtSource, verifyPacks } from '../../../../lambdas/api/routes/source-upload.ts';
 import type { IndexedChunk } from '../../../../lambdas/aws/content-index.ts';
 import type { Uses } from '../../../../lambdas/aws/deps.ts';
 import type { UploadPlanEntry } from '../../../../lambdas/domain/control-keys.ts';
+import { uploadCheckKey } from '../../../../lambdas/domain/control-keys.ts';
 import {
   type BuiltPack,
   encodeChunk,
